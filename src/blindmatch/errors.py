@@ -1,0 +1,135 @@
+"""Every error blindmatch raises on purpose.
+
+One root, a tree beneath it; each error also subclasses the builtin it
+resembles, and carries a stable machine-readable ``code`` that the CLI's
+``--json`` output and the HTTP service put in their error bodies::
+
+    BlindmatchError
+    ├── InputError (ValueError)             a file that cannot be hashed
+    │   ├── NotFound (FileNotFoundError)        code "not_found"
+    │   ├── PermissionDenied (PermissionError)  code "permission_denied"
+    │   ├── SymlinkLoop                         code "symlink_loop"
+    │   ├── NotAFile                            code "not_a_file"
+    │   ├── EmptyFile                           code "empty_file"
+    │   ├── FileTooLarge                        code "file_too_large"
+    │   ├── UnsupportedFormat                   code "unsupported_format"
+    │   ├── TruncatedFile                       code "truncated"
+    │   ├── DecodeError                         code "decode_error"
+    │   ├── TooManyPixels                       code "too_many_pixels"
+    │   ├── BadDimensions                       code "bad_dimensions"
+    │   └── VideoError                          code "video_error"
+    ├── InvalidHash (ValueError)            code "invalid_hash"
+    ├── ListFormatError (ValueError)        code "malformed_list" (with line number)
+    ├── ListNotFound (KeyError)             code "list_not_found"
+    ├── ListExists (ValueError)             code "list_exists"
+    ├── IndexFormatError (ValueError)       code "bad_index_file"
+    └── ConfigError (RuntimeError)          code "bad_config"
+"""
+
+from __future__ import annotations
+
+
+class BlindmatchError(Exception):
+    """Root of every error blindmatch raises on purpose."""
+
+    code = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def as_dict(self) -> dict[str, object]:
+        return {"code": self.code, "message": self.message}
+
+
+class InputError(BlindmatchError, ValueError):
+    """A file could not be hashed."""
+
+    code = "bad_input"
+
+
+class NotFound(InputError, FileNotFoundError):
+    code = "not_found"
+
+
+class PermissionDenied(InputError, PermissionError):
+    code = "permission_denied"
+
+
+class SymlinkLoop(InputError):
+    code = "symlink_loop"
+
+
+class NotAFile(InputError):
+    code = "not_a_file"
+
+
+class EmptyFile(InputError):
+    code = "empty_file"
+
+
+class FileTooLarge(InputError):
+    code = "file_too_large"
+
+
+class UnsupportedFormat(InputError):
+    code = "unsupported_format"
+
+
+class TruncatedFile(InputError):
+    code = "truncated"
+
+
+class DecodeError(InputError):
+    code = "decode_error"
+
+
+class TooManyPixels(InputError):
+    """A decompression bomb, or an image larger than the configured pixel limit."""
+
+    code = "too_many_pixels"
+
+
+class BadDimensions(InputError):
+    code = "bad_dimensions"
+
+
+class VideoError(InputError):
+    code = "video_error"
+
+
+class InvalidHash(BlindmatchError, ValueError):
+    code = "invalid_hash"
+
+
+class ListFormatError(BlindmatchError, ValueError):
+    """A hash-list file is malformed. ``line`` is 1-based where known."""
+
+    code = "malformed_list"
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        where = f"line {line}: " if line is not None else ""
+        super().__init__(where + message)
+        self.line = line
+
+    def as_dict(self) -> dict[str, object]:
+        return {"code": self.code, "message": self.message, "line": self.line}
+
+
+class ListNotFound(BlindmatchError, KeyError):
+    code = "list_not_found"
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.message
+
+
+class ListExists(BlindmatchError, ValueError):
+    code = "list_exists"
+
+
+class IndexFormatError(BlindmatchError, ValueError):
+    code = "bad_index_file"
+
+
+class ConfigError(BlindmatchError, RuntimeError):
+    code = "bad_config"
