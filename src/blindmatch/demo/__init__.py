@@ -1,0 +1,1 @@
+"""The demo: benign synthetic pictures standing in for listed images."""

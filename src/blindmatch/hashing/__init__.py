@@ -1,0 +1,87 @@
+"""Perceptual and cryptographic hashing of images and videos.
+
+``hash_bytes`` is the one entry point for images held in memory; videos need a
+path because the reference vPDQ decoder reads files itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from blindmatch.errors import EmptyFile, UnsupportedFormat
+from blindmatch.hashing.image import (
+    DEFAULT_MAX_PIXELS,
+    PDQ,
+    open_image,
+    pdq_distance,
+    pdq_from_image_bytes,
+    pdq_from_rgb,
+)
+from blindmatch.hashing.sniff import Kind, sniff
+from blindmatch.hashing.video import VpdqFrame, vpdq_from_path
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "PDQ",
+    "Hashes",
+    "Kind",
+    "VpdqFrame",
+    "hash_bytes",
+    "open_image",
+    "pdq_distance",
+    "pdq_from_image_bytes",
+    "pdq_from_rgb",
+    "sniff",
+    "vpdq_from_path",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Hashes:
+    """Every hash of one file."""
+
+    kind: Kind
+    format: str
+    md5: str
+    sha256: str
+    pdq: str | None = None
+    pdq_quality: int | None = None
+    vpdq: tuple[VpdqFrame, ...] = field(default_factory=tuple)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "md5": self.md5, "sha256": self.sha256}
+        if self.kind == "image":
+            out["pdq"] = self.pdq
+            out["pdq_quality"] = self.pdq_quality
+        else:
+            out["vpdq"] = [
+                {"pdq": f.pdq, "quality": f.quality, "timestamp": f.timestamp} for f in self.vpdq
+            ]
+        return out
+
+
+def hash_bytes(
+    data: bytes,
+    *,
+    video_path: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    draft: bool = True,
+) -> Hashes:
+    """Hash a whole file's bytes. For videos, ``video_path`` must name the same file."""
+    if not data:
+        raise EmptyFile("file is empty")
+    md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+    sha256 = hashlib.sha256(data).hexdigest()
+    found = sniff(data[:512])
+    if found is None:
+        raise UnsupportedFormat("not an image or video format blindmatch recognises")
+    kind, fmt = found
+    if kind == "image":
+        pdq = pdq_from_image_bytes(data, max_pixels=max_pixels, draft=draft)
+        return Hashes(kind, fmt, md5, sha256, pdq.hex, pdq.quality)
+    if video_path is None:
+        raise UnsupportedFormat("videos can only be hashed from a file path")
+    frames = vpdq_from_path(video_path)
+    return Hashes(kind, fmt, md5, sha256, vpdq=tuple(frames))

@@ -1,0 +1,150 @@
+"""Decode an image safely and compute its PDQ hash.
+
+Decoding honours EXIF orientation, converts every Pillow mode to RGB the way a
+person would see it (CMYK, palette and alpha images included), and refuses
+decompression bombs before any pixel is decoded. Large JPEGs are decoded at a
+reduced DCT scale: ``draft`` keeps both sides at least ``JPEG_DRAFT_MIN_SIDE``
+pixels, which on the PDQ reference images stays within 8 bits of the full-size
+hash (the conformance rule allows 10 for quality >= 80).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pdqhash
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from blindmatch.errors import (
+    BadDimensions,
+    DecodeError,
+    InputError,
+    TooManyPixels,
+    TruncatedFile,
+)
+
+try:  # HEIC/HEIF/AVIF support is optional at import time, required by the package.
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+except ImportError:  # pragma: no cover - the dependency is declared
+    pass
+
+# Never decode a truncated image silently: that would hash a grey half-image.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+JPEG_DRAFT_MIN_SIDE = 256
+DEFAULT_MAX_PIXELS = 64_000_000  # 64 megapixels: larger than any phone photo
+MAX_ASPECT_RATIO = 100.0
+
+
+@dataclass(frozen=True, slots=True)
+class PDQ:
+    """A PDQ hash: 64 lowercase hex digits, and its quality (0-100)."""
+
+    hex: str
+    quality: int
+
+
+def pdq_from_rgb(pixels: np.ndarray) -> PDQ:
+    """PDQ of an ``(h, w, 3)`` uint8 RGB array, via Meta's reference implementation."""
+    bits, quality = pdqhash.compute(np.ascontiguousarray(pixels, dtype=np.uint8))
+    return PDQ(np.packbits(np.asarray(bits, dtype=np.uint8)).tobytes().hex(), int(quality))
+
+
+def pdq_distance(a: str, b: str) -> int:
+    """Hamming distance between two PDQ hex strings."""
+    return (int(a, 16) ^ int(b, 16)).bit_count()
+
+
+def open_image(
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, draft: bool = True
+) -> Image.Image:
+    """Decode ``data`` into an upright RGB image, or raise an ``InputError``.
+
+    ``max_pixels`` bounds the declared size before decoding; ``draft`` lets JPEGs
+    decode at a reduced DCT scale (see the module docstring).
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+            _check_size(im.size, max_pixels)
+            if im.format == "GIF" or getattr(im, "is_animated", False):
+                im.seek(0)
+            if draft and im.format == "JPEG":
+                im.draft("RGB", (JPEG_DRAFT_MIN_SIDE, JPEG_DRAFT_MIN_SIDE))
+            im.load()
+            im = _upright(im)
+            return _to_rgb(im)
+    except InputError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise TooManyPixels(f"image exceeds the pixel limit: {e}") from None
+    except UnidentifiedImageError:
+        # The caller sniffed an image signature, so this is a corrupt image.
+        raise DecodeError("image is corrupt: no decoder accepts its header") from None
+    except OSError as e:
+        text = str(e)
+        if "truncated" in text or "premature end" in text.lower() or "broken data" in text:
+            raise TruncatedFile(f"image data is truncated: {text}") from None
+        raise DecodeError(f"image could not be decoded: {text}") from None
+    except (ValueError, SyntaxError, EOFError, IndexError, KeyError, TypeError) as e:
+        # Pillow raises these from malformed headers and chunk tables.
+        raise DecodeError(f"image could not be decoded: {type(e).__name__}: {e}") from None
+    except MemoryError:
+        raise TooManyPixels("image is too large to decode in memory") from None
+
+
+def _check_size(size: tuple[int, int], max_pixels: int) -> None:
+    w, h = size
+    if w <= 0 or h <= 0:
+        raise BadDimensions(f"image has impossible dimensions {w}x{h}")
+    if w * h > max_pixels:
+        raise TooManyPixels(f"image is {w}x{h} = {w * h:,} pixels; the limit is {max_pixels:,}")
+    if max(w, h) / min(w, h) > MAX_ASPECT_RATIO:
+        raise BadDimensions(f"image aspect ratio {w}x{h} is beyond {MAX_ASPECT_RATIO:g}:1")
+
+
+def _upright(im: Image.Image) -> Image.Image:
+    try:
+        return ImageOps.exif_transpose(im)
+    except Exception:  # noqa: BLE001 - corrupt EXIF must not lose the image
+        return im
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode in ("P", "PA"):
+        im = im.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "RGBa", "La"):
+        # Composite on white, as viewers show transparency on a light page.
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        return _high_depth_to_rgb(im)
+    return im.convert("RGB")
+
+
+def _high_depth_to_rgb(im: Image.Image) -> Image.Image:
+    """Scale 16/32-bit greyscale to 8 bits by its own range, not by clipping."""
+    a = np.asarray(im, dtype=np.float64)
+    lo, hi = float(a.min()), float(a.max())
+    if hi > 255.0 or lo < 0.0:
+        a = (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
+    grey = np.clip(np.rint(a), 0, 255).astype(np.uint8)
+    return Image.fromarray(grey, "L").convert("RGB")
+
+
+def pdq_from_image_bytes(
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, draft: bool = True
+) -> PDQ:
+    """PDQ of an encoded image (JPEG, PNG, GIF, WebP, BMP, TIFF, HEIC...)."""
+    return pdq_from_rgb(np.asarray(open_image(data, max_pixels=max_pixels, draft=draft)))

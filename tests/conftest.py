@@ -1,0 +1,71 @@
+"""Shared fixtures. Every image here is benign: the PDQ reference photos or
+synthetic abstract pictures standing in for listed images."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from blindmatch.demo.synthetic import synthetic_photo
+
+VECTORS = Path(__file__).parent / "vectors"
+PDQ_REF = VECTORS / "pdq-reference"
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh BLINDMATCH_HOME (SQLite database and index) for one test."""
+    h = tmp_path / "home"
+    monkeypatch.setenv("BLINDMATCH_HOME", str(h))
+    monkeypatch.delenv("BLINDMATCH_DATABASE_URL", raising=False)
+    monkeypatch.setenv("BLINDMATCH_ENV", "dev")
+    return h
+
+
+class CliResult:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+    @property
+    def json_lines(self) -> list[dict]:
+        return [json.loads(line) for line in self.out.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
+    """Run ``blindmatch ARGS...`` in-process and capture its output."""
+    from blindmatch.cli.main import main
+
+    def run(*args: str) -> CliResult:
+        out, err = io.StringIO(), io.StringIO()
+        monkeypatch.setattr(sys, "stdout", out)
+        monkeypatch.setattr(sys, "stderr", err)
+        try:
+            code = main([str(a) for a in args])
+        finally:
+            monkeypatch.undo()
+        return CliResult(code, out.getvalue(), err.getvalue())
+
+    return run
+
+
+@pytest.fixture
+def photo_files(tmp_path: Path) -> Callable[..., list[Path]]:
+    """Write synthetic benign photos as JPEG files; returns their paths."""
+
+    def make(seeds: list[int], folder: str = "photos", size=(640, 480)) -> list[Path]:
+        d = tmp_path / folder
+        d.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for s in seeds:
+            p = d / f"photo-{s}.jpg"
+            synthetic_photo(s, size).save(p, quality=92)
+            paths.append(p)
+        return paths
+
+    return make
