@@ -1,0 +1,199 @@
+"""The values a hash list is made of: entries, video frames, categories.
+
+Everything here is immutable and validated on construction, so a
+:class:`ListEntry` that exists is a well-formed one: hashes are lowercase hex
+of the right length, the category is a known one, and an entry that is not a
+tombstone carries at least one hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import unicodedata
+from dataclasses import dataclass
+
+from blindmatch.errors import InvalidHash
+
+__all__ = [
+    "CATEGORIES",
+    "MAX_SOURCE_ID_LENGTH",
+    "ListEntry",
+    "VpdqFrame",
+    "normalise_category",
+    "normalise_md5",
+    "normalise_pdq",
+    "normalise_sha256",
+    "validate_source_id",
+]
+
+#: Industry categorisation (A1, A2, B1, B2) and the UK (IWF) A/B/C categories.
+CATEGORIES: frozenset[str] = frozenset({"A1", "A2", "B1", "B2", "A", "B", "C"})
+
+#: Longest source id accepted, in characters.
+MAX_SOURCE_ID_LENGTH = 1024
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _normalise_hex(kind: str, value: object, length: int) -> str:
+    if not isinstance(value, str):
+        raise InvalidHash(
+            f"{kind} must be a string of {length} hex digits, got {type(value).__name__}"
+        )
+    s = value.strip().lower()
+    if len(s) != length:
+        raise InvalidHash(f"{kind} must be {length} hex digits, got {len(s)}")
+    for c in s:
+        if c not in _HEX:
+            raise InvalidHash(f"{kind} must be {length} hex digits, got non-hex character {c!r}")
+    return s
+
+
+def normalise_pdq(value: str) -> str:
+    """Strip and lowercase a PDQ hash; raise :class:`InvalidHash` unless 64 hex digits."""
+    return _normalise_hex("pdq", value, 64)
+
+
+def normalise_md5(value: str) -> str:
+    """Strip and lowercase an MD5; raise :class:`InvalidHash` unless 32 hex digits."""
+    return _normalise_hex("md5", value, 32)
+
+
+def normalise_sha256(value: str) -> str:
+    """Strip and lowercase a SHA-256; raise :class:`InvalidHash` unless 64 hex digits."""
+    return _normalise_hex("sha256", value, 64)
+
+
+def normalise_category(value: str | None) -> str | None:
+    """Uppercase a category; ``None`` or blank means none.
+
+    Raises :class:`ValueError` unless the category is one of :data:`CATEGORIES`.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"category must be a string, got {type(value).__name__}")
+    s = value.strip().upper()
+    if not s:
+        return None
+    if s not in CATEGORIES:
+        allowed = ", ".join(sorted(CATEGORIES))
+        raise ValueError(f"unknown category {value.strip()!r}; expected one of {allowed}")
+    return s
+
+
+def validate_source_id(value: str) -> str:
+    """Return ``value`` if it is a usable source id, else raise :class:`ValueError`.
+
+    A source id is non-empty, at most :data:`MAX_SOURCE_ID_LENGTH` characters,
+    has no leading or trailing whitespace, no control characters and no
+    lone surrogates.
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"id must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise ValueError("id is empty")
+    if value != value.strip():
+        raise ValueError(f"id {value!r} has leading or trailing whitespace")
+    if len(value) > MAX_SOURCE_ID_LENGTH:
+        raise ValueError(f"id is {len(value)} characters long; the limit is {MAX_SOURCE_ID_LENGTH}")
+    for c in value:
+        if unicodedata.category(c) in ("Cc", "Cs"):
+            raise ValueError(f"id {value!r} contains a control character or lone surrogate")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class VpdqFrame:
+    """One frame of a vPDQ video hash."""
+
+    pdq: str  # 64 lowercase hex
+    quality: int  # 0..100
+    timestamp: float  # seconds from the start of the video, >= 0
+
+    def __post_init__(self) -> None:
+        if normalise_pdq(self.pdq) != self.pdq:
+            raise InvalidHash("vpdq frame pdq must be 64 lowercase hex digits")
+        if isinstance(self.quality, bool) or not isinstance(self.quality, int):
+            raise ValueError(f"vpdq quality must be an integer, got {self.quality!r}")
+        if not 0 <= self.quality <= 100:
+            raise ValueError(f"vpdq quality must be 0..100, got {self.quality}")
+        if isinstance(self.timestamp, bool) or not isinstance(self.timestamp, int | float):
+            raise ValueError(f"vpdq timestamp must be a number, got {self.timestamp!r}")
+        if not math.isfinite(self.timestamp) or self.timestamp < 0:
+            raise ValueError(f"vpdq timestamp must be finite and >= 0, got {self.timestamp!r}")
+        if not isinstance(self.timestamp, float):
+            object.__setattr__(self, "timestamp", float(self.timestamp))
+
+
+@dataclass(frozen=True, slots=True)
+class ListEntry:
+    """One entry of a hash list, as its source published it.
+
+    ``source_id`` is the source's own id for the entry; formats that have no
+    ids get one derived from the hashes (see :meth:`derive_id`). A tombstone
+    (``removed=True``) says the source deleted the entry; it may carry no
+    hashes at all, since the id identifies it.
+    """
+
+    source_id: str
+    pdq: str | None = None
+    md5: str | None = None
+    sha256: str | None = None
+    vpdq: tuple[VpdqFrame, ...] | None = None
+    category: str | None = None
+    removed: bool = False
+
+    def __post_init__(self) -> None:
+        validate_source_id(self.source_id)
+        if self.pdq is not None and normalise_pdq(self.pdq) != self.pdq:
+            raise InvalidHash("pdq must be 64 lowercase hex digits")
+        if self.md5 is not None and normalise_md5(self.md5) != self.md5:
+            raise InvalidHash("md5 must be 32 lowercase hex digits")
+        if self.sha256 is not None and normalise_sha256(self.sha256) != self.sha256:
+            raise InvalidHash("sha256 must be 64 lowercase hex digits")
+        if self.vpdq is not None:
+            if not isinstance(self.vpdq, tuple) or not self.vpdq:
+                raise ValueError("vpdq must be a non-empty tuple of VpdqFrame")
+            for frame in self.vpdq:
+                if not isinstance(frame, VpdqFrame):
+                    raise ValueError("vpdq must be a non-empty tuple of VpdqFrame")
+        if self.category is not None and self.category not in CATEGORIES:
+            raise ValueError(f"unknown category {self.category!r}")
+        if not isinstance(self.removed, bool):
+            raise ValueError(f"removed must be a bool, got {self.removed!r}")
+        if not self.removed and not self.has_hash:
+            raise ValueError("entry has no hash: needs at least one of pdq, md5, sha256, vpdq")
+
+    @property
+    def has_hash(self) -> bool:
+        return (
+            self.pdq is not None
+            or self.md5 is not None
+            or self.sha256 is not None
+            or self.vpdq is not None
+        )
+
+    @staticmethod
+    def derive_id(
+        pdq: str | None = None,
+        md5: str | None = None,
+        sha256: str | None = None,
+        vpdq: tuple[VpdqFrame, ...] | None = None,
+    ) -> str | None:
+        """A stable id made from the (normalised) hashes, for formats without ids.
+
+        ``"pdq:<hex>"``, else ``"md5:<hex>"``, else ``"sha256:<hex>"``, else
+        ``"vpdq:<sha256 of the frames>"``; ``None`` if there is no hash.
+        """
+        if pdq is not None:
+            return f"pdq:{pdq}"
+        if md5 is not None:
+            return f"md5:{md5}"
+        if sha256 is not None:
+            return f"sha256:{sha256}"
+        if vpdq:
+            canon = "\n".join(f"{f.pdq},{f.quality},{f.timestamp!r}" for f in vpdq)
+            return f"vpdq:{hashlib.sha256(canon.encode()).hexdigest()}"
+        return None
