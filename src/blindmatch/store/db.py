@@ -1,0 +1,512 @@
+"""The SQL store behind lists, matching and the service.
+
+Every import runs in one transaction: a file with a bad row changes nothing.
+Entries are append-only but for tombstones (see ``models.Entry``), and every
+change bumps a sequence number, so an index can catch up incrementally.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from blindmatch.errors import ListExists, ListNotFound
+from blindmatch.lists import ListEntry, VpdqFrame
+from blindmatch.store.models import ApiKey, Entry, HashList, ImportRecord, Meta
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+_SEQ_KEY = "change_seq"
+_REBUILD_KEY = "rebuild_seq"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ListInfo:
+    id: int
+    name: str
+    source: str
+    version: str
+    description: str
+    pdq_threshold: int
+    live_entries: int
+    removed_entries: int
+    created_at: datetime
+    updated_at: datetime
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "version": self.version,
+            "description": self.description,
+            "pdq_threshold": self.pdq_threshold,
+            "entries": self.live_entries,
+            "removed": self.removed_entries,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class EntryInfo:
+    id: int
+    list_id: int
+    list_name: str
+    source_id: str
+    category: str | None
+    pdq: str | None
+    md5: str | None
+    sha256: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ImportSummary:
+    list_name: str
+    added: int
+    changed: int
+    removed: int
+    unchanged: int
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "list": self.list_name,
+            "added": self.added,
+            "changed": self.changed,
+            "removed": self.removed,
+            "unchanged": self.unchanged,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PdqChanges:
+    """PDQ rows added and ids removed after a sequence number, up to ``seq``.
+
+    ``full`` means the caller's index must be rebuilt from ``added_*`` alone
+    (a list was deleted since), and then ``added_*`` holds every live PDQ entry.
+    """
+
+    seq: int
+    full: bool
+    added_ids: list[int]
+    added_pdq: list[str]
+    removed_ids: list[int]
+
+
+def _vpdq_json(frames: Sequence[VpdqFrame] | None) -> str | None:
+    if not frames:
+        return None
+    return json.dumps([[f.pdq, f.quality, f.timestamp] for f in frames], separators=(",", ":"))
+
+
+def _vpdq_frames(text: str | None) -> tuple[VpdqFrame, ...] | None:
+    if not text:
+        return None
+    return tuple(VpdqFrame(p, int(q), float(t)) for p, q, t in json.loads(text))
+
+
+def _same(row: Entry, e: ListEntry) -> bool:
+    return (
+        row.pdq == e.pdq
+        and row.md5 == e.md5
+        and row.sha256 == e.sha256
+        and row.category == e.category
+        and row.vpdq == _vpdq_json(e.vpdq)
+    )
+
+
+def _to_entry(row: Entry) -> ListEntry:
+    return ListEntry(
+        source_id=row.source_id,
+        pdq=row.pdq,
+        md5=row.md5,
+        sha256=row.sha256,
+        vpdq=_vpdq_frames(row.vpdq),
+        category=row.category,
+    )
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._session = sessionmaker(engine, expire_on_commit=False)
+
+    # -- lists -------------------------------------------------------------
+    def create_list(
+        self,
+        name: str,
+        *,
+        source: str = "",
+        version: str = "",
+        description: str = "",
+        pdq_threshold: int = 31,
+    ) -> ListInfo:
+        _check_name(name)
+        if not 0 <= pdq_threshold <= 128:
+            raise ValueError("pdq_threshold must be between 0 and 128")
+        with self._session.begin() as s:
+            if s.scalar(select(HashList.id).where(HashList.name == name)) is not None:
+                raise ListExists(f"list {name!r} already exists")
+            now = _now()
+            s.add(
+                HashList(
+                    name=name,
+                    source=source,
+                    version=version,
+                    description=description,
+                    pdq_threshold=pdq_threshold,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        return self.get_list(name)
+
+    def get_list(self, name: str) -> ListInfo:
+        with self._session() as s:
+            hl = s.scalar(select(HashList).where(HashList.name == name))
+            if hl is None:
+                raise ListNotFound(f"no list named {name!r}")
+            return self._info(s, hl)
+
+    def lists(self) -> list[ListInfo]:
+        with self._session() as s:
+            return [self._info(s, hl) for hl in s.scalars(select(HashList).order_by(HashList.name))]
+
+    def _info(self, s: Session, hl: HashList) -> ListInfo:
+        live = s.scalar(
+            select(func.count()).where(Entry.list_id == hl.id, Entry.removed_seq.is_(None))
+        )
+        gone = s.scalar(
+            select(func.count()).where(Entry.list_id == hl.id, Entry.removed_seq.is_not(None))
+        )
+        return ListInfo(
+            hl.id,
+            hl.name,
+            hl.source,
+            hl.version,
+            hl.description,
+            hl.pdq_threshold,
+            int(live or 0),
+            int(gone or 0),
+            hl.created_at,
+            hl.updated_at,
+        )
+
+    def remove_list(self, name: str) -> None:
+        with self._session.begin() as s:
+            hl = s.scalar(select(HashList).where(HashList.name == name))
+            if hl is None:
+                raise ListNotFound(f"no list named {name!r}")
+            # Its entries go with it, so indexes cannot catch up row by row:
+            # record that everything before this point must be rebuilt.
+            seq = self._next_seq(s)
+            _set_meta(s, _REBUILD_KEY, str(seq))
+            s.delete(hl)
+
+    def set_threshold(self, name: str, pdq_threshold: int) -> ListInfo:
+        if not 0 <= pdq_threshold <= 128:
+            raise ValueError("pdq_threshold must be between 0 and 128")
+        with self._session.begin() as s:
+            hl = s.scalar(select(HashList).where(HashList.name == name))
+            if hl is None:
+                raise ListNotFound(f"no list named {name!r}")
+            hl.pdq_threshold = pdq_threshold
+            hl.updated_at = _now()
+        return self.get_list(name)
+
+    # -- entries -----------------------------------------------------------
+    def import_entries(
+        self,
+        name: str,
+        entries: Iterable[ListEntry],
+        *,
+        create: bool = True,
+        source: str | None = None,
+        version: str | None = None,
+        file_sha256: str | None = None,
+        format: str = "",
+    ) -> ImportSummary:
+        """Apply entries (adds, changes, tombstones) to a list in one transaction.
+
+        Re-applying the same entries changes nothing and reports them unchanged.
+        """
+        added = changed = removed = unchanged = 0
+        with self._session.begin() as s:
+            hl = s.scalar(select(HashList).where(HashList.name == name))
+            now = _now()
+            if hl is None:
+                if not create:
+                    raise ListNotFound(f"no list named {name!r}")
+                _check_name(name)
+                hl = HashList(
+                    name=name,
+                    source=source or "",
+                    version=version or "",
+                    description="",
+                    pdq_threshold=31,
+                    created_at=now,
+                    updated_at=now,
+                )
+                s.add(hl)
+                s.flush()
+            live = {
+                row.source_id: row
+                for row in s.scalars(
+                    select(Entry).where(Entry.list_id == hl.id, Entry.removed_seq.is_(None))
+                )
+            }
+            seq: int | None = None
+            new_rows: list[Entry] = []
+            for e in entries:
+                row = live.get(e.source_id)
+                if e.removed:
+                    if row is None:
+                        unchanged += 1
+                        continue
+                    seq = seq if seq is not None else self._next_seq(s)
+                    row.removed_seq, row.removed_at = seq, now
+                    del live[e.source_id]
+                    removed += 1
+                    continue
+                if row is not None and _same(row, e):
+                    unchanged += 1
+                    continue
+                seq = seq if seq is not None else self._next_seq(s)
+                if row is not None:
+                    row.removed_seq, row.removed_at = seq, now
+                    changed += 1
+                else:
+                    added += 1
+                new = Entry(
+                    list_id=hl.id,
+                    source_id=e.source_id,
+                    pdq=e.pdq,
+                    md5=e.md5,
+                    sha256=e.sha256,
+                    vpdq=_vpdq_json(e.vpdq),
+                    category=e.category,
+                    added_at=now,
+                    added_seq=seq,
+                )
+                live[e.source_id] = new
+                new_rows.append(new)
+            s.add_all(new_rows)
+            if source is not None:
+                hl.source = source
+            if version is not None:
+                hl.version = version
+            if seq is not None or source is not None or version is not None:
+                hl.updated_at = now
+            if file_sha256 is not None:
+                s.add(
+                    ImportRecord(
+                        list_id=hl.id,
+                        file_sha256=file_sha256,
+                        format=format,
+                        added=added,
+                        changed=changed,
+                        removed=removed,
+                        unchanged=unchanged,
+                        imported_at=now,
+                    )
+                )
+        return ImportSummary(name, added, changed, removed, unchanged)
+
+    def live_entries(self, name: str) -> Iterator[ListEntry]:
+        info = self.get_list(name)
+        with self._session() as s:
+            q = (
+                select(Entry)
+                .where(Entry.list_id == info.id, Entry.removed_seq.is_(None))
+                .order_by(Entry.id)
+                .execution_options(yield_per=10_000)
+            )
+            for row in s.scalars(q):
+                yield _to_entry(row)
+
+    def entries_by_ids(self, ids: Iterable[int]) -> dict[int, EntryInfo]:
+        wanted = sorted(set(int(i) for i in ids))
+        out: dict[int, EntryInfo] = {}
+        with self._session() as s:
+            for chunk in _chunks(wanted, 500):
+                q = (
+                    select(Entry, HashList.name)
+                    .join(HashList, HashList.id == Entry.list_id)
+                    .where(Entry.id.in_(chunk), Entry.removed_seq.is_(None))
+                )
+                for row, list_name in s.execute(q):
+                    out[row.id] = _entry_info(row, list_name)
+        return out
+
+    def lookup_exact(self, md5: str | None, sha256: str | None) -> list[tuple[str, EntryInfo]]:
+        """Live entries whose MD5 or SHA-256 equals the given one, with the hash type."""
+        out: list[tuple[str, EntryInfo]] = []
+        with self._session() as s:
+            for kind, col, value in (("md5", Entry.md5, md5), ("sha256", Entry.sha256, sha256)):
+                if not value:
+                    continue
+                q = (
+                    select(Entry, HashList.name)
+                    .join(HashList, HashList.id == Entry.list_id)
+                    .where(col == value, Entry.removed_seq.is_(None))
+                )
+                out.extend((kind, _entry_info(row, ln)) for row, ln in s.execute(q))
+        return out
+
+    def vpdq_entries(self) -> list[tuple[EntryInfo, tuple[VpdqFrame, ...]]]:
+        with self._session() as s:
+            q = (
+                select(Entry, HashList.name)
+                .join(HashList, HashList.id == Entry.list_id)
+                .where(Entry.vpdq.is_not(None), Entry.removed_seq.is_(None))
+            )
+            return [(_entry_info(r, ln), _vpdq_frames(r.vpdq) or ()) for r, ln in s.execute(q)]
+
+    def current_seq(self) -> int:
+        with self._session() as s:
+            v = s.get(Meta, _SEQ_KEY)
+            return int(v.value) if v else 0
+
+    def pdq_changes(self, since: int) -> PdqChanges:
+        """PDQ entries added (and still live) and removed after sequence ``since``."""
+        with self._session() as s:
+            v = s.get(Meta, _SEQ_KEY)
+            seq = int(v.value) if v else 0
+            rb = s.get(Meta, _REBUILD_KEY)
+            full = since < 0 or (rb is not None and int(rb.value) > since)
+            if full:
+                since = -1
+            added_ids: list[int] = []
+            added_pdq: list[str] = []
+            q = (
+                select(Entry.id, Entry.pdq)
+                .where(
+                    Entry.added_seq > since,
+                    Entry.added_seq <= seq,
+                    Entry.pdq.is_not(None),
+                    Entry.removed_seq.is_(None),
+                )
+                .order_by(Entry.id)
+                .execution_options(yield_per=50_000)
+            )
+            for i, p in s.execute(q):
+                if p is not None:
+                    added_ids.append(int(i))
+                    added_pdq.append(p)
+            removed = [
+                int(i)
+                for (i,) in s.execute(
+                    select(Entry.id).where(
+                        Entry.removed_seq > since,
+                        Entry.removed_seq <= seq,
+                        Entry.added_seq <= since,
+                        Entry.pdq.is_not(None),
+                    )
+                )
+            ]
+        return PdqChanges(seq, full, added_ids, added_pdq, [] if full else removed)
+
+    def _next_seq(self, s: Session) -> int:
+        v = s.get(Meta, _SEQ_KEY, with_for_update=True)
+        if v is None:
+            v = Meta(key=_SEQ_KEY, value="0")
+            s.add(v)
+        nxt = int(v.value) + 1
+        v.value = str(nxt)
+        s.flush()
+        return nxt
+
+    # -- API keys ----------------------------------------------------------
+    def create_api_key(self, name: str, scope: str) -> str:
+        if scope not in ("read", "write"):
+            raise ValueError("scope must be 'read' or 'write'")
+        key = "bm_" + secrets.token_urlsafe(32)
+        with self._session.begin() as s:
+            s.add(ApiKey(name=name, key_hash=hash_api_key(key), scope=scope, created_at=_now()))
+        return key
+
+    def api_key_scope(self, key: str) -> str | None:
+        with self._session() as s:
+            row = s.scalar(
+                select(ApiKey).where(
+                    ApiKey.key_hash == hash_api_key(key), ApiKey.revoked_at.is_(None)
+                )
+            )
+            return row.scope if row else None
+
+    def revoke_api_key(self, name: str) -> int:
+        with self._session.begin() as s:
+            res = s.execute(
+                update(ApiKey)
+                .where(ApiKey.name == name, ApiKey.revoked_at.is_(None))
+                .values(revoked_at=_now())
+            )
+            return int(getattr(res, "rowcount", 0) or 0)
+
+
+def _set_meta(s: Session, key: str, value: str) -> None:
+    row = s.get(Meta, key)
+    if row is None:
+        s.add(Meta(key=key, value=value))
+    else:
+        row.value = value
+
+
+def _entry_info(row: Entry, list_name: str) -> EntryInfo:
+    return EntryInfo(
+        row.id, row.list_id, list_name, row.source_id, row.category, row.pdq, row.md5, row.sha256
+    )
+
+
+def _chunks(xs: list[int], n: int) -> Iterator[list[int]]:
+    for i in range(0, len(xs), n):
+        yield xs[i : i + n]
+
+
+def _check_name(name: str) -> None:
+    if not name or len(name) > 200 or not all(c.isalnum() or c in "-_." for c in name):
+        raise ValueError(
+            f"list name {name!r} must be 1-200 characters of letters, digits, '-', '_' or '.'"
+        )
+
+
+def open_store(url: str) -> Store:
+    """Open (and create or migrate) the database at ``url``."""
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///")
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url)
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=10000")
+            cur.close()
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+    return Store(engine)
