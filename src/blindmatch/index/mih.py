@@ -288,6 +288,14 @@ def _scan(h64: U64, q64: U64, r: int) -> tuple[I64, I32]:
     return np.concatenate(rows), np.concatenate(dists)
 
 
+def _unique_sorted(a: U64) -> U64:
+    """Sorted distinct values (a plain sort: faster than np.unique's paths here)."""
+    a = np.sort(a)
+    if a.shape[0] > 1:
+        a = a[np.concatenate(([True], a[1:] != a[:-1]))]
+    return a
+
+
 def _verify(g: U64, r: int) -> tuple[NDArray[np.intp], U32]:
     """``g`` holds candidate XOR query, ``(k, 4)``: (hit positions, packed distances << 24).
 
@@ -433,12 +441,12 @@ class _Segment:
         flat = g.reshape(-1)
         np.bitwise_xor(flat, np.tile(q64, total), out=flat)
         hit, v = _verify(g, r)
-        rows = pos[hit]
-        d = (v[hit] >> 24).astype(np.int32)
-        if rows.shape[0] > 1:
-            rows, first = np.unique(rows, return_index=True)
-            d = d[first]
-        return rows, d
+        if hit.shape[0] <= 1:
+            return pos[hit], (v[hit] >> 24).astype(np.int32)
+        # a row can be found through several tables: dedupe (row, distance) pairs
+        d64 = (v[hit] >> 24).astype(np.uint64)
+        key = _unique_sorted((pos[hit].astype(np.uint64) << np.uint64(8)) | d64)
+        return (key >> np.uint64(8)).astype(np.int64), (key & np.uint64(0xFF)).astype(np.int32)
 
     def search_many(
         self, q8s: NDArray[np.uint8], r: int, brute_fraction: float
@@ -476,9 +484,10 @@ class _Segment:
             g = self.h64.take(pos, axis=0)
             np.bitwise_xor(g, q64s.take(qidx, axis=0), out=g)
             hit, v = _verify(g, r)
-            key = qidx[hit].astype(np.int64) * self.n + pos[hit]
-            key, first = np.unique(key, return_index=True)
-            out.append((key // self.n, key % self.n, (v[hit[first]] >> 24).astype(np.int32)))
+            key = qidx[hit].astype(np.uint64) * np.uint64(self.n) + pos[hit]
+            key = _unique_sorted((key << np.uint64(8)) | (v[hit] >> 24).astype(np.uint64))
+            qr, d = key >> np.uint64(8), (key & np.uint64(0xFF)).astype(np.int32)
+            out.append(((qr // self.n).astype(np.int64), (qr % self.n).astype(np.int64), d))
         if not out:
             return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int32)
         return (
