@@ -37,18 +37,18 @@ class CliResult:
 
 
 @pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
+def cli() -> Callable[..., CliResult]:
     """Run ``blindmatch ARGS...`` in-process and capture its output."""
     from blindmatch.cli.main import main
 
-    def run(*args: str) -> CliResult:
+    def run(*args: object) -> CliResult:
         out, err = io.StringIO(), io.StringIO()
-        monkeypatch.setattr(sys, "stdout", out)
-        monkeypatch.setattr(sys, "stderr", err)
+        saved = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = out, err
         try:
             code = main([str(a) for a in args])
         finally:
-            monkeypatch.undo()
+            sys.stdout, sys.stderr = saved
         return CliResult(code, out.getvalue(), err.getvalue())
 
     return run

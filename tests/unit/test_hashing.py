@@ -129,3 +129,15 @@ def _make_video(path: Path, seconds: int) -> Path:
         check=True,
     )  # fmt: skip
     return path
+
+
+@pytest.mark.parametrize("size", [(512, 384), (1024, 768), (384, 512), (640, 480), (500, 375)])
+def test_transposed_fast_path_is_bit_exact(size: tuple[int, int]) -> None:
+    from blindmatch.demo.synthetic import synthetic_photo
+    from blindmatch.hashing import pdq_from_rgb
+
+    rgb = np.asarray(synthetic_photo(sum(size), size))
+    bits, quality = pdqhash.compute(np.ascontiguousarray(rgb))
+    ref = np.packbits(np.asarray(bits, dtype=np.uint8)).tobytes().hex()
+    got = pdq_from_rgb(rgb)
+    assert (got.hex, got.quality) == (ref, quality)

@@ -50,10 +50,29 @@ class PDQ:
     quality: int
 
 
+def _twos(n: int) -> int:
+    """How many times 2 divides n."""
+    return (n & -n).bit_length() - 1 if n else 0
+
+
 def pdq_from_rgb(pixels: np.ndarray) -> PDQ:
-    """PDQ of an ``(h, w, 3)`` uint8 RGB array, via Meta's reference implementation."""
+    """PDQ of an ``(h, w, 3)`` uint8 RGB array, via Meta's reference implementation.
+
+    The reference code runs 1.3-2.2x slower when the image width is a multiple
+    of 128 (cache-set aliasing in its column filter; measured: 12 ms/MP at most
+    widths, 21.6 at 512, 27 at 1024). PDQ commutes with transposition — the hash
+    of the transposed image is the transposed 16x16 bit matrix, bit for bit — so
+    such images are hashed transposed when that gives the friendlier width.
+    """
+    h, w = pixels.shape[:2]
+    transpose = _twos(w) >= 7 and _twos(h) < _twos(w)
+    if transpose:
+        pixels = pixels.transpose(1, 0, 2)
     bits, quality = pdqhash.compute(np.ascontiguousarray(pixels, dtype=np.uint8))
-    return PDQ(np.packbits(np.asarray(bits, dtype=np.uint8)).tobytes().hex(), int(quality))
+    matrix = np.asarray(bits, dtype=np.uint8).reshape(16, 16)
+    if transpose:
+        matrix = matrix.T
+    return PDQ(np.packbits(matrix).tobytes().hex(), int(quality))
 
 
 def pdq_distance(a: str, b: str) -> int:
@@ -90,7 +109,8 @@ def open_image(
         raise DecodeError("image is corrupt: no decoder accepts its header") from None
     except OSError as e:
         text = str(e)
-        if "truncated" in text or "premature end" in text.lower() or "broken data" in text:
+        low = text.lower()
+        if "truncated" in low or "premature end" in low or "broken data" in low:
             raise TruncatedFile(f"image data is truncated: {text}") from None
         raise DecodeError(f"image could not be decoded: {text}") from None
     except (ValueError, SyntaxError, EOFError, IndexError, KeyError, TypeError) as e:

@@ -6,18 +6,9 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from blindmatch.errors import VideoError
-
-
-@dataclass(frozen=True, slots=True)
-class VpdqFrame:
-    """One hashed frame of a video: PDQ hex, quality and timestamp in seconds."""
-
-    pdq: str
-    quality: int
-    timestamp: float
+from blindmatch.lists.model import VpdqFrame  # one frame type for hashes and list entries
 
 
 @contextlib.contextmanager

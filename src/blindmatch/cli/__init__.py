@@ -1,0 +1,1 @@
+"""The ``blindmatch`` command: thin commands over the library."""

@@ -1,0 +1,414 @@
+"""``blindmatch`` — hash, keep hash lists, scan, serve.
+
+Exit codes follow virus scanners such as clamscan: 0 clean, 1 a match was
+found, 2 some inputs failed (or the command itself failed). A match outranks a
+failure: when both happen the exit code is 1 and the summary counts failures,
+because a found match is the fact a pipeline must not miss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+from blindmatch._version import __version__
+from blindmatch.batch import Hashed, Outcome, hash_many
+from blindmatch.errors import BlindmatchError
+from blindmatch.files import DEFAULT_MAX_FILE_BYTES, Failure, Limits, read_file
+from blindmatch.hashing import DEFAULT_MAX_PIXELS
+from blindmatch.lists import ListEntry, dump_list, parse_list
+from blindmatch.matching import DEFAULT_MIN_QUALITY
+from blindmatch.runtime import open_runtime
+
+EXIT_CLEAN, EXIT_MATCH, EXIT_FAILED = 0, 1, 2
+LIST_FORMATS = ("csv", "jsonl", "te", "ncmec")
+
+
+def _emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj, separators=(", ", ": ")) + "\n")
+    sys.stdout.flush()
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    return Limits(max_file_bytes=args.max_file_bytes, max_pixels=args.max_pixels)
+
+
+def _progress(enabled: bool) -> Any:
+    if not enabled or not sys.stderr.isatty():
+        return nullcontext(None)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        console=Console(stderr=True),
+        transient=True,
+    )
+
+
+def _tracked(outcomes: Iterator[Outcome], progress: Any, label: str) -> Iterator[Outcome]:
+    if progress is None:
+        yield from outcomes
+        return
+    task = progress.add_task(label, total=None, rate="")
+    start = time.monotonic()
+    for n, o in enumerate(outcomes, 1):
+        rate = n / max(time.monotonic() - start, 1e-9)
+        progress.update(task, advance=1, rate=f"{rate:.0f} files/s")
+        yield o
+
+
+def _print_failure(f: Failure, as_json: bool) -> None:
+    if as_json:
+        _emit(f.to_json())
+    else:
+        _err(f"{f.path}: error [{f.error.code}] {f.error.message}")
+
+
+# -- hash -------------------------------------------------------------------
+def cmd_hash(args: argparse.Namespace) -> int:
+    failed = 0
+    with _progress(not args.no_progress) as progress:
+        for o in _tracked(hash_many(args.paths, _limits(args), args.workers), progress, "hashing"):
+            if isinstance(o, Failure):
+                failed += 1
+                _print_failure(o, args.json)
+            elif args.json:
+                _emit(o.to_json())
+            else:
+                h = o.hashes
+                if h.kind == "image":
+                    line = f"{o.path}\timage\tpdq={h.pdq} q={h.pdq_quality}\tmd5={h.md5}"
+                else:
+                    line = f"{o.path}\tvideo\tvpdq={len(h.vpdq)} frames\tmd5={h.md5}"
+                sys.stdout.write(line + "\n")
+    return EXIT_FAILED if failed else EXIT_CLEAN
+
+
+# -- scan -------------------------------------------------------------------
+def cmd_scan(args: argparse.Namespace) -> int:
+    rt = open_runtime()
+    matcher = rt.matcher
+    lists = args.list or None
+    matcher.match_pdq("0" * 64, lists=lists, threshold=args.threshold)  # validate up front
+    files = matched = failed = 0
+    start = time.monotonic()
+    with _progress(not args.no_progress) as progress:
+        outcomes = _tracked(
+            hash_many(args.paths, _limits(args), args.workers), progress, "scanning"
+        )
+        for o in outcomes:
+            files += 1
+            if isinstance(o, Failure):
+                failed += 1
+                _print_failure(o, args.json)
+                continue
+            found = matcher.match(
+                o.hashes, lists=lists, threshold=args.threshold, min_quality=args.min_quality
+            )
+            matched += bool(found)
+            if args.json:
+                _emit({"path": o.path, "matches": [m.to_json() for m in found]})
+            elif found:
+                for m in found:
+                    sys.stdout.write(
+                        f"{o.path}: MATCH list={m.list} entry={m.entry_id} "
+                        f"{m.hash_type} distance={m.distance} category={m.category or '-'}\n"
+                    )
+            elif args.verbose:
+                sys.stdout.write(f"{o.path}: no match\n")
+    secs = time.monotonic() - start
+    _err(
+        f"scanned {files} file(s) in {secs:.1f} s: {matched} matched, "
+        f"{files - matched - failed} clean, {failed} failed"
+    )
+    if matched:
+        return EXIT_MATCH
+    return EXIT_FAILED if failed else EXIT_CLEAN
+
+
+# -- lists ------------------------------------------------------------------
+def cmd_lists_import(args: argparse.Namespace) -> int:
+    rt = open_runtime()
+    data = read_file(args.file, DEFAULT_MAX_FILE_BYTES * 4)
+    parsed = parse_list(data, args.format, filename=Path(args.file).name)
+    summary = rt.store.import_entries(
+        args.name,
+        parsed.entries,
+        source=args.source,
+        version=args.version,
+        file_sha256=hashlib.sha256(data).hexdigest(),
+        format=parsed.format,
+    )
+    _report_import(summary.to_json() | {"format": parsed.format}, args.json)
+    return EXIT_CLEAN
+
+
+def _report_import(summary: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _emit(summary)
+    else:
+        fmt = f" ({summary['format']})" if "format" in summary else ""
+        sys.stdout.write(
+            f"{summary['list']}{fmt}: {summary['added']} added, {summary['changed']} changed, "
+            f"{summary['removed']} removed, {summary['unchanged']} unchanged\n"
+        )
+
+
+def cmd_lists_add(args: argparse.Namespace) -> int:
+    rt = open_runtime()
+    entries: list[ListEntry] = []
+    failed = 0
+    for o in hash_many(args.images, _limits(args), args.workers):
+        if isinstance(o, Failure):
+            failed += 1
+            _print_failure(o, args.json)
+            continue
+        entries.append(_entry_for(o, args.category))
+    summary = rt.store.import_entries(args.name, entries, source=args.source, version=args.version)
+    _report_import(summary.to_json() | {"failed": failed}, args.json)
+    return EXIT_FAILED if failed else EXIT_CLEAN
+
+
+def _entry_for(o: Hashed, category: str | None) -> ListEntry:
+    h = o.hashes
+    return ListEntry(
+        source_id=f"sha256:{h.sha256}",
+        pdq=h.pdq,
+        md5=h.md5,
+        sha256=h.sha256,
+        vpdq=h.vpdq or None,
+        category=category,
+    )
+
+
+def cmd_lists_create(args: argparse.Namespace) -> int:
+    rt = open_runtime()
+    info = rt.store.create_list(
+        args.name,
+        source=args.source or "",
+        version=args.version or "",
+        description=args.description or "",
+        pdq_threshold=args.threshold,
+    )
+    _show(info.to_json(), args.json)
+    return EXIT_CLEAN
+
+
+def cmd_lists_show(args: argparse.Namespace) -> int:
+    rt = open_runtime()
+    infos = [rt.store.get_list(args.name)] if args.name else rt.store.lists()
+    if not infos and not args.json:
+        sys.stdout.write("no lists yet: try `blindmatch lists import NAME FILE`\n")
+    for info in infos:
+        _show(info.to_json(), args.json)
+    return EXIT_CLEAN
+
+
+def _show(d: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _emit(d)
+    else:
+        sys.stdout.write(
+            f"{d['name']}: {d['entries']} entries ({d['removed']} removed), "
+            f"source={d['source'] or '-'} version={d['version'] or '-'} "
+            f"pdq_threshold={d['pdq_threshold']} updated={d['updated_at']}\n"
+        )
+
+
+def cmd_lists_export(args: argparse.Namespace) -> int:
+    rt = open_runtime()
+    data = dump_list(list(rt.store.live_entries(args.name)), args.format)
+    if args.output and args.output != "-":
+        Path(args.output).write_bytes(data)
+    elif hasattr(sys.stdout, "buffer"):
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    else:
+        sys.stdout.write(data.decode())
+    return EXIT_CLEAN
+
+
+def cmd_lists_remove(args: argparse.Namespace) -> int:
+    rt = open_runtime()
+    rt.store.remove_list(args.name)
+    sys.stdout.write(f"removed list {args.name}\n")
+    return EXIT_CLEAN
+
+
+def cmd_lists_threshold(args: argparse.Namespace) -> int:
+    rt = open_runtime()
+    _show(rt.store.set_threshold(args.name, args.threshold).to_json(), args.json)
+    return EXIT_CLEAN
+
+
+# -- keys, serve, demo -------------------------------------------------------
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    rt = open_runtime()
+    key = rt.store.create_api_key(args.name, args.scope)
+    sys.stdout.write(key + "\n")
+    _err(f"created {args.scope} key {args.name!r}; it is shown only once")
+    return EXIT_CLEAN
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    rt = open_runtime()
+    n = rt.store.revoke_api_key(args.name)
+    sys.stdout.write(f"revoked {n} key(s) named {args.name!r}\n")
+    return EXIT_CLEAN if n else EXIT_FAILED
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from blindmatch.service import create_app
+
+    rt = open_runtime()
+    app = create_app(rt)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return EXIT_CLEAN
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from blindmatch.demo.run import run_demo
+
+    return run_demo(json_output=args.json)
+
+
+# -- parser -----------------------------------------------------------------
+def _hash_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
+    p.add_argument("--max-file-bytes", type=int, default=DEFAULT_MAX_FILE_BYTES)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="blindmatch", description=__doc__.split("\n")[0])
+    p.add_argument("--version", action="version", version=f"blindmatch {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    h = sub.add_parser("hash", help="hash images and videos (directories recurse)")
+    h.add_argument("paths", nargs="+")
+    h.add_argument("--json", action="store_true", help="one JSON object per file per line")
+    _hash_opts(h)
+    h.set_defaults(func=cmd_hash)
+
+    s = sub.add_parser("scan", help="hash files and match them against lists")
+    s.add_argument("paths", nargs="+")
+    s.add_argument("--list", action="append", help="list to match (repeatable; default all)")
+    s.add_argument("--threshold", type=int, default=None, help="PDQ radius for every list")
+    s.add_argument("--min-quality", type=int, default=DEFAULT_MIN_QUALITY)
+    s.add_argument("--json", action="store_true")
+    s.add_argument("-v", "--verbose", action="store_true", help="also print files with no match")
+    _hash_opts(s)
+    s.set_defaults(func=cmd_scan)
+
+    lp = sub.add_parser("lists", help="manage hash lists")
+    ls = lp.add_subparsers(dest="lists_command", required=True)
+    imp = ls.add_parser("import", help="import a list file (csv, jsonl, te, ncmec xml)")
+    imp.add_argument("name")
+    imp.add_argument("file")
+    imp.add_argument("--format", choices=LIST_FORMATS, default=None)
+    imp.add_argument("--source", default=None)
+    imp.add_argument("--version", dest="version", default=None)
+    imp.add_argument("--json", action="store_true")
+    imp.set_defaults(func=cmd_lists_import)
+
+    add = ls.add_parser("add", help="add images or videos to a list (what a hotline does)")
+    add.add_argument("name")
+    add.add_argument("images", nargs="+")
+    add.add_argument("--category", default=None)
+    add.add_argument("--source", default=None)
+    add.add_argument("--version", dest="version", default=None)
+    add.add_argument("--json", action="store_true")
+    _hash_opts(add)
+    add.set_defaults(func=cmd_lists_add)
+
+    cr = ls.add_parser("create", help="create an empty list")
+    cr.add_argument("name")
+    cr.add_argument("--source", default=None)
+    cr.add_argument("--version", dest="version", default=None)
+    cr.add_argument("--description", default=None)
+    cr.add_argument("--threshold", type=int, default=31, help="PDQ match radius for this list")
+    cr.add_argument("--json", action="store_true")
+    cr.set_defaults(func=cmd_lists_create)
+
+    sh = ls.add_parser("show", help="show one list or all")
+    sh.add_argument("name", nargs="?")
+    sh.add_argument("--json", action="store_true")
+    sh.set_defaults(func=cmd_lists_show)
+
+    ex = ls.add_parser("export", help="write a list's live entries")
+    ex.add_argument("name")
+    ex.add_argument("--format", choices=("csv", "jsonl", "te"), default="csv")
+    ex.add_argument("-o", "--output", default=None)
+    ex.set_defaults(func=cmd_lists_export)
+
+    rm = ls.add_parser("remove", help="delete a list and its entries")
+    rm.add_argument("name")
+    rm.set_defaults(func=cmd_lists_remove)
+
+    th = ls.add_parser("threshold", help="set a list's PDQ match radius")
+    th.add_argument("name")
+    th.add_argument("threshold", type=int)
+    th.add_argument("--json", action="store_true")
+    th.set_defaults(func=cmd_lists_threshold)
+
+    kp = sub.add_parser("keys", help="API keys for the HTTP service")
+    ks = kp.add_subparsers(dest="keys_command", required=True)
+    kc = ks.add_parser("create")
+    kc.add_argument("name")
+    kc.add_argument("--scope", choices=("read", "write"), default="read")
+    kc.set_defaults(func=cmd_keys_create)
+    kr = ks.add_parser("revoke")
+    kr.add_argument("name")
+    kr.set_defaults(func=cmd_keys_revoke)
+
+    sv = sub.add_parser("serve", help="run the HTTP service (127.0.0.1 by default)")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.set_defaults(func=cmd_serve)
+
+    dm = sub.add_parser("demo", help="build a demo list from benign images and scan edits")
+    dm.add_argument("--json", action="store_true")
+    dm.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except BlindmatchError as e:
+        if getattr(args, "json", False):
+            _emit({"error": e.as_dict()})
+        else:
+            _err(f"blindmatch: error [{e.code}] {e.message}")
+        return EXIT_FAILED
+    except ValueError as e:
+        _err(f"blindmatch: error [invalid_argument] {e}")
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        _err("blindmatch: interrupted")
+        return 130
+    except BrokenPipeError:
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

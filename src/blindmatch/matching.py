@@ -1,0 +1,221 @@
+"""Match hashes against stored lists: PDQ by Hamming radius, MD5/SHA-256 exactly,
+videos by vPDQ frame overlap.
+
+The PDQ index lives in memory, catches up with the store by sequence number
+(new entries are matchable at once, without a rebuild) and is persisted under
+the data folder so a new process starts without re-reading every row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from blindmatch.errors import BlindmatchError, IndexFormatError, ListNotFound
+from blindmatch.hashing import Hashes, VpdqFrame
+from blindmatch.index import MultiIndexHash
+from blindmatch.store import EntryInfo, Store
+
+DEFAULT_MIN_QUALITY = 50  # python-threatexchange and HMA drop PDQ below this
+VPDQ_FRAME_THRESHOLD = 31
+VPDQ_MATCH_FRACTION = 0.8
+_INDEX_FILE = "pdq.bmidx"
+_INDEX_META = "pdq.json"
+_INDEX_META_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    list: str
+    entry_id: str
+    hash_type: str  # "pdq", "md5", "sha256" or "vpdq"
+    distance: int
+    category: str | None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "list": self.list,
+            "entry_id": self.entry_id,
+            "hash_type": self.hash_type,
+            "distance": self.distance,
+            "category": self.category,
+        }
+
+
+def _as_array(pdq_hex: Sequence[str]) -> np.ndarray:
+    if not pdq_hex:
+        return np.zeros((0, 32), dtype=np.uint8)
+    return np.frombuffer(bytes.fromhex("".join(pdq_hex)), dtype=np.uint8).reshape(-1, 32).copy()
+
+
+class Matcher:
+    def __init__(self, store: Store, index_dir: Path | None = None) -> None:
+        self.store = store
+        self.index_dir = index_dir
+        self._lock = threading.Lock()
+        self._index = MultiIndexHash()
+        self._seq = -1
+        self._unsaved = 0
+        if index_dir is not None:
+            self._load(index_dir)
+        self.refresh()
+
+    # -- index upkeep ------------------------------------------------------
+    def _load(self, index_dir: Path) -> None:
+        meta_path, idx_path = index_dir / _INDEX_META, index_dir / _INDEX_FILE
+        try:
+            meta = json.loads(meta_path.read_text())
+            if meta.get("version") != _INDEX_META_VERSION:
+                return
+            index = MultiIndexHash.load(idx_path)
+        except (OSError, ValueError, IndexFormatError):
+            return  # absent or unreadable: rebuilt from the store
+        self._index, self._seq = index, int(meta["seq"])
+
+    def refresh(self) -> int:
+        """Apply the store's changes since the last refresh; returns how many."""
+        with self._lock:
+            ch = self.store.pdq_changes(self._seq)
+            if ch.seq == self._seq and not ch.full:
+                return 0
+            if ch.full:
+                index = MultiIndexHash()
+                if ch.added_ids:
+                    index.add(_as_array(ch.added_pdq), np.asarray(ch.added_ids, dtype=np.int64))
+                self._index = index
+            else:
+                if ch.removed_ids:
+                    self._index.remove(np.asarray(ch.removed_ids, dtype=np.int64))
+                if ch.added_ids:
+                    self._index.add(
+                        _as_array(ch.added_pdq), np.asarray(ch.added_ids, dtype=np.int64)
+                    )
+            self._seq = ch.seq
+            applied = len(ch.added_ids) + len(ch.removed_ids)
+            self._unsaved += applied + 1
+            return applied
+
+    def save(self) -> None:
+        """Persist the index (atomically) so the next process starts warm."""
+        if self.index_dir is None:
+            return
+        self.index_dir.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            self._unsaved = 0
+            tmp = self.index_dir / (_INDEX_FILE + ".tmp")
+            self._index.save(tmp)
+            os.replace(tmp, self.index_dir / _INDEX_FILE)
+            meta_tmp = self.index_dir / (_INDEX_META + ".tmp")
+            meta_tmp.write_text(json.dumps({"version": _INDEX_META_VERSION, "seq": self._seq}))
+            os.replace(meta_tmp, self.index_dir / _INDEX_META)
+
+    @property
+    def unsaved_changes(self) -> int:
+        """Changes applied since the index was last saved (0: the file is current)."""
+        return self._unsaved
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    # -- matching ----------------------------------------------------------
+    def _thresholds(self, lists: Sequence[str] | None, threshold: int | None) -> dict[str, int]:
+        known = {info.name: info.pdq_threshold for info in self.store.lists()}
+        if lists:
+            missing = [n for n in lists if n not in known]
+            if missing:
+                raise ListNotFound(f"no list named {missing[0]!r}")
+            known = {n: known[n] for n in lists}
+        if threshold is not None:
+            if not 0 <= threshold <= 128:
+                raise BlindmatchError("threshold must be between 0 and 128")
+            known = {n: threshold for n in known}
+        return known
+
+    def match_pdq(
+        self,
+        pdq: str,
+        *,
+        lists: Sequence[str] | None = None,
+        threshold: int | None = None,
+        _limits: dict[str, int] | None = None,
+    ) -> list[Match]:
+        limits = _limits if _limits is not None else self._thresholds(lists, threshold)
+        if not limits:
+            return []
+        radius = max(limits.values())
+        query = np.frombuffer(bytes.fromhex(pdq), dtype=np.uint8)
+        with self._lock:  # the service refreshes from other threads
+            ids, dists = self._index.search(query, radius)
+        if len(ids) == 0:
+            return []
+        info = self.store.entries_by_ids(ids.tolist())
+        out = []
+        for i, d in zip(ids.tolist(), dists.tolist(), strict=True):
+            e = info.get(i)
+            if e is not None and e.list_name in limits and d <= limits[e.list_name]:
+                out.append(_match(e, "pdq", int(d)))
+        return out
+
+    def match(
+        self,
+        hashes: Hashes,
+        *,
+        lists: Sequence[str] | None = None,
+        threshold: int | None = None,
+        min_quality: int = DEFAULT_MIN_QUALITY,
+    ) -> list[Match]:
+        """Every match for one file's hashes, best first, one per (list, entry, type)."""
+        limits = self._thresholds(lists, threshold)
+        out: list[Match] = []
+        for kind, e in self.store.lookup_exact(hashes.md5, hashes.sha256):
+            if e.list_name in limits:
+                out.append(_match(e, kind, 0))
+        if hashes.kind == "image":
+            if hashes.pdq and (hashes.pdq_quality or 0) >= min_quality:
+                out.extend(self.match_pdq(hashes.pdq, _limits=limits))
+        else:
+            out.extend(self._match_vpdq(hashes.vpdq, limits, min_quality))
+        seen: set[tuple[str, str, str]] = set()
+        unique = []
+        for m in sorted(out, key=lambda m: (m.distance, m.list, m.entry_id, m.hash_type)):
+            key = (m.list, m.entry_id, m.hash_type)
+            if key not in seen:
+                seen.add(key)
+                unique.append(m)
+        return unique
+
+    def _match_vpdq(
+        self, frames: Sequence[VpdqFrame], limits: dict[str, int], min_quality: int
+    ) -> list[Match]:
+        """python-threatexchange's rule: a video matches a listed one when at least
+        80% of the query's good frames match some listed frame, and 80% of the
+        listed good frames match some query frame."""
+        query = [f.pdq for f in frames if f.quality >= min_quality]
+        if not query:
+            return []
+        q = _as_array(sorted(set(query)))
+        out = []
+        for e, listed in self.store.vpdq_entries():
+            if e.list_name not in limits:
+                continue
+            target = [f.pdq for f in listed if f.quality >= min_quality]
+            if not target:
+                continue
+            t = _as_array(sorted(set(target)))
+            d = np.bitwise_count(q[:, None, :] ^ t[None, :, :]).sum(axis=2)
+            close = d <= VPDQ_FRAME_THRESHOLD
+            q_frac = close.any(axis=1).mean()
+            t_frac = close.any(axis=0).mean()
+            if q_frac >= VPDQ_MATCH_FRACTION and t_frac >= VPDQ_MATCH_FRACTION:
+                out.append(_match(e, "vpdq", int(d.min())))
+        return out
+
+
+def _match(e: EntryInfo, kind: str, distance: int) -> Match:
+    return Match(e.list_name, e.source_id, kind, distance, e.category)

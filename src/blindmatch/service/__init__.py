@@ -1,0 +1,5 @@
+"""The HTTP service: FastAPI routes over the library."""
+
+from blindmatch.service.app import create_app
+
+__all__ = ["create_app"]

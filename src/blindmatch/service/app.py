@@ -1,0 +1,294 @@
+"""HTTP service: hash uploads, match hashes or uploads, manage lists.
+
+Every route needs an API key (``Authorization: Bearer KEY`` or ``X-API-Key``);
+writes need a key with write scope. Every error is a JSON body
+``{"error": {"code", "message"}}``. Request bodies are capped in size.
+"""
+
+import hmac
+import os
+import tempfile
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, File, Header, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from blindmatch._version import __version__
+from blindmatch.errors import (
+    BlindmatchError,
+    InputError,
+    InvalidHash,
+    ListExists,
+    ListFormatError,
+    ListNotFound,
+)
+from blindmatch.hashing import Hashes, hash_bytes, sniff
+from blindmatch.lists import ListEntry, dump_list, normalise_md5, normalise_pdq, normalise_sha256
+from blindmatch.matching import DEFAULT_MIN_QUALITY, Match
+from blindmatch.runtime import Runtime
+
+_STATUS = {
+    ListNotFound: 404,
+    ListExists: 409,
+    InputError: 422,
+    InvalidHash: 422,
+    ListFormatError: 422,
+}
+
+
+def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message, **extra}}, status_code=status)
+
+
+class BodySizeLimit:
+    """Cap request bodies: a declared oversize body (Content-Length) gets a JSON
+    413 at once; an undeclared (chunked) one is counted as it arrives and
+    stopped with an HTTP 413 error, which the app's error handler renders.
+
+    (FastAPI's own ``max_body_size`` answers declared sizes in plain text, outside
+    the app's error handlers, so every error would no longer be JSON.)"""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for name, value in scope.get("headers", ()):
+                if name == b"content-length" and (
+                    not value.isdigit() or int(value) > self.max_bytes
+                ):
+                    resp = _error(
+                        413, "too_large", f"request body is over {self.max_bytes:,} bytes"
+                    )
+                    await resp(scope, receive, send)
+                    return
+            seen = 0
+
+            async def counted() -> Message:
+                nonlocal seen
+                msg = await receive()
+                seen += len(msg.get("body", b""))
+                if seen > self.max_bytes:
+                    raise StarletteHTTPException(
+                        413, f"request body is over {self.max_bytes:,} bytes"
+                    )
+                return msg
+
+            await self.app(scope, counted, send)
+            return
+        await self.app(scope, receive, send)
+
+
+class HashQuery(BaseModel):
+    pdq: str | None = None
+    md5: str | None = None
+    sha256: str | None = None
+    lists: list[str] | None = None
+    threshold: int | None = Field(default=None, ge=0, le=128)
+
+
+class ListCreate(BaseModel):
+    source: str = ""
+    version: str = ""
+    description: str = ""
+    pdq_threshold: int = Field(default=31, ge=0, le=128)
+
+
+class EntryIn(BaseModel):
+    id: str = Field(min_length=1, max_length=1024)
+    pdq: str | None = None
+    md5: str | None = None
+    sha256: str | None = None
+    category: str | None = None
+    removed: bool = False
+
+
+class EntriesIn(BaseModel):
+    entries: list[EntryIn] = Field(max_length=100_000)
+    source: str | None = None
+    version: str | None = None
+
+
+def create_app(rt: Runtime) -> FastAPI:
+    settings = rt.settings
+    settings.check_service_secrets()
+    admin_key = settings.effective_admin_key()
+    app = FastAPI(
+        title="blindmatch",
+        version=__version__,
+        description="Hash images and videos, match them against hash lists, manage lists. "
+        "Ships and tests with benign images only.",
+    )
+    matcher = rt.matcher  # loaded once; refreshed after every write
+
+    @app.exception_handler(BlindmatchError)
+    async def _bm_error(_: Request, e: BlindmatchError) -> JSONResponse:
+        status = next((s for t, s in _STATUS.items() if isinstance(e, t)), 400)
+        return JSONResponse({"error": e.as_dict()}, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, e: RequestValidationError) -> JSONResponse:
+        details = [
+            {"loc": [str(x) for x in err.get("loc", ())], "msg": str(err.get("msg", ""))}
+            for err in e.errors()
+        ]
+        return _error(422, "invalid_request", "the request is not valid", details=details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, e: StarletteHTTPException) -> JSONResponse:
+        code = {
+            401: "unauthorized",
+            403: "forbidden",
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "too_large",
+        }
+        return _error(e.status_code, code.get(e.status_code, "http_error"), str(e.detail))
+
+    @app.exception_handler(ValueError)
+    async def _value(_: Request, e: ValueError) -> JSONResponse:
+        return _error(422, "invalid_request", str(e))
+
+    @app.exception_handler(Exception)
+    async def _internal(_: Request, e: Exception) -> JSONResponse:
+        return _error(500, "internal_error", "the service failed on this request")
+
+    def scope_of(
+        authorization: Annotated[str | None, Header()] = None,
+        x_api_key: Annotated[str | None, Header()] = None,
+    ) -> str:
+        key = x_api_key
+        if authorization and authorization.lower().startswith("bearer "):
+            key = authorization[7:].strip()
+        if not key:
+            raise StarletteHTTPException(401, "an API key is required")
+        if admin_key and hmac.compare_digest(key.encode(), admin_key.encode()):
+            return "write"
+        scope = rt.store.api_key_scope(key)
+        if scope is None:
+            raise StarletteHTTPException(401, "unknown or revoked API key")
+        return scope
+
+    def reader(scope: Annotated[str, Depends(scope_of)]) -> str:
+        return scope
+
+    def writer(scope: Annotated[str, Depends(scope_of)]) -> str:
+        if scope != "write":
+            raise StarletteHTTPException(403, "this key may not change lists")
+        return scope
+
+    Read = Depends(reader)
+    Write = Depends(writer)
+
+    def _hash_upload(upload: UploadFile) -> Hashes:
+        data = upload.file.read()
+        kind = sniff(data[:512])
+        if kind is not None and kind[0] == "video":
+            fd, path = tempfile.mkstemp(prefix="blindmatch-upload-")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                return hash_bytes(data, video_path=path)
+            finally:
+                os.unlink(path)
+        return hash_bytes(data)
+
+    @app.get("/health", tags=["service"])
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__, "pdq_entries": len(matcher)}
+
+    @app.post("/v1/hash", tags=["hashing"], dependencies=[Read])
+    def hash_upload(file: Annotated[UploadFile, File()]) -> dict[str, Any]:
+        """Hash an uploaded image or video (PDQ or vPDQ, MD5, SHA-256)."""
+        return _hash_upload(file).to_json()
+
+    @app.post("/v1/match/hash", tags=["matching"], dependencies=[Read])
+    def match_hash(q: HashQuery) -> dict[str, Any]:
+        """Match a PDQ, MD5 or SHA-256 against lists."""
+        if not (q.pdq or q.md5 or q.sha256):
+            raise InvalidHash("give at least one of pdq, md5, sha256")
+        out = []
+        if q.pdq:
+            out += matcher.match_pdq(normalise_pdq(q.pdq), lists=q.lists, threshold=q.threshold)
+        md5 = normalise_md5(q.md5) if q.md5 else None
+        sha = normalise_sha256(q.sha256) if q.sha256 else None
+        wanted = set(q.lists) if q.lists else None
+        for kind, e in rt.store.lookup_exact(md5, sha):
+            if wanted is None or e.list_name in wanted:
+                out.append(Match(e.list_name, e.source_id, kind, 0, e.category))
+        return {"matches": [m.to_json() for m in out]}
+
+    @app.post("/v1/match/upload", tags=["matching"], dependencies=[Read])
+    def match_upload(
+        file: Annotated[UploadFile, File()],
+        lists: Annotated[list[str] | None, Query(alias="list")] = None,
+        threshold: Annotated[int | None, Query(ge=0, le=128)] = None,
+        min_quality: Annotated[int, Query(ge=0, le=100)] = DEFAULT_MIN_QUALITY,
+    ) -> dict[str, Any]:
+        """Hash an upload and match it against lists."""
+        h = _hash_upload(file)
+        found = matcher.match(h, lists=lists, threshold=threshold, min_quality=min_quality)
+        return {"hashes": h.to_json(), "matches": [m.to_json() for m in found]}
+
+    @app.get("/v1/lists", tags=["lists"], dependencies=[Read])
+    def all_lists() -> dict[str, Any]:
+        return {"lists": [i.to_json() for i in rt.store.lists()]}
+
+    @app.get("/v1/lists/{name}", tags=["lists"], dependencies=[Read])
+    def one_list(name: str) -> dict[str, Any]:
+        return rt.store.get_list(name).to_json()
+
+    @app.put("/v1/lists/{name}", tags=["lists"], dependencies=[Write], status_code=201)
+    def create_list(name: str, body: ListCreate) -> dict[str, Any]:
+        info = rt.store.create_list(
+            name,
+            source=body.source,
+            version=body.version,
+            description=body.description,
+            pdq_threshold=body.pdq_threshold,
+        )
+        return info.to_json()
+
+    @app.post("/v1/lists/{name}/entries", tags=["lists"], dependencies=[Write])
+    def add_entries(name: str, body: EntriesIn) -> dict[str, Any]:
+        """Add, change or tombstone entries (one transaction); matchable on return."""
+        entries = []
+        for i, e in enumerate(body.entries):
+            try:
+                entries.append(
+                    ListEntry(
+                        source_id=e.id,
+                        pdq=e.pdq,
+                        md5=e.md5,
+                        sha256=e.sha256,
+                        category=e.category,
+                        removed=e.removed,
+                    )
+                )
+            except (InvalidHash, ValueError) as err:
+                raise ListFormatError(f"entry {i}: {err}") from None
+        rt.store.get_list(name)
+        summary = rt.store.import_entries(
+            name, entries, create=False, source=body.source, version=body.version
+        )
+        matcher.refresh()
+        return summary.to_json()
+
+    @app.delete("/v1/lists/{name}", tags=["lists"], dependencies=[Write])
+    def delete_list(name: str) -> dict[str, Any]:
+        rt.store.remove_list(name)
+        matcher.refresh()
+        return {"removed": name}
+
+    @app.get("/v1/lists/{name}/export", tags=["lists"], dependencies=[Read])
+    def export_list(name: str, format: Literal["csv", "jsonl", "te"] = "csv") -> Response:
+        data = dump_list(list(rt.store.live_entries(name)), format)
+        media = {"csv": "text/csv", "jsonl": "application/jsonl", "te": "text/plain"}[format]
+        return Response(data, media_type=media)
+
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    return app
