@@ -18,7 +18,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, func, select, update
+from sqlalchemy import Engine, create_engine, event, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from blindmatch.errors import ListExists, ListNotFound
@@ -28,6 +28,7 @@ from blindmatch.store.models import ApiKey, Entry, HashList, ImportRecord, Meta
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _SEQ_KEY = "change_seq"
 _REBUILD_KEY = "rebuild_seq"
+_SMALL_BATCH = 20_000  # below this, look up only the batch's ids instead of the whole list
 
 
 def _now() -> datetime:
@@ -118,14 +119,9 @@ def _vpdq_frames(text: str | None) -> tuple[VpdqFrame, ...] | None:
     return tuple(VpdqFrame(p, int(q), float(t)) for p, q, t in json.loads(text))
 
 
-def _same(row: Entry, e: ListEntry) -> bool:
-    return (
-        row.pdq == e.pdq
-        and row.md5 == e.md5
-        and row.sha256 == e.sha256
-        and row.category == e.category
-        and row.vpdq == _vpdq_json(e.vpdq)
-    )
+def _fields(e: ListEntry) -> tuple[Any, ...]:
+    """The stored fields of an entry, in ``_live_rows`` order after the id."""
+    return (e.pdq, e.md5, e.sha256, _vpdq_json(e.vpdq), e.category)
 
 
 def _to_entry(row: Entry) -> ListEntry:
@@ -266,48 +262,56 @@ class Store:
                 )
                 s.add(hl)
                 s.flush()
-            live = {
-                row.source_id: row
-                for row in s.scalars(
-                    select(Entry).where(Entry.list_id == hl.id, Entry.removed_seq.is_(None))
-                )
-            }
+            batch: dict[str, ListEntry] = {}
+            for e in entries:  # within one batch the last word on an id wins
+                batch.pop(e.source_id, None)
+                batch[e.source_id] = e
+            live = self._live_rows(s, hl.id, list(batch))
             seq: int | None = None
-            new_rows: list[Entry] = []
-            for e in entries:
+            tombstone: list[int] = []
+            new_rows: list[dict[str, Any]] = []
+            for e in batch.values():
                 row = live.get(e.source_id)
-                if e.removed:
+                if e.removed or (row is not None and row[1:] != _fields(e)):
                     if row is None:
                         unchanged += 1
                         continue
-                    seq = seq if seq is not None else self._next_seq(s)
-                    row.removed_seq, row.removed_at = seq, now
-                    del live[e.source_id]
-                    removed += 1
-                    continue
-                if row is not None and _same(row, e):
+                    tombstone.append(row[0])
+                    if e.removed:
+                        removed += 1
+                        continue
+                    changed += 1
+                elif row is not None:
                     unchanged += 1
                     continue
-                seq = seq if seq is not None else self._next_seq(s)
-                if row is not None:
-                    row.removed_seq, row.removed_at = seq, now
-                    changed += 1
                 else:
                     added += 1
-                new = Entry(
-                    list_id=hl.id,
-                    source_id=e.source_id,
-                    pdq=e.pdq,
-                    md5=e.md5,
-                    sha256=e.sha256,
-                    vpdq=_vpdq_json(e.vpdq),
-                    category=e.category,
-                    added_at=now,
-                    added_seq=seq,
+                pdq, md5, sha256, vpdq, category = _fields(e)
+                new_rows.append(
+                    {
+                        "list_id": hl.id,
+                        "source_id": e.source_id,
+                        "pdq": pdq,
+                        "md5": md5,
+                        "sha256": sha256,
+                        "vpdq": vpdq,
+                        "category": category,
+                        "added_at": now,
+                    }
                 )
-                live[e.source_id] = new
-                new_rows.append(new)
-            s.add_all(new_rows)
+            if tombstone or new_rows:
+                seq = self._next_seq(s)
+                for chunk in _chunks(tombstone, 500):
+                    s.execute(
+                        update(Entry)
+                        .where(Entry.id.in_(chunk))
+                        .values(removed_seq=seq, removed_at=now)
+                    )
+                for i in range(0, len(new_rows), 50_000):
+                    rows = new_rows[i : i + 50_000]
+                    for r in rows:
+                        r["added_seq"] = seq
+                    s.execute(insert(Entry), rows)
             if source is not None:
                 hl.source = source
             if version is not None:
@@ -328,6 +332,22 @@ class Store:
                     )
                 )
         return ImportSummary(name, added, changed, removed, unchanged)
+
+    def _live_rows(
+        self, s: Session, list_id: int, source_ids: list[str]
+    ) -> dict[str, tuple[Any, ...]]:
+        """Live rows of a list as ``source_id -> (id, pdq, md5, sha256, vpdq, category)``;
+        only those named in ``source_ids`` when the batch is small."""
+        cols = (Entry.source_id, Entry.id, Entry.pdq, Entry.md5, Entry.sha256, Entry.vpdq,
+                Entry.category)  # fmt: skip
+        base = select(*cols).where(Entry.list_id == list_id, Entry.removed_seq.is_(None))
+        if len(source_ids) > _SMALL_BATCH:
+            return {r[0]: tuple(r[1:]) for r in s.execute(base)}
+        out: dict[str, tuple[Any, ...]] = {}
+        for i in range(0, len(source_ids), 500):
+            q = base.where(Entry.source_id.in_(source_ids[i : i + 500]))
+            out.update({r[0]: tuple(r[1:]) for r in s.execute(q)})
+        return out
 
     def live_entries(self, name: str) -> Iterator[ListEntry]:
         info = self.get_list(name)
