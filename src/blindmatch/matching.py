@@ -138,20 +138,17 @@ class Matcher:
         return known
 
     def match_pdq(
-        self,
-        pdq: str,
-        *,
-        lists: Sequence[str] | None = None,
-        threshold: int | None = None,
-        _limits: dict[str, int] | None = None,
+        self, pdq: str, *, lists: Sequence[str] | None = None, threshold: int | None = None
     ) -> list[Match]:
-        limits = _limits if _limits is not None else self._thresholds(lists, threshold)
+        """Entries within each list's radius (or ``threshold``) of a PDQ hex hash."""
+        return self._match_pdq(pdq, self._thresholds(lists, threshold))
+
+    def _match_pdq(self, pdq: str, limits: dict[str, int]) -> list[Match]:
         if not limits:
             return []
-        radius = max(limits.values())
         query = np.frombuffer(bytes.fromhex(pdq), dtype=np.uint8)
         with self._lock:  # the service refreshes from other threads
-            ids, dists = self._index.search(query, radius)
+            ids, dists = self._index.search(query, max(limits.values()))
         if len(ids) == 0:
             return []
         info = self.store.entries_by_ids(ids.tolist())
@@ -162,6 +159,18 @@ class Matcher:
                 out.append(_match(e, "pdq", int(d)))
         return out
 
+    def match_values(
+        self,
+        *,
+        pdq: str | None = None,
+        md5: str | None = None,
+        sha256: str | None = None,
+        lists: Sequence[str] | None = None,
+        threshold: int | None = None,
+    ) -> list[Match]:
+        """Matches for hash values (normalised lowercase hex), best first."""
+        return self._match_all(pdq, md5, sha256, (), self._thresholds(lists, threshold), 0)
+
     def match(
         self,
         hashes: Hashes,
@@ -170,17 +179,31 @@ class Matcher:
         threshold: int | None = None,
         min_quality: int = DEFAULT_MIN_QUALITY,
     ) -> list[Match]:
-        """Every match for one file's hashes, best first, one per (list, entry, type)."""
+        """Every match for one file's hashes, best first, one per (list, entry, type).
+
+        A PDQ (or vPDQ frame) below ``min_quality`` is not trusted to match."""
         limits = self._thresholds(lists, threshold)
-        out: list[Match] = []
-        for kind, e in self.store.lookup_exact(hashes.md5, hashes.sha256):
-            if e.list_name in limits:
-                out.append(_match(e, kind, 0))
-        if hashes.kind == "image":
-            if hashes.pdq and (hashes.pdq_quality or 0) >= min_quality:
-                out.extend(self.match_pdq(hashes.pdq, _limits=limits))
-        else:
-            out.extend(self._match_vpdq(hashes.vpdq, limits, min_quality))
+        pdq = hashes.pdq if (hashes.pdq_quality or 0) >= min_quality else None
+        return self._match_all(pdq, hashes.md5, hashes.sha256, hashes.vpdq, limits, min_quality)
+
+    def _match_all(
+        self,
+        pdq: str | None,
+        md5: str | None,
+        sha256: str | None,
+        vpdq: Sequence[VpdqFrame],
+        limits: dict[str, int],
+        min_quality: int,
+    ) -> list[Match]:
+        out = [
+            _match(e, kind, 0)
+            for kind, e in self.store.lookup_exact(md5, sha256)
+            if e.list_name in limits
+        ]
+        if pdq:
+            out.extend(self._match_pdq(pdq, limits))
+        if vpdq:
+            out.extend(self._match_vpdq(vpdq, limits, min_quality))
         seen: set[tuple[str, str, str]] = set()
         unique = []
         for m in sorted(out, key=lambda m: (m.distance, m.list, m.entry_id, m.hash_type)):

@@ -150,3 +150,8 @@ def test_prod_app_refuses_to_start_with_default_key(home: Path, monkeypatch) -> 
     monkeypatch.setenv("BLINDMATCH_ENV", "prod")
     with pytest.raises(ConfigError):
         create_app(open_runtime())
+
+
+def test_match_hash_with_unknown_list_is_404(client: TestClient) -> None:
+    r = client.post("/v1/match/hash", json={"md5": "a" * 32, "lists": ["nope"]}, headers=ADMIN)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "list_not_found"

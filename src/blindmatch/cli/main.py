@@ -104,7 +104,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     rt = open_runtime()
     matcher = rt.matcher
     lists = args.list or None
-    matcher.match_pdq("0" * 64, lists=lists, threshold=args.threshold)  # validate up front
+    matcher.match_values(lists=lists, threshold=args.threshold)  # check list names up front
     files = matched = failed = 0
     start = time.monotonic()
     with _progress(not args.no_progress) as progress:

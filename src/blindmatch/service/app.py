@@ -28,7 +28,7 @@ from blindmatch.errors import (
 )
 from blindmatch.hashing import Hashes, hash_bytes, sniff
 from blindmatch.lists import ListEntry, dump_list, normalise_md5, normalise_pdq, normalise_sha256
-from blindmatch.matching import DEFAULT_MIN_QUALITY, Match
+from blindmatch.matching import DEFAULT_MIN_QUALITY
 from blindmatch.runtime import Runtime
 
 _STATUS = {
@@ -211,16 +211,14 @@ def create_app(rt: Runtime) -> FastAPI:
         """Match a PDQ, MD5 or SHA-256 against lists."""
         if not (q.pdq or q.md5 or q.sha256):
             raise InvalidHash("give at least one of pdq, md5, sha256")
-        out = []
-        if q.pdq:
-            out += matcher.match_pdq(normalise_pdq(q.pdq), lists=q.lists, threshold=q.threshold)
-        md5 = normalise_md5(q.md5) if q.md5 else None
-        sha = normalise_sha256(q.sha256) if q.sha256 else None
-        wanted = set(q.lists) if q.lists else None
-        for kind, e in rt.store.lookup_exact(md5, sha):
-            if wanted is None or e.list_name in wanted:
-                out.append(Match(e.list_name, e.source_id, kind, 0, e.category))
-        return {"matches": [m.to_json() for m in out]}
+        found = matcher.match_values(
+            pdq=normalise_pdq(q.pdq) if q.pdq else None,
+            md5=normalise_md5(q.md5) if q.md5 else None,
+            sha256=normalise_sha256(q.sha256) if q.sha256 else None,
+            lists=q.lists,
+            threshold=q.threshold,
+        )
+        return {"matches": [m.to_json() for m in found]}
 
     @app.post("/v1/match/upload", tags=["matching"], dependencies=[Read])
     def match_upload(

@@ -28,6 +28,7 @@ from blindmatch.store.models import ApiKey, Entry, HashList, ImportRecord, Meta
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _SEQ_KEY = "change_seq"
 _REBUILD_KEY = "rebuild_seq"
+DEFAULT_PDQ_THRESHOLD = 31  # the PDQ authors' and python-threatexchange's match radius
 _SMALL_BATCH = 20_000  # below this, look up only the batch's ids instead of the whole list
 
 
@@ -152,7 +153,7 @@ class Store:
         source: str = "",
         version: str = "",
         description: str = "",
-        pdq_threshold: int = 31,
+        pdq_threshold: int = DEFAULT_PDQ_THRESHOLD,
     ) -> ListInfo:
         _check_name(name)
         if not 0 <= pdq_threshold <= 128:
@@ -160,26 +161,12 @@ class Store:
         with self._session.begin() as s:
             if s.scalar(select(HashList.id).where(HashList.name == name)) is not None:
                 raise ListExists(f"list {name!r} already exists")
-            now = _now()
-            s.add(
-                HashList(
-                    name=name,
-                    source=source,
-                    version=version,
-                    description=description,
-                    pdq_threshold=pdq_threshold,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
+            _add_list(s, name, source, version, description, pdq_threshold)
         return self.get_list(name)
 
     def get_list(self, name: str) -> ListInfo:
         with self._session() as s:
-            hl = s.scalar(select(HashList).where(HashList.name == name))
-            if hl is None:
-                raise ListNotFound(f"no list named {name!r}")
-            return self._info(s, hl)
+            return self._info(s, _list_row(s, name))
 
     def lists(self) -> list[ListInfo]:
         with self._session() as s:
@@ -207,9 +194,7 @@ class Store:
 
     def remove_list(self, name: str) -> None:
         with self._session.begin() as s:
-            hl = s.scalar(select(HashList).where(HashList.name == name))
-            if hl is None:
-                raise ListNotFound(f"no list named {name!r}")
+            hl = _list_row(s, name)
             # Its entries go with it, so indexes cannot catch up row by row:
             # record that everything before this point must be rebuilt.
             seq = self._next_seq(s)
@@ -220,9 +205,7 @@ class Store:
         if not 0 <= pdq_threshold <= 128:
             raise ValueError("pdq_threshold must be between 0 and 128")
         with self._session.begin() as s:
-            hl = s.scalar(select(HashList).where(HashList.name == name))
-            if hl is None:
-                raise ListNotFound(f"no list named {name!r}")
+            hl = _list_row(s, name)
             hl.pdq_threshold = pdq_threshold
             hl.updated_at = _now()
         return self.get_list(name)
@@ -251,17 +234,7 @@ class Store:
                 if not create:
                     raise ListNotFound(f"no list named {name!r}")
                 _check_name(name)
-                hl = HashList(
-                    name=name,
-                    source=source or "",
-                    version=version or "",
-                    description="",
-                    pdq_threshold=31,
-                    created_at=now,
-                    updated_at=now,
-                )
-                s.add(hl)
-                s.flush()
+                hl = _add_list(s, name, source or "", version or "", "", DEFAULT_PDQ_THRESHOLD)
             batch: dict[str, ListEntry] = {}
             for e in entries:  # within one batch the last word on an id wins
                 batch.pop(e.source_id, None)
@@ -479,6 +452,31 @@ class Store:
                 .values(revoked_at=_now())
             )
             return int(getattr(res, "rowcount", 0) or 0)
+
+
+def _list_row(s: Session, name: str) -> HashList:
+    hl = s.scalar(select(HashList).where(HashList.name == name))
+    if hl is None:
+        raise ListNotFound(f"no list named {name!r}")
+    return hl
+
+
+def _add_list(
+    s: Session, name: str, source: str, version: str, description: str, pdq_threshold: int
+) -> HashList:
+    now = _now()
+    hl = HashList(
+        name=name,
+        source=source,
+        version=version,
+        description=description,
+        pdq_threshold=pdq_threshold,
+        created_at=now,
+        updated_at=now,
+    )
+    s.add(hl)
+    s.flush()
+    return hl
 
 
 def _set_meta(s: Session, key: str, value: str) -> None:
