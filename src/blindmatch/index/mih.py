@@ -26,8 +26,9 @@ At 10M hashes, buckets of a 16-bit key hold ~150 rows each and a radius-31
 query must verify ~41,500 random rows; wider chunks make buckets smaller.
 ``choose_widths`` therefore picks, per segment, the chunk count (11 to 16)
 with the lowest modelled probe cost whose tables fit in
-``TABLE_BYTES_PER_HASH`` (64) bytes per hash: 16 x 16 bits up to ~2M rows,
-12 chunks of 21-22 bits (57.4 bytes per hash) at 10M.
+``TABLE_BYTES_PER_HASH`` (64) bytes per hash: 16 x 16 bits up to ~1.1M rows,
+then 15, 14, 13 chunks, and 12 chunks of 21-22 bits from ~6.7M rows (57.4
+bytes per hash at 10M).
 
 The index is a *main* segment, a smaller *tail* segment and a *delta*
 buffer. ``add`` appends to the delta (scanned by brute force, so new entries
