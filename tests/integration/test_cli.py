@@ -150,3 +150,22 @@ def test_video_listed_then_reencoded_copy_matches_by_vpdq(cli, home, tmp_path) -
     assert [m["hash_type"] for m in by_name["copy.mkv"]] == ["vpdq"]
     assert by_name["other.mp4"] == []
     assert res.code == 1
+
+
+LISTS = Path(__file__).parents[1] / "data" / "lists"
+
+
+def test_import_every_format_from_the_command_line(cli, home) -> None:
+    for name, fmt in [("sample.csv", "csv"), ("sample.jsonl", "jsonl"), ("sample.te", "te"),
+                      ("ncmec_entries.xml", "ncmec")]:  # fmt: skip
+        res = cli("lists", "import", f"l-{fmt}", LISTS / name, "--json")
+        assert res.code == 0, res.err
+        assert res.json_lines[0]["format"] == fmt
+        assert res.json_lines[0]["added"] > 0
+
+
+def test_hostile_list_files_import_nothing(cli, home) -> None:
+    for name in ("ncmec_billion_laughs.xml", "ncmec_truncated.xml"):
+        res = cli("lists", "import", "hl", LISTS / name)
+        assert res.code == 2 and "malformed_list" in res.err and "Traceback" not in res.err
+    assert cli("lists", "show", "--json").json_lines == []
