@@ -336,6 +336,108 @@ def test_removals(datasets) -> None:
     assert index.describe()["segments"]["main"]["dead"] == 0
 
 
+@pytest.mark.parametrize("widths", [None, MEDIUM], ids=["auto16", "w14"])
+def test_full_rebuild_is_spread_over_later_calls(datasets, widths) -> None:
+    """A small add that needs a full rebuild returns at once; the rebuild runs a step per call."""
+    rng = np.random.default_rng(23)
+    db = np.concatenate([datasets["clustered"][0], clustered_hashes(rng, 2000)])
+    ids = np.concatenate([datasets["clustered"][1], np.arange(10**13, 10**13 + 2000)])
+    index = MultiIndexHash(db[:2000], ids[:2000], delta_max=200, tail_fraction=0.01, widths=widths)
+    ref = BruteForceIndex(db[:2000], ids[:2000])
+    pos, started, calls_while_pending, swaps = 2000, 0, 0, 0
+    removed: set[int] = set()
+    state = {"rebuilding": False}
+
+    def observe() -> None:
+        nonlocal started, calls_while_pending, swaps
+        now = index.describe()
+        if now["rebuilding"] and not state["rebuilding"]:
+            started += 1
+            assert now["frozen"] > 0 and now["delta"] == 0
+        if state["rebuilding"]:
+            calls_while_pending += 1
+            if not now["rebuilding"]:
+                swaps += 1  # finished step by step, not by a delta overflow
+                assert now["frozen"] == 0 and set(now["segments"]) == {"main"}
+                assert 0 < now["delta"] < 200
+        state["rebuilding"] = now["rebuilding"]
+
+    while swaps < 2:
+        assert pos + 3 <= 4000
+        h, i = db[pos : pos + 3], ids[pos : pos + 3]
+        index.add(h, i)
+        ref.add(h, i)
+        pos += 3
+        observe()
+        if state["rebuilding"] and calls_while_pending % 3 == 0:
+            # remove rows from every part while the rebuild runs: main, frozen, delta
+            gone = np.array([ids[int(rng.integers(0, 2000))], ids[pos - 250], ids[pos - 1]])
+            index.remove(gone)
+            ref.remove(gone)
+            removed |= set(gone.tolist())
+            observe()
+        assert len(index) == len(ref)
+        for q in (h[-1], db[int(rng.integers(pos))], flip_bits(db[pos - 12], 9, rng)):
+            for r in (0, 31):
+                got = index.search(q, r)
+                assert not removed & set(got[0].tolist())
+                assert_same(got, ref.search(q, r))
+        assert i[-1] in index.search(h[-1], 0)[0] or i[-1] in removed
+    assert started == 2
+    assert calls_while_pending <= 2 * (16 + 2)  # one step per call, m + 2 steps
+    index._check()
+    # a removed id can come back while a rebuild is pending, and stays after the swap
+    while not index.describe()["rebuilding"]:
+        assert pos + 7 <= 5000
+        index.add(db[pos : pos + 7], ids[pos : pos + 7])
+        ref.add(db[pos : pos + 7], ids[pos : pos + 7])
+        pos += 7
+    back = np.array([ids[pos - 1]])
+    index.remove(back)
+    index.add(random_hashes(rng, 1), back)
+    index.finish_rebuild()
+    assert not index.describe()["rebuilding"]
+    assert index.search(db[pos - 1], 0)[0].tolist().count(int(back[0])) == 0
+    assert len(index) == len(ref)
+    index._check()
+
+
+def test_save_and_compact_during_a_pending_rebuild(datasets) -> None:
+    db, ids = datasets["random"]
+    index = MultiIndexHash(db[:2000], ids[:2000], delta_max=20, tail_fraction=0.01)
+    ref = BruteForceIndex(db[:2000], ids[:2000])
+    pos = 2000
+    while not index.describe()["rebuilding"]:
+        index.add(db[pos : pos + 5], ids[pos : pos + 5])
+        ref.add(db[pos : pos + 5], ids[pos : pos + 5])
+        pos += 5
+    assert index.describe()["frozen"] > 0
+    with pytest.raises(ValueError, match="already"):  # the last ids are in the frozen buffer
+        index.add(random_hashes(np.random.default_rng(1), 1), ids[pos - 1 : pos])
+    buf = io.BytesIO()
+    index.save(buf)  # finishes the rebuild first
+    assert not index.describe()["rebuilding"]
+    loaded = MultiIndexHash.load(io.BytesIO(buf.getvalue()))
+    loaded._check()
+    assert len(loaded) == len(ref) == len(index)
+    while not index.describe()["rebuilding"]:
+        index.add(db[pos : pos + 5], ids[pos : pos + 5])
+        ref.add(db[pos : pos + 5], ids[pos : pos + 5])
+        pos += 5
+    index.remove(ids[pos - 5 : pos - 3])
+    ref.remove(ids[pos - 5 : pos - 3])
+    index.compact()  # abandons the pending rebuild, keeps every row
+    assert index.describe() == {
+        "segments": {"main": {"rows": len(ref), "dead": 0, "widths": [16] * 16}},
+        "delta": 0,
+        "delta_max": 20,
+        "rebuilding": False,
+        "frozen": 0,
+    }
+    for q in db[pos - 10 : pos]:
+        assert_same(index.search(q, 31), ref.search(q, 31))
+
+
 def test_many_tombstones_trigger_a_compacting_rebuild() -> None:
     rng = np.random.default_rng(21)
     db = random_hashes(rng, 2000)

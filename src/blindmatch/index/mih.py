@@ -36,18 +36,25 @@ are matchable at once). When the delta would overflow, delta + tail + the
 new entries are rebuilt into a fresh tail (cost proportional to the tail);
 when the tail outgrows ``tail_fraction`` of the main segment, or a quarter
 of the main segment is tombstones, everything is rebuilt into one main
-segment. A search whose radius needs more than 3 flips per chunk, or whose
-probe set would touch more than ``brute_fraction`` of a segment, scans that
-segment instead; both paths are exact.
+segment. That full rebuild is spread out: the add that triggers it moves the
+delta and its own rows to a *frozen* buffer (still scanned) and returns; each
+later ``add``/``remove`` runs one step of the rebuild (under half a second at
+10M rows; removals made meanwhile are replayed), and the new main segment
+replaces main, tail and frozen buffer when it is done. ``save``,
+``finish_rebuild`` and a delta overflow complete it at once.
+
+A search whose radius needs more than 3 flips per chunk, or whose probe set
+would touch more than ``brute_fraction`` of a segment, scans that segment
+instead; both paths are exact.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from math import comb
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -331,14 +338,43 @@ class _Segment:
     @classmethod
     def build(
         cls, h: NDArray[np.uint8], ids: I64, widths: tuple[int, ...] | None = None
-    ) -> _Segment:
+    ) -> _Segment | None:
+        """A segment over these rows (None if there are none)."""
+        steps = cls.build_steps([(h, ids)], widths)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return cast("_Segment | None", done.value)
+
+    @classmethod
+    def build_steps(
+        cls,
+        sources: Sequence[_Segment | tuple[NDArray[np.uint8], I64]],
+        widths: tuple[int, ...] | None,
+    ) -> Generator[None, None, _Segment | None]:
+        """Build a segment over the live rows of ``sources``, yielding between steps.
+
+        Each step (gather the rows, sort by chunk 0, then one table per chunk)
+        takes under half a second at 10M rows, so a caller can spread a full
+        rebuild over several calls. Rows tombstoned after a step has read them
+        are the caller's to re-apply.
+        """
+        parts = [src.live_rows() if isinstance(src, _Segment) else _live(*src) for src in sources]
+        h = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])
+        ids = parts[0][1] if len(parts) == 1 else np.concatenate([p[1] for p in parts])
+        del parts
         n = int(h.shape[0])
+        if n == 0:
+            return None
         widths = widths or choose_widths(n)
         lay = _layout(widths)
         if (lay.m - 1) * n >= 2**32:
             raise ValueError(f"too many hashes for one index segment ({n})")
+        yield
         key0 = lay.chunk(h.view(np.uint64), 0)
         order = np.argsort(key0)
+        yield
         h = h.take(order, axis=0)
         ids = ids.take(order)
         h64 = h.view(np.uint64)
@@ -349,6 +385,7 @@ class _Segment:
             key = key0 if j == 0 else lay.chunk(h64, j)
             base = 0 if j == 0 else (j - 1) * n
             if j:
+                yield
                 perm[base : base + n] = np.argsort(key)
             size = 1 << widths[j]
             start = int(lay.table_start[j])
@@ -515,6 +552,13 @@ def _empty_hashes() -> NDArray[np.uint8]:
     return np.empty((0, HASH_BYTES), dtype=np.uint8)
 
 
+def _live(h: NDArray[np.uint8], ids: I64) -> tuple[NDArray[np.uint8], I64]:
+    keep = ids != DEAD
+    if keep.all():
+        return h, ids
+    return h[keep], ids[keep]
+
+
 def _parse_widths(value: object, name: str) -> tuple[int, ...]:
     if not isinstance(value, list) or not all(type(w) is int for w in value):
         raise IndexFormatError(f"bad chunk widths for the {name} segment")
@@ -576,6 +620,13 @@ class MultiIndexHash(PDQIndex):
         self._dids: I64 = np.empty(0, dtype=np.int64)
         self._dn = 0
         self._ddead = 0
+        # a full rebuild in progress: its steps run one per add()/remove() call;
+        # meanwhile the rows it was started for stay searchable in the frozen buffer
+        self._pending: Generator[None, None, _Segment | None] | None = None
+        self._pending_removed: list[I64] = []
+        self._fh: NDArray[np.uint8] = _empty_hashes()
+        self._fids: I64 = np.empty(0, dtype=np.int64)
+        self._fdead = 0
         if hashes is not None or ids is not None:
             if hashes is None or ids is None:
                 raise ValueError("give both hashes and ids, or neither")
@@ -586,7 +637,7 @@ class MultiIndexHash(PDQIndex):
 
     # -- sizes
     def __len__(self) -> int:
-        n = self._dn - self._ddead
+        n = self._dn - self._ddead + self._fids.shape[0] - self._fdead
         for seg in (self._main, self._tail):
             if seg is not None:
                 n += seg.live
@@ -594,7 +645,8 @@ class MultiIndexHash(PDQIndex):
 
     def nbytes(self) -> dict[str, int]:
         """Bytes held: ``hashes``, ``ids``, ``tables`` (offsets + permutations), ``delta``."""
-        out = {"hashes": 0, "ids": 0, "tables": 0, "delta": self._dh.nbytes + self._dids.nbytes}
+        delta = self._dh.nbytes + self._dids.nbytes + self._fh.nbytes + self._fids.nbytes
+        out = {"hashes": 0, "ids": 0, "tables": 0, "delta": delta}
         for seg in (self._main, self._tail):
             if seg is not None:
                 out["hashes"] += seg.h.nbytes
@@ -608,7 +660,13 @@ class MultiIndexHash(PDQIndex):
         for name, seg in (("main", self._main), ("tail", self._tail)):
             if seg is not None:
                 segs[name] = {"rows": seg.n, "dead": seg.dead, "widths": list(seg.layout.widths)}
-        return {"segments": segs, "delta": self._dn, "delta_max": self._delta_max}
+        return {
+            "segments": segs,
+            "delta": self._dn,
+            "delta_max": self._delta_max,
+            "rebuilding": self._pending is not None,
+            "frozen": int(self._fids.shape[0]),
+        }
 
     # -- mutation
     def add(self, hashes: NDArray[np.uint8], ids: NDArray[np.int64]) -> None:
@@ -620,6 +678,8 @@ class MultiIndexHash(PDQIndex):
             return
         if self._contains_any(np.sort(new_ids)):
             raise ValueError("some ids are already in the index")
+        if self._pending is not None:
+            self._step()
         if self._dn + m <= self._delta_max:
             if self._dh.shape[0] < self._delta_max:
                 self._grow_delta()
@@ -644,15 +704,51 @@ class MultiIndexHash(PDQIndex):
             gone = isin_sorted(self._dids[: self._dn], wanted)
             self._dids[: self._dn][gone] = DEAD
             self._ddead += int(np.count_nonzero(gone))
+        if self._fids.shape[0]:
+            gone = isin_sorted(self._fids, wanted)
+            self._fids[gone] = DEAD
+            self._fdead += int(np.count_nonzero(gone))
+        if self._pending is not None:
+            self._pending_removed.append(wanted)
+            self._step()
 
     def compact(self) -> None:
         """Rebuild into a single main segment, dropping tombstones and emptying the delta."""
         self._rebuild(_empty_hashes(), np.empty(0, dtype=np.int64))
 
+    def finish_rebuild(self) -> None:
+        """Run the remaining steps of a full rebuild in progress, if any."""
+        while self._pending is not None:
+            self._step()
+
+    def _step(self) -> None:
+        assert self._pending is not None
+        try:
+            next(self._pending)
+        except StopIteration as done:
+            self._swap(done.value)
+
+    def _swap(self, main: _Segment | None) -> None:
+        """A full rebuild is done: it replaces main, tail and the frozen buffer."""
+        if main is not None and self._pending_removed:
+            wanted = np.unique(np.concatenate(self._pending_removed))
+            gone = isin_sorted(main.ids, wanted)
+            main.ids[gone] = DEAD
+            main.dead += int(np.count_nonzero(gone))
+        self._main, self._tail = main, None
+        self._clear_pending()
+
+    def _clear_pending(self) -> None:
+        self._pending = None
+        self._pending_removed = []
+        self._fh, self._fids, self._fdead = _empty_hashes(), np.empty(0, dtype=np.int64), 0
+
     def _contains_any(self, sorted_ids: I64) -> bool:
         for seg in (self._main, self._tail):
             if seg is not None and isin_sorted(seg.ids, sorted_ids).any():
                 return True
+        if self._fids.shape[0] and isin_sorted(self._fids, sorted_ids).any():
+            return True
         return bool(self._dn and isin_sorted(self._dids[: self._dn], sorted_ids).any())
 
     def _grow_delta(self) -> None:
@@ -675,7 +771,15 @@ class MultiIndexHash(PDQIndex):
         self._ddead = 0
 
     def _fold(self, h: NDArray[np.uint8], ids: I64) -> None:
-        """The delta is full: rebuild the tail with delta + new rows, or rebuild everything."""
+        """The delta is full: rebuild the tail with delta + new rows, or rebuild everything.
+
+        A full rebuild triggered by a small add is only started here: the delta
+        and the new rows move to the frozen buffer (still scanned), and the
+        rebuild advances one step per later add() or remove() call. A large add
+        rebuilds at once.
+        """
+        if self._pending is not None:
+            self.finish_rebuild()
         parts = [self._delta_live(), (h, ids)]
         if self._tail is not None:
             parts.insert(0, self._tail.live_rows())
@@ -686,7 +790,18 @@ class MultiIndexHash(PDQIndex):
             or pending > max(self._delta_max, self._tail_fraction * main.live)
             or main.dead * 4 > main.n
         ):
-            self._rebuild(h, ids)
+            if main is None or h.shape[0] > self._delta_max:
+                self._rebuild(h, ids)
+                return
+            dh, dids = self._delta_live()
+            self._fh = np.concatenate((dh, h))
+            self._fids = np.concatenate((dids, ids))
+            sources: list[_Segment | tuple[NDArray[np.uint8], I64]] = [main]
+            if self._tail is not None:
+                sources.append(self._tail)
+            sources.append((self._fh, self._fids))
+            self._pending = _Segment.build_steps(sources, self._widths)
+            self._clear_delta()
             return
         self._tail = _Segment.build(
             np.concatenate([p[0] for p in parts]),
@@ -696,17 +811,27 @@ class MultiIndexHash(PDQIndex):
         self._clear_delta()
 
     def _rebuild(self, h: NDArray[np.uint8], ids: I64) -> None:
+        """Rebuild everything now (abandoning a rebuild in progress: its rows are all here)."""
         parts = [seg.live_rows() for seg in (self._main, self._tail) if seg is not None]
-        parts += [self._delta_live(), (h, ids)]
+        parts += [_live(self._fh, self._fids), self._delta_live(), (h, ids)]
         all_h = np.concatenate([p[0] for p in parts])
         all_ids = np.concatenate([p[1] for p in parts])
         self._main = None
         self._tail = None
         self._clear_delta()
-        if all_h.shape[0]:
-            self._main = _Segment.build(all_h, all_ids, self._widths)
+        self._clear_pending()
+        self._main = _Segment.build(all_h, all_ids, self._widths)
 
     # -- search
+    def _buffers(self) -> list[tuple[NDArray[np.uint8], I64]]:
+        """The brute-force-scanned rows: the frozen buffer and the delta."""
+        out = []
+        if self._fids.shape[0]:
+            out.append((self._fh, self._fids))
+        if self._dn:
+            out.append((self._dh[: self._dn], self._dids[: self._dn]))
+        return out
+
     def search(self, query: NDArray[np.uint8] | bytes, radius: int) -> SearchResult:
         q = as_query(query)
         r = check_radius(radius)
@@ -717,9 +842,9 @@ class MultiIndexHash(PDQIndex):
                 rows, d = seg.search(q, r, self._brute_fraction)
                 ids.append(seg.ids.take(rows))
                 dists.append(d)
-        if self._dn:
-            rows, d = _scan(self._dh64[: self._dn], q.view(np.uint64), r)
-            ids.append(self._dids.take(rows))
+        for bh, bids in self._buffers():
+            rows, d = _scan(bh.view(np.uint64), q.view(np.uint64), r)
+            ids.append(bids.take(rows))
             dists.append(d)
         if not ids:
             return np.empty(0, np.int64), np.empty(0, np.int32)
@@ -744,12 +869,11 @@ class MultiIndexHash(PDQIndex):
                 qs.append(qi)
                 ids.append(seg.ids.take(rows))
                 dists.append(d)
-        if self._dn:
-            dh64 = self._dh64[: self._dn]
+        for bh, bids in self._buffers():
             for i in range(nq):
-                rows, d = _scan(dh64, q8s[i].view(np.uint64), r)
+                rows, d = _scan(bh.view(np.uint64), q8s[i].view(np.uint64), r)
                 qs.append(np.full(rows.shape[0], i, dtype=np.int64))
-                ids.append(self._dids.take(rows))
+                ids.append(bids.take(rows))
                 dists.append(d)
         if not qs:
             return [(np.empty(0, np.int64), np.empty(0, np.int32)) for _ in range(nq)]
@@ -766,6 +890,7 @@ class MultiIndexHash(PDQIndex):
 
     # -- persistence
     def _dump(self) -> tuple[dict[str, Any], ArrayDict]:
+        self.finish_rebuild()  # the file format has no place for a rebuild in progress
         meta: dict[str, Any] = {
             "delta_max": self._delta_max,
             "brute_fraction": self._brute_fraction,
@@ -844,6 +969,7 @@ class MultiIndexHash(PDQIndex):
                 seg.validate(full=True)
                 live.append(seg.ids[seg.ids != DEAD])
         live.append(self._delta_live()[1])
+        live.append(_live(self._fh, self._fids)[1])
         all_ids = np.concatenate(live)
         if has_duplicates(all_ids) or all_ids.shape[0] != len(self):
             raise IndexFormatError("live ids are not unique or the live count is wrong")
