@@ -1,0 +1,1 @@
+"""Evaluation tools: image transforms and robustness benchmarks for perceptual hashing."""
