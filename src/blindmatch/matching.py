@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from blindmatch.errors import BlindmatchError, IndexFormatError, ListNotFound
-from blindmatch.hashing import Hashes, VpdqFrame
+from blindmatch.hashing import MIN_QUALITY, Hashes, VpdqFrame
 from blindmatch.index import MultiIndexHash
 from blindmatch.store import EntryInfo, Store
 
-DEFAULT_MIN_QUALITY = 50  # python-threatexchange and HMA drop PDQ below this
+DEFAULT_MIN_QUALITY = MIN_QUALITY
 VPDQ_FRAME_THRESHOLD = 31
 VPDQ_MATCH_FRACTION = 0.8
 _INDEX_FILE = "pdq.bmidx"

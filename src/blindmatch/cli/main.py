@@ -283,6 +283,57 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_CLEAN
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from blindmatch.batch import default_workers
+    from blindmatch.eval.report import to_json
+    from blindmatch.eval.run import EvalOptions, run_eval
+    from blindmatch.eval.schemes import make_scheme
+    from blindmatch.eval.transforms import TRANSFORMS
+
+    schemes = tuple(args.schemes.split(","))
+    for name in schemes:
+        make_scheme(name)  # unknown names fail before any work
+    transforms = (
+        tuple(TRANSFORMS) if args.transforms == "all" else tuple(args.transforms.split(","))
+    )
+    unknown = [t for t in transforms if t not in TRANSFORMS and "+" not in t]
+    if unknown:
+        raise ValueError(f"unknown transform {unknown[0]!r}; known: {', '.join(TRANSFORMS)}")
+    opts = EvalOptions(
+        corpus=args.corpus,
+        listed=args.listed,
+        distractors=args.distractors,
+        schemes=schemes,
+        transforms=transforms,
+        seed=args.seed,
+        workers=args.workers or default_workers(),
+        out=Path(args.out) if args.out else None,
+    )
+    with _progress(not args.no_progress) as progress:
+        tasks: dict[str, Any] = {}
+
+        def tick(stage: str, done: int, total: int) -> None:
+            if progress is None:
+                return
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total, rate="")
+            progress.update(tasks[stage], completed=done)
+
+        command = "blindmatch eval " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else None
+        result = run_eval(opts, tick, command)
+    if args.json:
+        _emit(to_json(result))
+    else:
+        for s in result.schemes:
+            sys.stdout.write(
+                f"{s.scheme:8} recall {100 * s.overall_recall:5.1f}% over {len(result.transforms)} "
+                f"transforms; {s.false_matches}/{result.distractors} distractors matched\n"
+            )
+        if opts.out:
+            sys.stdout.write(f"report: {opts.out / 'README.md'}\n")
+    return EXIT_CLEAN
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from blindmatch.demo.run import run_demo
 
@@ -383,6 +434,19 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)
     sv.set_defaults(func=cmd_serve)
+
+    ev = sub.add_parser("eval", help="measure recall under edits and false matches")
+    ev.add_argument("--corpus", default="auto", help="auto (installed packages), small, or DIR")
+    ev.add_argument("--listed", type=int, default=700)
+    ev.add_argument("--distractors", type=int, default=20_000)
+    ev.add_argument("--schemes", default="pdq,robust,phash,dhash")
+    ev.add_argument("--transforms", default="all", help="comma-separated names, or all")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--workers", type=int, default=None)
+    ev.add_argument("--out", default=None, help="folder for the markdown report and plots")
+    ev.add_argument("--json", action="store_true")
+    ev.add_argument("--no-progress", action="store_true")
+    ev.set_defaults(func=cmd_eval)
 
     dm = sub.add_parser("demo", help="build a demo list from benign images and scan edits")
     dm.add_argument("--json", action="store_true")

@@ -13,6 +13,7 @@ from typing import Any
 from blindmatch.errors import EmptyFile, UnsupportedFormat
 from blindmatch.hashing.image import (
     DEFAULT_MAX_PIXELS,
+    MIN_QUALITY,
     PDQ,
     open_image,
     pdq_distance,
@@ -24,6 +25,7 @@ from blindmatch.hashing.video import VpdqFrame, vpdq_from_path
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "MIN_QUALITY",
     "PDQ",
     "Hashes",
     "Kind",

@@ -40,6 +40,7 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 JPEG_DRAFT_MIN_SIDE = 384
 DEFAULT_MAX_PIXELS = 64_000_000  # 64 megapixels: larger than any phone photo
 MAX_ASPECT_RATIO = 100.0
+MIN_QUALITY = 50  # PDQ below this is not trusted to match (python-threatexchange, HMA)
 
 
 @dataclass(frozen=True, slots=True)

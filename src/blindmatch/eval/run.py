@@ -1,0 +1,73 @@
+"""``blindmatch eval``: pick a corpus, run the harness, write the report."""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from blindmatch.demo.synthetic import synthetic_photo
+from blindmatch.eval.harness import EvalResult, ImageSource, evaluate
+from blindmatch.eval.report import write_report
+from blindmatch.eval.transforms import TRANSFORMS
+
+REFERENCE_PHOTOS = Path(__file__).resolve().parents[3] / "tests" / "vectors" / "pdq-reference"
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    corpus: str = "auto"  # "auto" (installed packages), "small" (built in), or a folder
+    listed: int = 700
+    distractors: int | None = 20_000
+    schemes: tuple[str, ...] = ("pdq", "robust", "phash", "dhash")
+    transforms: tuple[str, ...] = tuple(TRANSFORMS)
+    seed: int = 0
+    workers: int = 1
+    out: Path | None = None
+
+
+def small_corpus(listed: int, distractors: int) -> tuple[list[ImageSource], list[ImageSource]]:
+    """A corpus that needs no packages: the PDQ reference photos (when the source
+    tree is at hand) and synthetic pictures; listed and distractors disjoint."""
+    photos: list[ImageSource] = []
+    if REFERENCE_PHOTOS.is_dir():
+        for p in sorted(glob.glob(str(REFERENCE_PHOTOS / "**" / "*.jpg"), recursive=True)):
+            if not any(part in p for part in ("/modes/", "/dih/", "/bridge-mods/")):
+                photos.append(Path(p))
+    photos += [synthetic_photo(s, (640, 480)) for s in range(max(0, listed - len(photos)))]
+    extra: list[ImageSource] = [synthetic_photo(10_000 + s, (640, 480)) for s in range(distractors)]
+    return photos[:listed], extra
+
+
+def corpus_images(opts: EvalOptions) -> tuple[list[ImageSource], list[ImageSource]]:
+    if opts.corpus == "small":
+        return small_corpus(opts.listed, opts.distractors or 0)
+    from blindmatch.eval.corpus import discover, split
+
+    roots = None if opts.corpus == "auto" else {"folder": [Path(opts.corpus)]}
+    images = discover(roots)
+    listed, distractors = split(
+        images, listed=opts.listed, distractors=opts.distractors, seed=opts.seed
+    )
+    return [i.path for i in listed], [i.path for i in distractors]
+
+
+def run_eval(
+    opts: EvalOptions,
+    progress: Callable[[str, int, int], None] | None = None,
+    command: str | None = None,
+) -> EvalResult:
+    listed, distractors = corpus_images(opts)
+    result = evaluate(
+        listed,
+        distractors,
+        schemes=opts.schemes,
+        transforms=opts.transforms,
+        seed=opts.seed,
+        workers=opts.workers,
+        progress=progress,
+    )
+    if opts.out is not None:
+        write_report(result, opts.out, command)
+    return result
