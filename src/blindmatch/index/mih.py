@@ -88,9 +88,10 @@ _BUCKET_COST = 2.0  # a bucket costs about two random reads; a candidate one
 
 DEFAULT_DELTA_MAX = 16_384
 DEFAULT_BRUTE_FRACTION = 0.25
-DEFAULT_TAIL_FRACTION = 0.125
+DEFAULT_TAIL_FRACTION = 1 / 16
 
 _SCAN_BLOCK = 1 << 16
+_STEP_ROWS = 1 << 21  # rows per step of a spread-out rebuild
 _BATCH_CANDIDATES = 1 << 16  # per search_many probe batch: keeps temporaries in cache
 _FULL = np.uint32(0x40404040)  # four popcounts of 64: distance 256
 _SPREAD = np.uint32(0x01010101)
@@ -355,30 +356,51 @@ class _Segment:
     ) -> Generator[None, None, _Segment | None]:
         """Build a segment over the live rows of ``sources``, yielding between steps.
 
-        Each step (gather the rows, sort by chunk 0, then one table per chunk)
-        takes under half a second at 10M rows, so a caller can spread a full
-        rebuild over several calls. Rows tombstoned after a step has read them
-        are the caller's to re-apply.
+        No step does more than one sort or one pass over ``_STEP_ROWS`` rows
+        (about half a second at 10M rows), so a caller can spread a full
+        rebuild over several calls. Sources are read block by block while
+        they may still be tombstoned; removals after a block was read are the
+        caller's to re-apply.
         """
-        parts = [src.live_rows() if isinstance(src, _Segment) else _live(*src) for src in sources]
-        h = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])
-        ids = parts[0][1] if len(parts) == 1 else np.concatenate([p[1] for p in parts])
-        del parts
-        n = int(h.shape[0])
+        total = sum(src.n if isinstance(src, _Segment) else src[1].shape[0] for src in sources)
+        h = np.empty((total, HASH_BYTES), dtype=np.uint8)
+        ids = np.empty(total, dtype=np.int64)
+        n = done = 0
+        for src in sources:
+            sh, sids = (src.h, src.ids) if isinstance(src, _Segment) else src
+            for a in range(0, sids.shape[0], _STEP_ROWS):
+                block = sids[a : a + _STEP_ROWS]
+                keep = block != DEAD
+                c = int(np.count_nonzero(keep))
+                if c == block.shape[0]:
+                    h[n : n + c] = sh[a : a + _STEP_ROWS]
+                    ids[n : n + c] = block
+                else:
+                    h[n : n + c] = sh[a : a + _STEP_ROWS][keep]
+                    ids[n : n + c] = block[keep]
+                n += c
+                done += block.shape[0]
+                if done >= _STEP_ROWS:
+                    done = 0
+                    yield
         if n == 0:
             return None
+        h, ids = h[:n], ids[:n]
         widths = widths or choose_widths(n)
         lay = _layout(widths)
         if (lay.m - 1) * n >= 2**32:
             raise ValueError(f"too many hashes for one index segment ({n})")
-        yield
         key0 = lay.chunk(h.view(np.uint64), 0)
+        yield
         order = np.argsort(key0)
         yield
-        h = h.take(order, axis=0)
+        hs = np.empty((n, HASH_BYTES), dtype=np.uint8)
+        for a in range(0, n, _STEP_ROWS):
+            np.take(h, order[a : a + _STEP_ROWS], axis=0, out=hs[a : a + _STEP_ROWS], mode="clip")
+            yield
         ids = ids.take(order)
-        h64 = h.view(np.uint64)
-        del order
+        del h, order
+        h64 = hs.view(np.uint64)
         offs = np.empty(lay.offs_len, dtype=np.uint32)
         perm = np.empty((lay.m - 1) * n, dtype=np.uint32)
         for j in range(lay.m):
@@ -386,14 +408,17 @@ class _Segment:
             base = 0 if j == 0 else (j - 1) * n
             if j:
                 yield
-                perm[base : base + n] = np.argsort(key)
+                o = np.argsort(key)
+                yield
+                perm[base : base + n] = o
+                del o
             size = 1 << widths[j]
             start = int(lay.table_start[j])
             off = offs[start : start + size + 1]
             off[0] = 0
             off[1:] = np.cumsum(np.bincount(key, minlength=size))
             off += np.uint32(base)
-        return cls(h, ids, offs, perm, widths)
+        return cls(hs, ids, offs, perm, widths)
 
     @property
     def live(self) -> int:
@@ -727,6 +752,12 @@ class MultiIndexHash(PDQIndex):
             next(self._pending)
         except StopIteration as done:
             self._swap(done.value)
+        except BaseException:
+            # e.g. MemoryError or KeyboardInterrupt inside a step: drop the
+            # rebuild; its rows are all still in main, tail and the frozen buffer
+            self._pending = None
+            self._pending_removed = []
+            raise
 
     def _swap(self, main: _Segment | None) -> None:
         """A full rebuild is done: it replaces main, tail and the frozen buffer."""
@@ -780,9 +811,10 @@ class MultiIndexHash(PDQIndex):
         """
         if self._pending is not None:
             self.finish_rebuild()
-        parts = [self._delta_live(), (h, ids)]
-        if self._tail is not None:
-            parts.insert(0, self._tail.live_rows())
+        # rows outside the segments: a leftover frozen buffer (only after an
+        # abandoned rebuild), the delta, the new rows
+        loose = [_live(self._fh, self._fids), self._delta_live(), (h, ids)]
+        parts = loose if self._tail is None else [self._tail.live_rows(), *loose]
         pending = sum(p[1].shape[0] for p in parts)
         main = self._main
         if (
@@ -793,9 +825,9 @@ class MultiIndexHash(PDQIndex):
             if main is None or h.shape[0] > self._delta_max:
                 self._rebuild(h, ids)
                 return
-            dh, dids = self._delta_live()
-            self._fh = np.concatenate((dh, h))
-            self._fids = np.concatenate((dids, ids))
+            self._fh = np.concatenate([p[0] for p in loose])
+            self._fids = np.concatenate([p[1] for p in loose])
+            self._fdead = 0
             sources: list[_Segment | tuple[NDArray[np.uint8], I64]] = [main]
             if self._tail is not None:
                 sources.append(self._tail)
@@ -809,6 +841,7 @@ class MultiIndexHash(PDQIndex):
             self._widths,
         )
         self._clear_delta()
+        self._clear_pending()
 
     def _rebuild(self, h: NDArray[np.uint8], ids: I64) -> None:
         """Rebuild everything now (abandoning a rebuild in progress: its rows are all here)."""
@@ -891,6 +924,8 @@ class MultiIndexHash(PDQIndex):
     # -- persistence
     def _dump(self) -> tuple[dict[str, Any], ArrayDict]:
         self.finish_rebuild()  # the file format has no place for a rebuild in progress
+        if self._fids.shape[0]:  # rows left over from an abandoned rebuild
+            self.compact()
         meta: dict[str, Any] = {
             "delta_max": self._delta_max,
             "brute_fraction": self._brute_fraction,
