@@ -50,19 +50,24 @@ def _luma(pixels: np.ndarray) -> np.ndarray:
     return small @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
-def _frame_lines(luma: np.ndarray, axis: int, from_end: bool) -> np.ndarray:
+def _frame_lines(luma: np.ndarray, axis: int, from_end: bool, bands: bool) -> np.ndarray:
     """For each row (axis=1) or column (axis=0), counted from one edge: does it
     look like frame rather than picture?
 
     A frame starts at the edge. A line is frame when most of its pixels have the
     colour of the outermost line (solid borders, caption bars with their text,
     flat UI bars), or when the outermost line has almost no fine detail and this
-    line has hardly more (a blurred letterbox)."""
+    line has hardly more (a blurred letterbox). With ``bands``, any line that is
+    nearly one flat colour of its own also counts (stacked UI bars of a
+    screenshot) — which can eat into a picture's own sky, hence a separate box."""
     lines = np.moveaxis(luma, 1 - axis, 0)  # one line per row of ``lines``
     if from_end:
         lines = lines[::-1]
     outer = float(np.median(lines[0]))
     solid = (np.abs(lines - outer) <= 10.0).mean(axis=1) >= 0.6
+    if bands:
+        own = np.median(lines, axis=1, keepdims=True)
+        solid |= (np.abs(lines - own) <= 10.0).mean(axis=1) >= 0.6
     # Second differences: near zero on blurred (or flat) backgrounds, whatever
     # their slow gradients, and high on real picture detail, noise included.
     detail = np.abs(np.diff(lines, n=2, axis=1)).mean(axis=1)
@@ -82,7 +87,10 @@ def _run(lines: np.ndarray) -> int:
     return n
 
 
-def find_frame(pixels: np.ndarray) -> tuple[int, int, int, int] | None:
+Box = tuple[int, int, int, int]
+
+
+def find_frame(pixels: np.ndarray, *, bands: bool = False) -> Box | None:
     """The box ``(left, top, right, bottom)`` of the picture inside a frame, in
     pixels of ``pixels``, or None when there is no frame worth trimming."""
     h, w = pixels.shape[:2]
@@ -90,10 +98,10 @@ def find_frame(pixels: np.ndarray) -> tuple[int, int, int, int] | None:
         return None
     luma = _luma(pixels)
     sh, sw = luma.shape
-    top = _run(_frame_lines(luma, axis=1, from_end=False))
-    bottom = _run(_frame_lines(luma, axis=1, from_end=True))
-    left = _run(_frame_lines(luma, axis=0, from_end=False))
-    right = _run(_frame_lines(luma, axis=0, from_end=True))
+    top = _run(_frame_lines(luma, 1, False, bands))
+    bottom = _run(_frame_lines(luma, 1, True, bands))
+    left = _run(_frame_lines(luma, 0, False, bands))
+    right = _run(_frame_lines(luma, 0, True, bands))
     fy, fx = h / sh, w / sw
     box = (round(left * fx), round(top * fy), w - round(right * fx), h - round(bottom * fy))
     trimmed = max(left / sw, right / sw, top / sh, bottom / sh)
@@ -102,25 +110,38 @@ def find_frame(pixels: np.ndarray) -> tuple[int, int, int, int] | None:
     return box
 
 
+def find_frames(pixels: np.ndarray) -> list[Box]:
+    """Up to two candidate picture boxes: the frame in the outermost colour (or
+    blur), and the frame of any flat bands; duplicates dropped."""
+    out: list[Box] = []
+    for bands in (False, True):
+        box = find_frame(pixels, bands=bands)
+        if box is not None and all(max(abs(a - b) for a, b in zip(box, o, strict=True)) > 2
+                                   for o in out):  # fmt: skip
+            out.append(box)
+    return out
+
+
 def query_variants(
     pixels: np.ndarray, *, dihedral: bool = True, trim: bool = True
 ) -> list[Variant]:
-    """Every PDQ a client should look up for one upright RGB image."""
+    """Every PDQ a client should look up for one upright RGB image: the 8
+    dihedral hashes of the image and of the picture inside its frame, and the
+    upright hash of the picture inside any flat bands."""
     out: list[Variant] = []
     if dihedral:
         out += [Variant(lab, p) for lab, p in zip(DIHEDRAL, dihedral_pdqs(pixels), strict=True)]
     else:
         out.append(Variant("orig", pdq_from_rgb(pixels)))
-    if trim:
-        box = find_frame(pixels)
-        if box is not None:
-            left, top, right, bottom = box
-            inner = pixels[top:bottom, left:right]
-            if dihedral:
-                out += [
-                    Variant(f"trim:{lab}", p)
-                    for lab, p in zip(DIHEDRAL, dihedral_pdqs(inner), strict=True)
-                ]
-            else:
-                out.append(Variant("trim:orig", pdq_from_rgb(inner)))
+    if not trim:
+        return out
+    for k, (left, top, right, bottom) in enumerate(find_frames(pixels)):
+        inner = pixels[top:bottom, left:right]
+        if dihedral and k == 0:
+            out += [
+                Variant(f"trim:{lab}", p)
+                for lab, p in zip(DIHEDRAL, dihedral_pdqs(inner), strict=True)
+            ]
+        else:
+            out.append(Variant(f"trim{k}:orig", pdq_from_rgb(inner)))
     return out
