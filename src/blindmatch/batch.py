@@ -31,9 +31,9 @@ class Hashed:
 Outcome = Hashed | Failure
 
 
-def hash_one(path: str, limits: Limits = DEFAULT_LIMITS) -> Outcome:
+def hash_one(path: str, limits: Limits = DEFAULT_LIMITS, variants: bool = False) -> Outcome:
     try:
-        return Hashed(path, hash_file(path, limits))
+        return Hashed(path, hash_file(path, limits, variants=variants))
     except InputError as e:
         return Failure(path, e)
     except Exception as e:  # noqa: BLE001 - one file must never stop a batch
@@ -45,7 +45,11 @@ def default_workers() -> int:
 
 
 def hash_many(
-    paths: Iterable[str], limits: Limits = DEFAULT_LIMITS, workers: int | None = None
+    paths: Iterable[str],
+    limits: Limits = DEFAULT_LIMITS,
+    workers: int | None = None,
+    *,
+    variants: bool = False,
 ) -> Iterator[Outcome]:
     """Hash every file under ``paths``; yields one outcome per file, in order.
 
@@ -58,7 +62,7 @@ def hash_many(
     items = iter_files(paths)
     if workers == 1:
         for item in items:
-            yield item if isinstance(item, Failure) else hash_one(item, limits)
+            yield item if isinstance(item, Failure) else hash_one(item, limits, variants)
         return
     window = workers * 4
     pending: list[tuple[str, Future[Outcome]] | Failure] = []
@@ -75,7 +79,7 @@ def hash_many(
                 if isinstance(item, Failure):
                     pending.append(item)
                 else:
-                    pending.append((item, pool.submit(hash_one, item, limits)))
+                    pending.append((item, pool.submit(hash_one, item, limits, variants)))
             if not pending:
                 return
             head = pending.pop(0)
@@ -92,16 +96,16 @@ def hash_many(
                 pending = []
                 pool = ProcessPoolExecutor(max_workers=workers)
                 for p in retry:
-                    yield _isolated(p, limits)
+                    yield _isolated(p, limits, variants)
                 yield from failures
     finally:
         pool.shutdown(cancel_futures=True)
 
 
-def _isolated(path: str, limits: Limits) -> Outcome:
+def _isolated(path: str, limits: Limits, variants: bool) -> Outcome:
     """Hash one file in a single-use process, so a crash is attributed to it alone."""
     with ProcessPoolExecutor(max_workers=1) as one:
         try:
-            return one.submit(hash_one, path, limits).result()
+            return one.submit(hash_one, path, limits, variants).result()
         except BrokenProcessPool:
             return Failure(path, HashFailed("the decoder crashed on this file"))

@@ -123,7 +123,9 @@ def read_file(path: str, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> bytes:
         os.close(fd)
 
 
-def hash_file(path: str, limits: Limits = DEFAULT_LIMITS) -> Hashes:
-    """Read and hash one file; raises an ``InputError`` on any problem."""
+def hash_file(path: str, limits: Limits = DEFAULT_LIMITS, *, variants: bool = False) -> Hashes:
+    """Read and hash one file; raises an ``InputError`` on any problem.
+
+    ``variants`` adds the robust query variants that matching looks up."""
     data = read_file(path, limits.max_file_bytes)
-    return hash_bytes(data, video_path=path, max_pixels=limits.max_pixels)
+    return hash_bytes(data, video_path=path, max_pixels=limits.max_pixels, variants=variants)

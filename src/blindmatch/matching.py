@@ -12,7 +12,7 @@ import json
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,15 +37,19 @@ class Match:
     hash_type: str  # "pdq", "md5", "sha256" or "vpdq"
     distance: int
     category: str | None
+    variant: str | None = None  # which robust query variant matched, if not the image as is
 
     def to_json(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "list": self.list,
             "entry_id": self.entry_id,
             "hash_type": self.hash_type,
             "distance": self.distance,
             "category": self.category,
         }
+        if self.variant:
+            out["variant"] = self.variant
+        return out
 
 
 def _as_array(pdq_hex: Sequence[str]) -> np.ndarray:
@@ -184,7 +188,11 @@ class Matcher:
         A PDQ (or vPDQ frame) below ``min_quality`` is not trusted to match."""
         limits = self._thresholds(lists, threshold)
         pdq = hashes.pdq if (hashes.pdq_quality or 0) >= min_quality else None
-        return self._match_all(pdq, hashes.md5, hashes.sha256, hashes.vpdq, limits, min_quality)
+        found = self._match_all(pdq, hashes.md5, hashes.sha256, hashes.vpdq, limits, min_quality)
+        for label, hex_, quality in hashes.variants:
+            if quality >= min_quality:
+                found += [replace(m, variant=label) for m in self._match_pdq(hex_, limits)]
+        return _best_first(found)
 
     def _match_all(
         self,
@@ -204,14 +212,7 @@ class Matcher:
             out.extend(self._match_pdq(pdq, limits))
         if vpdq:
             out.extend(self._match_vpdq(vpdq, limits, min_quality))
-        seen: set[tuple[str, str, str]] = set()
-        unique = []
-        for m in sorted(out, key=lambda m: (m.distance, m.list, m.entry_id, m.hash_type)):
-            key = (m.list, m.entry_id, m.hash_type)
-            if key not in seen:
-                seen.add(key)
-                unique.append(m)
-        return unique
+        return _best_first(out)
 
     def _match_vpdq(
         self, frames: Sequence[VpdqFrame], limits: dict[str, int], min_quality: int
@@ -238,6 +239,19 @@ class Matcher:
             if q_frac >= VPDQ_MATCH_FRACTION and t_frac >= VPDQ_MATCH_FRACTION:
                 out.append(_match(e, "vpdq", int(d.min())))
         return out
+
+
+def _best_first(matches: list[Match]) -> list[Match]:
+    """One match per (list, entry, hash type): the closest; the image as is wins ties."""
+    seen: set[tuple[str, str, str]] = set()
+    unique = []
+    key = lambda m: (m.distance, m.variant is not None, m.list, m.entry_id, m.hash_type)  # noqa: E731
+    for m in sorted(matches, key=key):
+        k = (m.list, m.entry_id, m.hash_type)
+        if k not in seen:
+            seen.add(k)
+            unique.append(m)
+    return unique
 
 
 def _match(e: EntryInfo, kind: str, distance: int) -> Match:

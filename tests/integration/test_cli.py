@@ -169,3 +169,25 @@ def test_hostile_list_files_import_nothing(cli, home) -> None:
         res = cli("lists", "import", "hl", LISTS / name)
         assert res.code == 2 and "malformed_list" in res.err and "Traceback" not in res.err
     assert cli("lists", "show", "--json").json_lines == []
+
+
+def test_scan_finds_mirrored_rotated_and_letterboxed_copies(
+    cli, home, photo_files, tmp_path
+) -> None:
+    (listed,) = photo_files([21], "listed")
+    cli("lists", "add", "hl", listed)
+    im = Image.open(listed)
+    d = tmp_path / "edits"
+    d.mkdir()
+    im.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(d / "mirror.jpg")
+    im.rotate(90, expand=True).save(d / "rot90.png")
+    boxed = Image.new("RGB", (im.width, int(im.height * 1.4)), (0, 0, 0))
+    boxed.paste(im, (0, int(im.height * 0.2)))
+    boxed.save(d / "letterbox.png")
+    res = cli("scan", "--json", d)
+    found = {Path(x["path"]).name: x["matches"] for x in res.json_lines}
+    assert all(len(found[n]) == 1 for n in ("mirror.jpg", "rot90.png", "letterbox.png")), found
+    assert all(found[n][0]["variant"] for n in found)  # says which variant matched
+    plain = cli("scan", "--json", "--plain", d)
+    assert all(x["matches"] == [] for x in plain.json_lines)
+    assert plain.code == 0

@@ -108,9 +108,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
     files = matched = failed = 0
     start = time.monotonic()
     with _progress(not args.no_progress) as progress:
-        outcomes = _tracked(
-            hash_many(args.paths, _limits(args), args.workers), progress, "scanning"
-        )
+        hashed = hash_many(args.paths, _limits(args), args.workers, variants=not args.plain)
+        outcomes = _tracked(hashed, progress, "scanning")
         for o in outcomes:
             files += 1
             if isinstance(o, Failure):
@@ -364,6 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--list", action="append", help="list to match (repeatable; default all)")
     s.add_argument("--threshold", type=int, default=None, help="PDQ radius for every list")
     s.add_argument("--min-quality", type=int, default=DEFAULT_MIN_QUALITY)
+    s.add_argument(
+        "--plain",
+        action="store_true",
+        help="look up only the image as is (no flipped, rotated or trimmed variants)",
+    )
     s.add_argument("--json", action="store_true")
     s.add_argument("-v", "--verbose", action="store_true", help="also print files with no match")
     _hash_opts(s)

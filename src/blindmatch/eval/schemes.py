@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from blindmatch.hashing import MIN_QUALITY, PDQ, pdq_from_rgb
-from blindmatch.hashing.robust import find_frame, query_variants
+from blindmatch.hashing.robust import query_variants
 
 
 def _rows(hexes: list[str]) -> np.ndarray:
@@ -55,11 +55,9 @@ class PlainPDQ(Scheme):
 
 
 class RobustPDQ(Scheme):
-    """blindmatch's matching: PDQ lists, robust queries.
-
-    The list stores the PDQ of the image as given, plus the PDQ of the picture
-    inside its frame when it has one; the client looks up the 8 dihedral
-    hashes of its image and of its image with any frame trimmed."""
+    """blindmatch's matching, as ``scan`` and the service run it: plain PDQ
+    lists, robust queries (the 8 dihedral hashes of the image and of the
+    picture inside any frame; see ``blindmatch.hashing.robust``)."""
 
     name, bits, threshold = "robust", 256, 31
 
@@ -69,16 +67,11 @@ class RobustPDQ(Scheme):
             self.name = "robust" + ("" if dihedral else "-nodihedral") + ("" if trim else "-notrim")
 
     def list_hashes(self, rgb: np.ndarray) -> np.ndarray:
-        hexes = [pdq_from_rgb(rgb).hex]
-        box = find_frame(rgb) if self.trim else None
-        if box is not None:
-            left, top, right, bottom = box
-            hexes.append(pdq_from_rgb(rgb[top:bottom, left:right]).hex)
-        return _rows(hexes)
+        return _rows([pdq_from_rgb(rgb).hex])
 
     def query_hashes(self, rgb: np.ndarray) -> np.ndarray:
         variants = query_variants(rgb, dihedral=self.dihedral, trim=self.trim)
-        return _rows(_trusted([v.pdq for v in variants]))
+        return _rows(_trusted([pdq_from_rgb(rgb), *(v.pdq for v in variants)]))
 
 
 class ImageHash(Scheme):

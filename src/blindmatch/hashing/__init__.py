@@ -10,6 +10,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from blindmatch.errors import EmptyFile, UnsupportedFormat
 from blindmatch.hashing.image import (
     DEFAULT_MAX_PIXELS,
@@ -20,6 +22,7 @@ from blindmatch.hashing.image import (
     pdq_from_image_bytes,
     pdq_from_rgb,
 )
+from blindmatch.hashing.robust import query_variants
 from blindmatch.hashing.sniff import Kind, sniff
 from blindmatch.hashing.video import VpdqFrame, vpdq_from_path
 
@@ -51,6 +54,9 @@ class Hashes:
     pdq: str | None = None
     pdq_quality: int | None = None
     vpdq: tuple[VpdqFrame, ...] = field(default_factory=tuple)
+    # Extra PDQ hashes a client looks up (flips, rotations, trimmed frames):
+    # (label, hex, quality). Not part of the JSON output.
+    variants: tuple[tuple[str, str, int], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "md5": self.md5, "sha256": self.sha256}
@@ -70,8 +76,12 @@ def hash_bytes(
     video_path: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     draft: bool = True,
+    variants: bool = False,
 ) -> Hashes:
-    """Hash a whole file's bytes. For videos, ``video_path`` must name the same file."""
+    """Hash a whole file's bytes. For videos, ``video_path`` must name the same file.
+
+    With ``variants``, images also get the robust query variants that matching
+    looks up (see ``blindmatch.hashing.robust``)."""
     if not data:
         raise EmptyFile("file is empty")
     md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
@@ -81,8 +91,16 @@ def hash_bytes(
         raise UnsupportedFormat("not an image or video format blindmatch recognises")
     kind, fmt = found
     if kind == "image":
-        pdq = pdq_from_image_bytes(data, max_pixels=max_pixels, draft=draft)
-        return Hashes(kind, fmt, md5, sha256, pdq.hex, pdq.quality)
+        rgb = np.asarray(open_image(data, max_pixels=max_pixels, draft=draft))
+        pdq = pdq_from_rgb(rgb)
+        extra: tuple[tuple[str, str, int], ...] = ()
+        if variants:
+            extra = tuple(
+                (v.label, v.pdq.hex, v.pdq.quality)
+                for v in query_variants(rgb)
+                if v.pdq.hex != pdq.hex
+            )
+        return Hashes(kind, fmt, md5, sha256, pdq.hex, pdq.quality, variants=extra)
     if video_path is None:
         raise UnsupportedFormat("videos can only be hashed from a file path")
     frames = vpdq_from_path(video_path)

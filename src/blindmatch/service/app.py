@@ -184,7 +184,7 @@ def create_app(rt: Runtime) -> FastAPI:
     Read = Depends(reader)
     Write = Depends(writer)
 
-    def _hash_upload(upload: UploadFile) -> Hashes:
+    def _hash_upload(upload: UploadFile, variants: bool = False) -> Hashes:
         data = upload.file.read()
         kind = sniff(data[:512])
         if kind is not None and kind[0] == "video":
@@ -195,7 +195,7 @@ def create_app(rt: Runtime) -> FastAPI:
                 return hash_bytes(data, video_path=path)
             finally:
                 os.unlink(path)
-        return hash_bytes(data)
+        return hash_bytes(data, variants=variants)
 
     @app.get("/health", tags=["service"])
     def health() -> dict[str, Any]:
@@ -228,7 +228,7 @@ def create_app(rt: Runtime) -> FastAPI:
         min_quality: Annotated[int, Query(ge=0, le=100)] = DEFAULT_MIN_QUALITY,
     ) -> dict[str, Any]:
         """Hash an upload and match it against lists."""
-        h = _hash_upload(file)
+        h = _hash_upload(file, variants=True)
         found = matcher.match(h, lists=lists, threshold=threshold, min_quality=min_quality)
         return {"hashes": h.to_json(), "matches": [m.to_json() for m in found]}
 
