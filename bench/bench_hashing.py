@@ -2,6 +2,7 @@
 
 Compares, in the same run and on the same files:
   blindmatch   hash_file: read, MD5 + SHA-256, DCT-draft decode, EXIF, PDQ
+               (and again with the robust query variants that ``scan`` adds)
   threatexchange  python-threatexchange's pdq_from_file (full-size decode)
   pdqhash      plain Pillow full-size decode + pdqhash.compute
 and reports each one's worst distance from the reference answer: pdqhash on the
@@ -67,6 +68,10 @@ def blindmatch_pdq(path: Path) -> str:
     return hash_file(str(path)).pdq or ""
 
 
+def blindmatch_scan_pdq(path: Path) -> str:
+    return hash_file(str(path), variants=True).pdq or ""
+
+
 def threatexchange_pdq(path: Path) -> str:
     from threatexchange.signal_type.pdq.pdq_hasher import pdq_from_file
 
@@ -90,6 +95,7 @@ def main() -> int:
     args = ap.parse_args()
     methods = {
         "blindmatch": blindmatch_pdq,
+        "blindmatch + robust variants (scan)": blindmatch_scan_pdq,
         "python-threatexchange": threatexchange_pdq,
         "pdqhash full decode": plain_pdqhash,
     }
