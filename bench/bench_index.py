@@ -204,20 +204,25 @@ def time_to_matchable(index: MultiIndexHash, rng: np.random.Generator) -> dict[s
     # the add that overflows the delta into a small tail
     fill_delta()
     fold = one()
-    # grow the tail to just under its limit (tail_fraction of main), then the
-    # add that folds the delta into that big tail
+    # grow the tail to one delta below its limit (tail_fraction of main), then
+    # time the add that folds the delta into that big tail
     d = index.describe()
+    dm = d["delta_max"]
     limit = int(DEFAULT_TAIL_FRACTION * d["segments"]["main"]["rows"])
     tail_rows = d["segments"].get("tail", {}).get("rows", 0)
-    bulk(limit - tail_rows - d["delta"] - 2 * d["delta_max"])
     fill_delta()
-    fold_big = one()
-    tail_big = index.describe()["segments"].get("tail", {}).get("rows", 0)
-    # the add that overflows the tail starts a full rebuild, which then runs one
-    # step per add: time every add until it is done
+    bulk(max(1, limit - 2 * dm - 1 - tail_rows))  # overflows the full delta: a tail rebuild
     fill_delta()
-    during = [one()]
+    t = one()
+    fold_big, tail_big = float("nan"), 0
+    if not index.describe()["rebuilding"]:
+        fold_big, tail_big = t, index.describe()["segments"].get("tail", {}).get("rows", 0)
+        # the add that overflows the tail starts a full rebuild
+        fill_delta()
+        t = one()
+    # the full rebuild then runs one step per add: time every add until it is done
     assert index.describe()["rebuilding"]
+    during = [t]
     while index.describe()["rebuilding"]:
         during.append(one())
     return {
