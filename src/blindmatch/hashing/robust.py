@@ -23,7 +23,7 @@ from blindmatch.hashing.image import PDQ, pdq_from_rgb
 
 # Dihedral order of pdqhash.compute_dihedral.
 DIHEDRAL = ("orig", "rot90", "rot180", "rot270", "flipx", "flipy", "flipplus1", "flipminus1")
-_ANALYSIS_SIDE = 512  # frames are found on a luma copy at most this size
+_ANALYSIS_SIDE = 384  # frames are found on a luma copy at most this size
 _MIN_TRIM = 0.02  # trim less than 2% of a side and the trimmed variant is not worth a hash
 _MAX_TRIM = 0.45  # never trim more than this fraction from one side
 
@@ -50,9 +50,10 @@ def _luma(pixels: np.ndarray) -> np.ndarray:
     return small @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
-def _frame_lines(luma: np.ndarray, axis: int, from_end: bool, bands: bool) -> np.ndarray:
-    """For each row (axis=1) or column (axis=0), counted from one edge: does it
-    look like frame rather than picture?
+def _frame_lines(luma: np.ndarray, axis: int) -> dict[tuple[bool, bool], np.ndarray]:
+    """For each row (axis=1) or column (axis=0): does it look like frame rather
+    than picture? Keyed by ``(from_end, bands)``; each array counts lines from
+    that edge.
 
     A frame starts at the edge. A line is frame when most of its pixels have the
     colour of the outermost line (solid borders, caption bars with their text,
@@ -60,22 +61,24 @@ def _frame_lines(luma: np.ndarray, axis: int, from_end: bool, bands: bool) -> np
     line has hardly more (a blurred letterbox). With ``bands``, any line that is
     nearly one flat colour of its own also counts (stacked UI bars of a
     screenshot) — which can eat into a picture's own sky, hence a separate box."""
-    lines = np.moveaxis(luma, 1 - axis, 0)  # one line per row of ``lines``
-    if from_end:
-        lines = lines[::-1]
-    outer = float(np.median(lines[0]))
-    solid = (np.abs(lines - outer) <= 10.0).mean(axis=1) >= 0.6
-    if bands:
-        own = np.median(lines, axis=1, keepdims=True)
-        solid |= (np.abs(lines - own) <= 10.0).mean(axis=1) >= 0.6
+    lines = luma if axis == 1 else luma.T  # one line per row of ``lines``
+    own = np.median(lines, axis=1, keepdims=True)
+    own_flat = (np.abs(lines - own) <= 10.0).mean(axis=1) >= 0.6
     # Second differences: near zero on blurred (or flat) backgrounds, whatever
     # their slow gradients, and high on real picture detail, noise included.
     detail = np.abs(np.diff(lines, n=2, axis=1)).mean(axis=1)
     n = len(detail)
     ref = float(np.median(detail[n // 4 : max(n // 4 + 1, 3 * n // 4)]))
-    if ref <= 0.5 or detail[0] > 0.15 * ref:
-        return solid
-    return solid | (detail < 0.2 * ref)
+    out = {}
+    for from_end in (False, True):
+        edge = -1 if from_end else 0
+        solid = (np.abs(lines - own[edge]) <= 10.0).mean(axis=1) >= 0.6
+        if ref > 0.5 and detail[edge] <= 0.15 * ref:
+            solid = solid | (detail < 0.2 * ref)
+        for bands in (False, True):
+            flags = solid | own_flat if bands else solid
+            out[(from_end, bands)] = flags[::-1] if from_end else flags
+    return out
 
 
 def _run(lines: np.ndarray) -> int:
@@ -90,36 +93,34 @@ def _run(lines: np.ndarray) -> int:
 Box = tuple[int, int, int, int]
 
 
-def find_frame(pixels: np.ndarray, *, bands: bool = False) -> Box | None:
-    """The box ``(left, top, right, bottom)`` of the picture inside a frame, in
-    pixels of ``pixels``, or None when there is no frame worth trimming."""
+def find_frames(pixels: np.ndarray) -> list[Box]:
+    """Candidate boxes ``(left, top, right, bottom)`` of the picture inside a
+    frame, in pixels of ``pixels``: the frame in the outermost colour (or blur),
+    then the frame of any flat bands; none, one or two (duplicates dropped)."""
     h, w = pixels.shape[:2]
     if min(h, w) < 32:
-        return None
+        return []
     luma = _luma(pixels)
     sh, sw = luma.shape
-    top = _run(_frame_lines(luma, 1, False, bands))
-    bottom = _run(_frame_lines(luma, 1, True, bands))
-    left = _run(_frame_lines(luma, 0, False, bands))
-    right = _run(_frame_lines(luma, 0, True, bands))
+    rows, cols = _frame_lines(luma, axis=1), _frame_lines(luma, axis=0)
     fy, fx = h / sh, w / sw
-    box = (round(left * fx), round(top * fy), w - round(right * fx), h - round(bottom * fy))
-    trimmed = max(left / sw, right / sw, top / sh, bottom / sh)
-    if trimmed < _MIN_TRIM or box[2] - box[0] < 16 or box[3] - box[1] < 16:
-        return None
-    return box
-
-
-def find_frames(pixels: np.ndarray) -> list[Box]:
-    """Up to two candidate picture boxes: the frame in the outermost colour (or
-    blur), and the frame of any flat bands; duplicates dropped."""
     out: list[Box] = []
     for bands in (False, True):
-        box = find_frame(pixels, bands=bands)
-        if box is not None and all(max(abs(a - b) for a, b in zip(box, o, strict=True)) > 2
-                                   for o in out):  # fmt: skip
+        top, bottom = _run(rows[(False, bands)]), _run(rows[(True, bands)])
+        left, right = _run(cols[(False, bands)]), _run(cols[(True, bands)])
+        box = (round(left * fx), round(top * fy), w - round(right * fx), h - round(bottom * fy))
+        trimmed = max(left / sw, right / sw, top / sh, bottom / sh)
+        if trimmed < _MIN_TRIM or box[2] - box[0] < 16 or box[3] - box[1] < 16:
+            continue
+        if all(max(abs(a - b) for a, b in zip(box, o, strict=True)) > 2 for o in out):
             out.append(box)
     return out
+
+
+def find_frame(pixels: np.ndarray) -> Box | None:
+    """The picture inside a frame in the outermost colour (or blur), if any."""
+    boxes = find_frames(pixels)
+    return boxes[0] if boxes else None
 
 
 def query_variants(
