@@ -129,7 +129,7 @@ class Matcher:
 
     # -- matching ----------------------------------------------------------
     def _thresholds(self, lists: Sequence[str] | None, threshold: int | None) -> dict[str, int]:
-        known = {info.name: info.pdq_threshold for info in self.store.lists()}
+        known = self.store.thresholds()
         if lists:
             missing = [n for n in lists if n not in known]
             if missing:

@@ -172,6 +172,11 @@ class Store:
         with self._session() as s:
             return [self._info(s, hl) for hl in s.scalars(select(HashList).order_by(HashList.name))]
 
+    def thresholds(self) -> dict[str, int]:
+        """Every list's PDQ radius, by name (cheap: no entry counts)."""
+        with self._session() as s:
+            return dict(s.execute(select(HashList.name, HashList.pdq_threshold)).tuples().all())
+
     def _info(self, s: Session, hl: HashList) -> ListInfo:
         live = s.scalar(
             select(func.count()).where(Entry.list_id == hl.id, Entry.removed_seq.is_(None))
@@ -388,32 +393,22 @@ class Store:
                 since = -1
             added_ids: list[int] = []
             added_pdq: list[str] = []
+            # Only the sequence range goes to SQL, so the planner uses that
+            # index; "still live" and "has a PDQ" would tempt it into a scan.
             q = (
-                select(Entry.id, Entry.pdq)
-                .where(
-                    Entry.added_seq > since,
-                    Entry.added_seq <= seq,
-                    Entry.pdq.is_not(None),
-                    Entry.removed_seq.is_(None),
-                )
+                select(Entry.id, Entry.pdq, Entry.removed_seq)
+                .where(Entry.added_seq > since, Entry.added_seq <= seq)
                 .order_by(Entry.id)
                 .execution_options(yield_per=50_000)
             )
-            for i, p in s.execute(q):
-                if p is not None:
+            for i, p, gone in s.execute(q):
+                if p is not None and gone is None:
                     added_ids.append(int(i))
                     added_pdq.append(p)
-            removed = [
-                int(i)
-                for (i,) in s.execute(
-                    select(Entry.id).where(
-                        Entry.removed_seq > since,
-                        Entry.removed_seq <= seq,
-                        Entry.added_seq <= since,
-                        Entry.pdq.is_not(None),
-                    )
-                )
-            ]
+            q = select(Entry.id, Entry.added_seq, Entry.pdq).where(
+                Entry.removed_seq > since, Entry.removed_seq <= seq
+            )
+            removed = [int(i) for i, a, p in s.execute(q) if a <= since and p is not None]
         return PdqChanges(seq, full, added_ids, added_pdq, [] if full else removed)
 
     def _next_seq(self, s: Session) -> int:
