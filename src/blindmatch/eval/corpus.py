@@ -93,179 +93,127 @@ def _kde_docs(app: str) -> str:
     return f"/usr/share/doc/HTML/*/{app}"
 
 
+def _src(
+    name: str,
+    roots: tuple[str, ...],
+    category: str,
+    *,
+    packages: tuple[str, ...] | None = None,
+    photos: tuple[str, ...] = (),
+    photo_category: str = "photo",
+    exclude: tuple[str, ...] = (),
+) -> Source:
+    return Source(name, packages or (name,), roots, category, photos, photo_category, exclude)
+
+
 _BG = "/usr/share/backgrounds/"
 _WP = "/usr/share/wallpapers/"
-_PLASMA_PHOTOS = (
-    "BytheWater", "ColdRipple", "ColorfulCups", "DarkestHour", "EveningGlow", "FallenLeaf",
-    "Grey", "Kite", "OneStandsOut", "Path", "summer_1am",
+# Wallpapers that are photographs (the rest are renders and drawings); picked by eye.
+_WALLPAPER_PHOTOS = (
+    _BG + "mate/nature/*",
+    *(
+        _BG + p
+        for p in ("Bridge_by_*", "Dragonfly_by_*", "Kleiber_by_*", "Picture_0B_by_*",
+                  "Picture_1A_by_*", "Wine_by_*", "aitzgorri_by_*", "free_by_*", "friends_by_*",
+                  "life_by_*", "picosdeeuropa_by_*", "seeding_by_*", "sunset_by_*")
+    ),
+    *(
+        f"{_WP}{n}/contents/images/*"
+        for n in ("BytheWater", "ColdRipple", "ColorfulCups", "DarkestHour", "EveningGlow",
+                  "FallenLeaf", "Grey", "Kite", "OneStandsOut", "Path", "summer_1am")
+    ),
 )  # fmt: skip
-_UBUNTU_PHOTOS = (
-    "Bridge_by_*", "Dragonfly_by_*", "Kleiber_by_*", "Picture_0B_by_*", "Picture_1A_by_*",
-    "Wine_by_*", "aitzgorri_by_*", "free_by_*", "friends_by_*", "life_by_*",
-    "picosdeeuropa_by_*", "seeding_by_*", "sunset_by_*",
+# OpenCV's sample data that are photographs of scenes (not charts, logos or drawings).
+_OPENCV_PHOTOS = tuple(
+    "/usr/share/doc/opencv-doc/examples/data/" + n
+    for n in ("aero1.jpg", "aero3.jpg", "aloeL.jpg", "apple.jpg", "baboon.jpg", "basketball1.png",
+              "box_in_scene.png", "building.jpg", "butterfly.jpg", "fruits.jpg", "graf1.png",
+              "home.jpg", "lena.jpg", "leuvenA.jpg", "licenseplate_motion.jpg", "messi5.jpg",
+              "orange.jpg")
 )  # fmt: skip
-_OPENCV_DATA = "/usr/share/doc/opencv-doc/examples/data/"
-_OPENCV_PHOTOS = (
-    "aero1.jpg", "aero3.jpg", "aloeL.jpg", "apple.jpg", "baboon.jpg", "basketball1.png",
-    "box_in_scene.png", "building.jpg", "butterfly.jpg", "fruits.jpg", "graf1.png", "home.jpg",
-    "lena.jpg", "leuvenA.jpg", "licenseplate_motion.jpg", "messi5.jpg", "orange.jpg",
+# Normal, specular, gloss and mask maps of game textures: not pictures anyone sees.
+_MATERIAL_MAPS = (
+    "*_n.png", "*_n.jpg", "*_s.png", "*_s.jpg", "*_g.png", "*_g.jpg", "*_nm.*", "*_normal.*",
+    "*_Normal.*", "*_gloss.*", "*_mask.*", "*[Cc]olormask.*",
 )  # fmt: skip
 
-# Every package the corpus knows. scripts/install-corpus installs the ones
-# marked in its own list; discover() walks whatever of these is installed.
+# Every package (or group of packages) the corpus knows, photographs first.
+# scripts/install-corpus installs them; discover() walks whichever are installed.
 SOURCES: tuple[Source, ...] = (
-    # --- photographs (and the rest of the same packages) ---
-    Source(
-        "stellarium-data",
-        ("stellarium-data",),
-        ("/usr/share/stellarium",),
-        "astronomy-art",
-        photos=("/usr/share/stellarium/nebulae/*",),
-        photo_category="astronomy",
-    ),
-    Source(
-        "endless-sky-data",
-        ("endless-sky-data",),
-        ("/usr/share/games/endless-sky",),
-        "game-art",
-        photos=("/usr/share/games/endless-sky/images/land/*",),
-        photo_category="landscape",
-    ),
-    Source(
-        "wallpapers",
-        (
-            "mate-backgrounds",
-            "gnome-backgrounds",
-            "plasma-workspace-wallpapers",
-            "lomiri-wallpapers",
-            "lomiri-wallpapers-16.04",
-            "lomiri-wallpapers-20.04",
-            "ukui-wallpapers",
-            "sway-backgrounds",
-            "xfdesktop4-data",
-        ),
-        (_BG, _WP),
-        "wallpaper-art",
-        photos=(
-            _BG + "mate/nature/*",
-            *(_BG + p for p in _UBUNTU_PHOTOS),
-            *(f"{_WP}{n}/contents/images/*" for n in _PLASMA_PHOTOS),
-        ),
-        photo_category="wallpaper",
-        exclude=(_WP + "*/contents/screenshot.*",),
-    ),  # fmt: skip
-    Source(
-        "tuxpaint-data",
-        ("tuxpaint-data",),
-        (
-            "/usr/share/tuxpaint/starters",
-            "/usr/share/tuxpaint/templates",
-            "/usr/share/doc/tuxpaint-data",
-        ),
-        "clipart",
-        photos=("/usr/share/tuxpaint/templates/*.jpg",),
-        photo_category="scene",
-    ),  # fmt: skip
-    Source(
-        "palapeli-data",
-        ("palapeli-data",),
-        ("/usr/share/palapeli", _kde_docs("palapeli")),
-        "texture",
-        photos=("/usr/share/palapeli/collection/*.jpg",),
-        photo_category="scene",
-    ),
-    Source(
-        "sddm-theme-maldives",
-        ("sddm-theme-maldives",),
-        ("/usr/share/sddm/themes/maldives",),
-        "screenshot",
-        photos=("*/maldives/background.jpg",),
-        photo_category="landscape",
-    ),
-    Source(
-        "opencv-doc",
-        ("opencv-doc",),
-        ("/usr/share/doc/opencv-doc",),
-        "diagram",
-        photos=tuple(_OPENCV_DATA + n for n in _OPENCV_PHOTOS),
-        photo_category="scene",
-    ),
-    # --- other images: distractors ---
-    Source("openclipart-png", ("openclipart-png",), ("/usr/share/openclipart",), "clipart"),
-    Source("redeclipse-data", ("redeclipse-data",), ("/usr/share/games/redeclipse",), "texture"),
-    Source(
-        "supertuxkart-data", ("supertuxkart-data",), ("/usr/share/games/supertuxkart",), "texture"
-    ),
-    Source("naev-data", ("naev-data",), ("/usr/share/naev",), "game-art"),
-    Source("wesnoth-data", ("wesnoth-1.16-data",), ("/usr/share/games/wesnoth",), "game-art"),
-    Source("freeorion-data", ("freeorion-data",), ("/usr/share/games/freeorion",), "game-art"),
-    Source("hedgewars-data", ("hedgewars-data",), ("/usr/share/games/hedgewars",), "game-art"),
-    Source("torcs-data", ("torcs-data",), ("/usr/share/games/torcs",), "texture"),
-    Source("lugaru-data", ("lugaru-data",), ("/usr/share/games/lugaru",), "texture"),
-    Source("extremetuxracer-data", ("extremetuxracer-data",), ("/usr/share/games/etr",), "texture"),
-    Source("neverball-data", ("neverball-data",), ("/usr/share/games/neverball",), "screenshot"),
-    Source(
-        "foobillardplus-data",
-        ("foobillardplus-data",),
-        ("/usr/share/games/foobillardplus",),
-        "texture",
-    ),
-    Source("brainparty-data", ("brainparty-data",), ("/usr/share/games/brainparty",), "game-art"),
-    Source("pingus-data", ("pingus-data",), ("/usr/share/games/pingus",), "game-art"),
-    Source("freeciv-data", ("freeciv-data",), ("/usr/share/freeciv",), "game-art"),
-    Source("kodi-data", ("kodi-data",), ("/usr/share/kodi",), "ui-art"),
-    Source(
-        "tuxpaint-stamps-default",
-        ("tuxpaint-stamps-default",),
-        ("/usr/share/tuxpaint/stamps",),
-        "clipart",
-    ),
-    Source("oxygen-icon-theme", ("oxygen-icon-theme",), ("/usr/share/icons/oxygen",), "icon"),
-    Source("krita-data", ("krita-data",), ("/usr/share/krita",), "texture"),
-    Source("mypaint-data-extras", ("mypaint-data-extras",), ("/usr/share/mypaint",), "texture"),
-    Source("fotoxx-common", ("fotoxx-common",), ("/usr/share/fotoxx",), "screenshot"),
-    Source("gimp-help-en", ("gimp-help-en",), ("/usr/share/gimp/2.0/help/en",), "screenshot"),
-    Source(
-        "kstars-data", ("kstars-data",), ("/usr/share/kstars", _kde_docs("kstars")), "screenshot"
-    ),
-    Source(
-        "kalzium-data",
-        ("kalzium-data",),
-        ("/usr/share/kalzium", _kde_docs("kalzium")),
-        "screenshot",
-    ),
-    Source(
-        "marble-data", ("marble-data",), ("/usr/share/marble", _kde_docs("marble")), "screenshot"
-    ),
-    Source(
-        "python-docs",
-        (
-            "python-scipy-doc",
-            "python-sklearn-doc",
-            "python-skimage-doc",
-            "python-astropy-doc",
-            "python-statsmodels-doc",
-            "python-pandas-doc",
-            "python-xarray-doc",
-            "python-vispy-doc",
-            "python-dask-doc",
-        ),
-        ("/usr/share/doc/python-*-doc",),
-        "plot",
-    ),  # fmt: skip
-    Source(
-        "qt5-docs",
-        (
-            "qtbase5-doc-html",
-            "qtdeclarative5-doc-html",
-            "qtcharts5-doc-html",
-            "qtquickcontrols2-5-doc-html",
-            "qtdatavisualization5-doc-html",
-        ),
-        ("/usr/share/qt5/doc",),
-        "screenshot",
-    ),  # fmt: skip
-)
+    _src("stellarium-data", ("/usr/share/stellarium",), "astronomy-art",
+         photos=("/usr/share/stellarium/nebulae/*",), photo_category="astronomy"),
+    _src("endless-sky-data", ("/usr/share/games/endless-sky",), "game-art",
+         photos=("/usr/share/games/endless-sky/images/land/*",), photo_category="landscape"),
+    _src("wallpapers", (_BG, _WP), "wallpaper-art",
+         packages=("mate-backgrounds", "plasma-workspace-wallpapers", "lomiri-wallpapers",
+                   "lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04", "ukui-wallpapers",
+                   "sway-backgrounds", "xfdesktop4-data"),
+         photos=_WALLPAPER_PHOTOS, photo_category="wallpaper",
+         exclude=(_WP + "*/contents/screenshot.*",)),
+    _src("tuxpaint-data", ("/usr/share/tuxpaint/starters", "/usr/share/tuxpaint/templates",
+                           "/usr/share/doc/tuxpaint-data"), "clipart",
+         photos=("/usr/share/tuxpaint/templates/*.jpg",), photo_category="scene"),
+    _src("palapeli-data", ("/usr/share/palapeli", _kde_docs("palapeli")), "texture",
+         photos=("/usr/share/palapeli/collection/*.jpg",), photo_category="scene"),
+    _src("sddm-theme-maldives", ("/usr/share/sddm/themes/maldives",), "screenshot",
+         photos=("*/maldives/background.jpg",), photo_category="landscape"),
+    _src("opencv-doc", ("/usr/share/doc/opencv-doc",), "diagram",
+         photos=_OPENCV_PHOTOS, photo_category="scene"),
+    # Other images: the distractors.
+    _src("openclipart-png", ("/usr/share/openclipart",), "clipart"),
+    _src("supertuxkart-data", ("/usr/share/games/supertuxkart",), "texture",
+         exclude=_MATERIAL_MAPS),
+    _src("naev-data", ("/usr/share/naev",), "game-art"),
+    _src("wesnoth-data", ("/usr/share/games/wesnoth",), "game-art",
+         packages=("wesnoth-1.16-data",)),
+    _src("freeorion-data", ("/usr/share/games/freeorion",), "game-art"),
+    _src("hedgewars-data", ("/usr/share/games/hedgewars",), "game-art"),
+    _src("lincity-ng-data", ("/usr/share/games/lincity-ng",), "game-art"),
+    _src("extremetuxracer-data", ("/usr/share/games/etr",), "texture"),
+    _src("neverball-data", ("/usr/share/games/neverball",), "screenshot"),
+    _src("foobillardplus-data", ("/usr/share/games/foobillardplus",), "texture"),
+    _src("brainparty-data", ("/usr/share/games/brainparty",), "game-art"),
+    _src("pingus-data", ("/usr/share/games/pingus",), "game-art"),
+    _src("freeciv-data", ("/usr/share/games/freeciv",), "game-art"),
+    _src("kodi-data", ("/usr/share/kodi",), "ui-art"),
+    _src("icon-themes", ("/usr/share/icons/oxygen", "/usr/share/icons/mate",
+                         "/usr/share/icons/gnome", "/usr/share/icons/elementary-xfce*",
+                         "/usr/share/icons/Moka", "/usr/share/icons/Paper"), "icon",
+         packages=("oxygen-icon-theme", "mate-icon-theme", "gnome-icon-theme",
+                   "elementary-xfce-icon-theme", "moka-icon-theme", "paper-icon-theme")),
+    _src("mypaint-data-extras", ("/usr/share/mypaint",), "texture"),
+    _src("fotoxx-common", ("/usr/share/fotoxx",), "screenshot"),
+    _src("gimp-help-en", ("/usr/share/gimp/2.0/help/en",), "screenshot"),
+    _src("kstars-data", ("/usr/share/kstars", _kde_docs("kstars")), "screenshot"),
+    _src("kalzium-data", ("/usr/share/kalzium", _kde_docs("kalzium")), "screenshot"),
+    _src("marble-data", ("/usr/share/marble", _kde_docs("marble")), "screenshot"),
+    _src("grass-doc", ("/usr/share/doc/grass-doc",), "screenshot"),
+    _src("kicad-doc-en", ("/usr/share/doc/kicad/help/en",), "screenshot"),
+    _src("octave-doc", ("/usr/share/doc/octave",), "plot"),
+    _src("freedombox-doc-en", ("/usr/share/freedombox/manual/en",), "screenshot"),
+    _src("open3d-doc", ("/usr/share/doc/open3d-doc",), "plot"),
+    _src("sasview-doc", ("/usr/share/doc/sasview",), "plot"),
+    _src("minexpert2-doc", ("/usr/share/doc/minexpert2",), "screenshot"),
+    _src("python-docs", ("/usr/share/doc/python-*-doc",), "plot",
+         packages=("python-scipy-doc", "python-sklearn-doc", "python-skimage-doc",
+                   "python-astropy-doc", "python-statsmodels-doc", "python-pandas-doc",
+                   "python-xarray-doc", "python-vispy-doc", "python-dask-doc",
+                   "python-sympy-doc", "python-astroquery-doc", "python-pyresample-doc",
+                   "python-pyfai-doc", "python-dtcwt-doc", "python-qutip-doc")),
+    _src("qt5-docs", ("/usr/share/qt5/doc",), "screenshot",
+         packages=("qtbase5-doc-html", "qtdeclarative5-doc-html", "qtcharts5-doc-html",
+                   "qtquickcontrols2-5-doc-html", "qtdatavisualization5-doc-html",
+                   "qttools5-doc-html", "qtgraphicaleffects5-doc-html",
+                   "qtquickcontrols5-doc-html", "qtmultimedia5-doc-html",
+                   "qtlocation5-doc-html", "qt3d5-doc-html", "qtwebengine5-doc-html")),
+    # Measured but not installed by default (large for what they add); used when present.
+    _src("redeclipse-data", ("/usr/share/games/redeclipse",), "texture", exclude=_MATERIAL_MAPS),
+    _src("torcs-data", ("/usr/share/games/torcs",), "texture", exclude=_MATERIAL_MAPS),
+    _src("lugaru-data", ("/usr/share/games/lugaru",), "texture", exclude=_MATERIAL_MAPS),
+    _src("tuxpaint-stamps-default", ("/usr/share/tuxpaint/stamps",), "clipart"),
+    _src("krita-data", ("/usr/share/krita",), "texture"),
+)  # fmt: skip
+
 _SOURCES_BY_NAME = {s.name: s for s in SOURCES}
 
 

@@ -405,10 +405,10 @@ class Store:
                 if p is not None and gone is None:
                     added_ids.append(int(i))
                     added_pdq.append(p)
-            q = select(Entry.id, Entry.added_seq, Entry.pdq).where(
+            gone_q = select(Entry.id, Entry.added_seq, Entry.pdq).where(
                 Entry.removed_seq > since, Entry.removed_seq <= seq
             )
-            removed = [int(i) for i, a, p in s.execute(q) if a <= since and p is not None]
+            removed = [int(i) for i, a, p in s.execute(gone_q) if a <= since and p is not None]
         return PdqChanges(seq, full, added_ids, added_pdq, [] if full else removed)
 
     def _next_seq(self, s: Session) -> int:
