@@ -175,7 +175,8 @@ class Store:
     def thresholds(self) -> dict[str, int]:
         """Every list's PDQ radius, by name (cheap: no entry counts)."""
         with self._session() as s:
-            return dict(s.execute(select(HashList.name, HashList.pdq_threshold)).tuples().all())
+            rows = s.execute(select(HashList.name, HashList.pdq_threshold)).all()
+            return {name: int(t) for name, t in rows}
 
     def _info(self, s: Session, hl: HashList) -> ListInfo:
         live = s.scalar(
