@@ -138,6 +138,24 @@ def _min_distances(
     return own, other
 
 
+class _Owned:
+    """Hash rows collected image by image, each row tagged with its image."""
+
+    def __init__(self, nbytes: int) -> None:
+        self.nbytes = nbytes
+        self.rows: list[np.ndarray] = []
+        self.owners: list[np.ndarray] = []
+
+    def add(self, rows: np.ndarray, owner: int) -> None:
+        self.rows.append(rows)
+        self.owners.append(np.full(len(rows), owner, dtype=np.int32))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self.rows:
+            return np.zeros((0, self.nbytes), np.uint8), np.zeros(0, np.int32)
+        return np.concatenate(self.rows), np.concatenate(self.owners)
+
+
 def _per_owner_min(values: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
     out = np.full(n, 10_000, dtype=np.int32)
     np.minimum.at(out, owner, values)
@@ -211,14 +229,9 @@ def evaluate(
     work = _Work(tuple(schemes), tuple(transforms), seed, max_side)
     names = [make_scheme(n) for n in schemes]
     failed: list[str] = []
-    list_rows: dict[str, list[np.ndarray]] = {s.name: [] for s in names}
-    owners: dict[str, list[np.ndarray]] = {s.name: [] for s in names}
-    queries: dict[str, dict[str, list[np.ndarray]]] = {
-        s.name: {t: [] for t in transforms} for s in names
-    }
-    qowners: dict[str, dict[str, list[np.ndarray]]] = {
-        s.name: {t: [] for t in transforms} for s in names
-    }
+    list_rows = {s.name: _Owned(s.bits // 8) for s in names}
+    queries = {s.name: {t: _Owned(s.bits // 8) for t in transforms} for s in names}
+    d_queries = {s.name: _Owned(s.bits // 8) for s in names}
     secs = {s.name: 0.0 for s in names}
     n_ok = 0
     for done, res in enumerate(_run(_hash_listed, work, listed, workers), 1):
@@ -230,16 +243,10 @@ def evaluate(
         i = n_ok
         n_ok += 1
         for s in names:
-            rows = res["list"][s.name]
-            list_rows[s.name].append(rows)
-            owners[s.name].append(np.full(len(rows), i, dtype=np.int32))
+            list_rows[s.name].add(res["list"][s.name], i)
             secs[s.name] += res["secs"][s.name]
             for t in transforms:
-                q = res["queries"][t][s.name]
-                queries[s.name][t].append(q)
-                qowners[s.name][t].append(np.full(len(q), i, dtype=np.int32))
-    d_queries: dict[str, list[np.ndarray]] = {s.name: [] for s in names}
-    d_owner: dict[str, list[np.ndarray]] = {s.name: [] for s in names}
+                queries[s.name][t].add(res["queries"][t][s.name], i)
     n_d = 0
     for done, res in enumerate(_run(_hash_distractor, work, distractors, workers), 1):
         if progress:
@@ -248,19 +255,15 @@ def evaluate(
             failed.append(res["error"])
             continue
         for s in names:
-            q = res["queries"][s.name]
-            d_queries[s.name].append(q)
-            d_owner[s.name].append(np.full(len(q), n_d, dtype=np.int32))
+            d_queries[s.name].add(res["queries"][s.name], n_d)
         n_d += 1
 
     results = []
     for s in names:
         nb = s.bits // 8
-        lst = np.concatenate(list_rows[s.name]) if n_ok else np.zeros((0, nb), np.uint8)
-        own_of = np.concatenate(owners[s.name]) if n_ok else np.zeros(0, np.int32)
+        lst, own_of = list_rows[s.name].arrays()
         if n_d:
-            dq = np.concatenate(d_queries[s.name])
-            do = np.concatenate(d_owner[s.name])
+            dq, do = d_queries[s.name].arrays()
             # A distractor owns nothing in the list: every entry is "other".
             _, per_row = _min_distances(dq, lst, np.full(len(dq), -1, np.int32), own_of)
             d_min = _per_owner_min(per_row, do, n_d)
@@ -270,8 +273,7 @@ def evaluate(
         for t in transforms:
             if not n_ok:
                 continue
-            q = np.concatenate(queries[s.name][t])
-            qo = np.concatenate(qowners[s.name][t])
+            q, qo = queries[s.name][t].arrays()
             own_rows, other_rows = _min_distances(q, lst, qo, own_of)
             own = _per_owner_min(own_rows, qo, n_ok)
             other = _per_owner_min(other_rows, qo, n_ok)
@@ -287,7 +289,7 @@ def evaluate(
                     own,
                 )
             )
-        n_queries = sum(len(x) for xs in queries[s.name].values() for x in xs)
+        n_queries = sum(len(o.arrays()[0]) for o in queries[s.name].values())
         results.append(
             SchemeResult(
                 s.name,
