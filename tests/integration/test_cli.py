@@ -191,3 +191,17 @@ def test_scan_finds_mirrored_rotated_and_letterboxed_copies(
     plain = cli("scan", "--json", "--plain", d)
     assert all(x["matches"] == [] for x in plain.json_lines)
     assert plain.code == 0
+
+
+def test_eval_small_corpus_writes_a_report(cli, home, tmp_path) -> None:
+    out = tmp_path / "report"
+    res = cli("eval", "--corpus", "small", "--listed", "6", "--distractors", "6",
+              "--schemes", "pdq,robust", "--transforms", "jpeg70,flip-h", "--workers", "1",
+              "--out", out, "--json", "--no-progress")  # fmt: skip
+    assert res.code == 0, res.err
+    (summary,) = res.json_lines
+    recall = {s["scheme"]: s["transforms"][1]["recall"] for s in summary["schemes"]}
+    assert recall["pdq"] == 0.0 and recall["robust"] > 0.5  # flip-h
+    assert (out / "README.md").exists() and (out / "recall.png").exists()
+    bad = cli("eval", "--corpus", "small", "--schemes", "nope")
+    assert bad.code == 2 and "unknown scheme" in bad.err

@@ -284,6 +284,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from blindmatch.batch import default_workers
+    from blindmatch.config import load_settings
     from blindmatch.eval.report import to_json
     from blindmatch.eval.run import EvalOptions, run_eval
     from blindmatch.eval.schemes import make_scheme
@@ -307,6 +308,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         seed=args.seed,
         workers=args.workers or default_workers(),
         out=Path(args.out) if args.out else None,
+        cache_dir=load_settings().home / "eval-cache",
     )
     with _progress(not args.no_progress) as progress:
         tasks: dict[str, Any] = {}

@@ -11,6 +11,7 @@ from blindmatch.demo.synthetic import synthetic_photo
 from blindmatch.eval.harness import EvalResult, ImageSource, evaluate
 from blindmatch.eval.report import write_report
 from blindmatch.eval.transforms import TRANSFORMS
+from blindmatch.hashing import MIN_QUALITY
 
 REFERENCE_PHOTOS = Path(__file__).resolve().parents[3] / "tests" / "vectors" / "pdq-reference"
 
@@ -25,6 +26,7 @@ class EvalOptions:
     seed: int = 0
     workers: int = 1
     out: Path | None = None
+    cache_dir: Path | None = None  # corpus hashes, reused between runs
 
 
 def small_corpus(listed: int, distractors: int) -> tuple[list[ImageSource], list[ImageSource]]:
@@ -43,10 +45,18 @@ def small_corpus(listed: int, distractors: int) -> tuple[list[ImageSource], list
 def corpus_images(opts: EvalOptions) -> tuple[list[ImageSource], list[ImageSource]]:
     if opts.corpus == "small":
         return small_corpus(opts.listed, opts.distractors or 0)
-    from blindmatch.eval.corpus import discover, split
+    from blindmatch.eval.corpus import dedupe, discover, split
 
     roots = None if opts.corpus == "auto" else {"folder": [Path(opts.corpus)]}
-    images = discover(roots)
+    # Near-duplicates (one wallpaper at two sizes) would count as false matches
+    # of a distractor, so they go first; photos whose PDQ is not listable
+    # (quality < 50) may still serve as distractors.
+    images = dedupe(
+        discover(roots),
+        photo_min_quality=MIN_QUALITY,
+        cache_dir=opts.cache_dir,
+        workers=opts.workers,
+    )
     listed, distractors = split(
         images, listed=opts.listed, distractors=opts.distractors, seed=opts.seed
     )
