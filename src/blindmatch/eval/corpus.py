@@ -36,7 +36,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -79,6 +79,7 @@ class Source:
     photos: tuple[str, ...] = ()
     photo_category: str = "photo"
     exclude: tuple[str, ...] = ()
+    install: bool = True  # False: measured, not installed by scripts/install-corpus
 
     def classify(self, path: str) -> tuple[Kind, str]:
         if any(fnmatch.fnmatchcase(path, p) for p in self.photos):
@@ -102,8 +103,11 @@ def _src(
     photos: tuple[str, ...] = (),
     photo_category: str = "photo",
     exclude: tuple[str, ...] = (),
+    install: bool = True,
 ) -> Source:
-    return Source(name, packages or (name,), roots, category, photos, photo_category, exclude)
+    return Source(
+        name, packages or (name,), roots, category, photos, photo_category, exclude, install
+    )
 
 
 _BG = "/usr/share/backgrounds/"
@@ -147,7 +151,7 @@ SOURCES: tuple[Source, ...] = (
     _src("wallpapers", (_BG, _WP), "wallpaper-art",
          packages=("mate-backgrounds", "plasma-workspace-wallpapers", "lomiri-wallpapers",
                    "lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04", "ukui-wallpapers",
-                   "sway-backgrounds", "xfdesktop4-data"),
+                   "xfdesktop4-data"),
          photos=_WALLPAPER_PHOTOS, photo_category="wallpaper",
          exclude=(_WP + "*/contents/screenshot.*",)),
     _src("tuxpaint-data", ("/usr/share/tuxpaint/starters", "/usr/share/tuxpaint/templates",
@@ -161,17 +165,14 @@ SOURCES: tuple[Source, ...] = (
          photos=_OPENCV_PHOTOS, photo_category="scene"),
     # Other images: the distractors.
     _src("openclipart-png", ("/usr/share/openclipart",), "clipart"),
+    _src("tuxpaint-stamps-default", ("/usr/share/tuxpaint/stamps",), "clipart"),  # for tuxpaint
     _src("supertuxkart-data", ("/usr/share/games/supertuxkart",), "texture",
          exclude=_MATERIAL_MAPS),
-    _src("naev-data", ("/usr/share/naev",), "game-art"),
     _src("wesnoth-data", ("/usr/share/games/wesnoth",), "game-art",
          packages=("wesnoth-1.16-data",)),
     _src("freeorion-data", ("/usr/share/games/freeorion",), "game-art"),
-    _src("hedgewars-data", ("/usr/share/games/hedgewars",), "game-art"),
-    _src("lincity-ng-data", ("/usr/share/games/lincity-ng",), "game-art"),
     _src("extremetuxracer-data", ("/usr/share/games/etr",), "texture"),
     _src("neverball-data", ("/usr/share/games/neverball",), "screenshot"),
-    _src("foobillardplus-data", ("/usr/share/games/foobillardplus",), "texture"),
     _src("brainparty-data", ("/usr/share/games/brainparty",), "game-art"),
     _src("pingus-data", ("/usr/share/games/pingus",), "game-art"),
     _src("freeciv-data", ("/usr/share/games/freeciv",), "game-art"),
@@ -193,25 +194,32 @@ SOURCES: tuple[Source, ...] = (
     _src("freedombox-doc-en", ("/usr/share/freedombox/manual/en",), "screenshot"),
     _src("open3d-doc", ("/usr/share/doc/open3d-doc",), "plot"),
     _src("sasview-doc", ("/usr/share/doc/sasview",), "plot"),
-    _src("minexpert2-doc", ("/usr/share/doc/minexpert2",), "screenshot"),
     _src("python-docs", ("/usr/share/doc/python-*-doc",), "plot",
          packages=("python-scipy-doc", "python-sklearn-doc", "python-skimage-doc",
                    "python-astropy-doc", "python-statsmodels-doc", "python-pandas-doc",
                    "python-xarray-doc", "python-vispy-doc", "python-dask-doc",
                    "python-sympy-doc", "python-astroquery-doc", "python-pyresample-doc",
-                   "python-pyfai-doc", "python-dtcwt-doc", "python-qutip-doc")),
+                   "python-qutip-doc")),
     _src("qt5-docs", ("/usr/share/qt5/doc",), "screenshot",
          packages=("qtbase5-doc-html", "qtdeclarative5-doc-html", "qtcharts5-doc-html",
                    "qtquickcontrols2-5-doc-html", "qtdatavisualization5-doc-html",
                    "qttools5-doc-html", "qtgraphicaleffects5-doc-html",
                    "qtquickcontrols5-doc-html", "qtmultimedia5-doc-html",
                    "qtlocation5-doc-html", "qt3d5-doc-html", "qtwebengine5-doc-html")),
-    # Measured but not installed by default (large for what they add); used when present.
-    _src("redeclipse-data", ("/usr/share/games/redeclipse",), "texture", exclude=_MATERIAL_MAPS),
-    _src("torcs-data", ("/usr/share/games/torcs",), "texture", exclude=_MATERIAL_MAPS),
-    _src("lugaru-data", ("/usr/share/games/lugaru",), "texture", exclude=_MATERIAL_MAPS),
-    _src("tuxpaint-stamps-default", ("/usr/share/tuxpaint/stamps",), "clipart"),
-    _src("krita-data", ("/usr/share/krita",), "texture"),
+    # Measured, but large for what they add: not installed by scripts/install-corpus
+    # (keeping the download under 3 GB); discover() uses them when they are installed.
+    _src("redeclipse-data", ("/usr/share/games/redeclipse",), "texture", exclude=_MATERIAL_MAPS,
+         install=False),
+    _src("naev-data", ("/usr/share/naev",), "game-art", install=False),
+    _src("hedgewars-data", ("/usr/share/games/hedgewars",), "game-art", install=False),
+    _src("torcs-data", ("/usr/share/games/torcs",), "texture", exclude=_MATERIAL_MAPS,
+         install=False),
+    _src("krita-data", ("/usr/share/krita",), "texture", install=False),
+    _src("lugaru-data", ("/usr/share/games/lugaru",), "texture", exclude=_MATERIAL_MAPS,
+         install=False),
+    _src("minexpert2-doc", ("/usr/share/doc/minexpert2",), "screenshot", install=False),
+    _src("lincity-ng-data", ("/usr/share/games/lincity-ng",), "game-art", install=False),
+    _src("foobillardplus-data", ("/usr/share/games/foobillardplus",), "texture", install=False),
 )  # fmt: skip
 
 _SOURCES_BY_NAME = {s.name: s for s in SOURCES}
@@ -366,7 +374,7 @@ def hash_files(
     """SHA-256 and PDQ of each file; with ``cache_dir``, reuse and store results
     keyed by path, size and modification time."""
     paths = list(dict.fromkeys(paths))
-    cache: dict[str, list[object]] = {}
+    cache: dict[str, list[Any]] = {}
     cache_file = cache_dir / _CACHE_NAME if cache_dir is not None else None
     if cache_file is not None and cache_file.is_file():
         try:
@@ -380,9 +388,9 @@ def hash_files(
         st = p.stat()
         keys[p] = [st.st_size, st.st_mtime_ns]
         hit = cache.get(str(p))
-        if hit is not None and hit[:2] == keys[p]:
+        if isinstance(hit, list) and len(hit) == 5 and hit[:2] == keys[p]:
             sha, pdq, quality = hit[2:]
-            out[p] = FileHashes(str(sha), None if pdq is None else str(pdq), int(str(quality)))
+            out[p] = FileHashes(str(sha), None if pdq is None else str(pdq), int(quality))
         else:
             todo.append(p)
     if todo:
@@ -551,7 +559,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m blindmatch.eval.corpus")
-    ap.add_argument("--cache", type=Path, default=Path(".cache") / "corpus")
+    ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "blindmatch" / "corpus")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--no-near", action="store_true", help="exact duplicates only")
     ap.add_argument("--min-side", type=int, default=128)
