@@ -103,3 +103,16 @@ def test_unusable_listed_images_are_reported_not_fatal(tmp_path: Path) -> None:
     flat = synthetic_photo(1, (64, 64)).convert("L").point(lambda _: 128).convert("RGB")
     r = evaluate([bad, flat, synthetic_photo(2)], [], schemes=["pdq"], transforms=["jpeg70"])
     assert r.listed == 1 and len(r.failed) == 2
+
+
+def test_a_distractor_that_is_a_listed_picture_is_named(tmp_path: Path) -> None:
+    a, b = synthetic_photo(11, (320, 240)), synthetic_photo(12, (320, 240))
+    copy = tmp_path / "copy.jpg"
+    a.save(copy, quality=80)  # the same picture, shipped twice
+    listed = tmp_path / "listed.png"
+    a.save(listed)
+    r = evaluate([listed, b], [copy, synthetic_photo(13)], schemes=["pdq"], transforms=["jpeg70"])
+    (s,) = r.schemes
+    assert s.false_matches == 1
+    assert s.distractor_hits == [(str(copy), str(listed), s.distractor_hits[0][2])]
+    assert s.distractor_hits[0][2] <= 31

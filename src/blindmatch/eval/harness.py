@@ -118,13 +118,15 @@ def _run(
 
 def _min_distances(
     q: np.ndarray, lst: np.ndarray, q_owner: np.ndarray, l_owner: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each query row: the min Hamming distance to list rows of the same
-    owner, and to list rows of any other owner (10,000 where there are none)."""
+    owner, to list rows of any other owner (10,000 where there are none), and
+    which owner that nearest other row has (-1 where none)."""
     own = np.full(len(q), 10_000, dtype=np.int32)
     other = np.full(len(q), 10_000, dtype=np.int32)
+    nearest = np.full(len(q), -1, dtype=np.int32)
     if not len(lst) or not len(q):
-        return own, other
+        return own, other, nearest
     words = q.shape[1] // 8
     q64 = np.ascontiguousarray(q).view(np.uint64).reshape(len(q), words)
     l64 = np.ascontiguousarray(lst).view(np.uint64).reshape(len(lst), words)
@@ -134,8 +136,11 @@ def _min_distances(
         d = np.bitwise_count(q64[rows, None, :] ^ l64[None, :, :]).sum(axis=2, dtype=np.int32)
         same = l_owner[None, :] == q_owner[rows, None]
         own[rows] = np.where(same, d, 10_000).min(axis=1)
-        other[rows] = np.where(same, 10_000, d).min(axis=1)
-    return own, other
+        d_other = np.where(same, 10_000, d)
+        arg = d_other.argmin(axis=1)
+        other[rows] = d_other[np.arange(len(arg)), arg]
+        nearest[rows] = l_owner[arg]
+    return own, other, nearest
 
 
 class _Owned:
@@ -183,6 +188,8 @@ class SchemeResult:
     list_bytes_per_image: float
     queries_per_image: float
     client_ms_per_image: float
+    # (distractor, listed image, distance) for every distractor match at the threshold
+    distractor_hits: list[tuple[str, str, int]] = field(default_factory=list)
 
     @property
     def overall_recall(self) -> float:
@@ -234,9 +241,12 @@ def evaluate(
     d_queries = {s.name: _Owned(s.bits // 8) for s in names}
     secs = {s.name: 0.0 for s in names}
     n_ok = 0
+    listed_mask: list[bool] = []
+    distractor_mask: list[bool] = []
     for done, res in enumerate(_run(_hash_listed, work, listed, workers), 1):
         if progress:
             progress("listed", done, len(listed))
+        listed_mask.append("error" not in res)
         if "error" in res:
             failed.append(res["error"])
             continue
@@ -251,6 +261,7 @@ def evaluate(
     for done, res in enumerate(_run(_hash_distractor, work, distractors, workers), 1):
         if progress:
             progress("distractors", done, len(distractors))
+        distractor_mask.append("error" not in res)
         if "error" in res:
             failed.append(res["error"])
             continue
@@ -259,14 +270,19 @@ def evaluate(
         n_d += 1
 
     results = []
+    listed_ok = [str(x) for x, ok in zip(listed, listed_mask, strict=True) if ok]
+    distractors_ok = [str(x) for x, ok in zip(distractors, distractor_mask, strict=True) if ok]
     for s in names:
         nb = s.bits // 8
+        hits: dict[tuple[int, int], int] = {}
         lst, own_of = list_rows[s.name].arrays()
         if n_d:
             dq, do = d_queries[s.name].arrays()
             # A distractor owns nothing in the list: every entry is "other".
-            _, per_row = _min_distances(dq, lst, np.full(len(dq), -1, np.int32), own_of)
+            _, per_row, near_row = _min_distances(dq, lst, np.full(len(dq), -1, np.int32), own_of)
             d_min = _per_owner_min(per_row, do, n_d)
+            for r in np.flatnonzero(per_row <= s.threshold):
+                hits.setdefault((int(do[r]), int(near_row[r])), int(per_row[r]))
         else:
             d_min = np.zeros(0, dtype=np.int32)
         tres = []
@@ -274,7 +290,7 @@ def evaluate(
             if not n_ok:
                 continue
             q, qo = queries[s.name][t].arrays()
-            own_rows, other_rows = _min_distances(q, lst, qo, own_of)
+            own_rows, other_rows, _ = _min_distances(q, lst, qo, own_of)
             own = _per_owner_min(own_rows, qo, n_ok)
             other = _per_owner_min(other_rows, qo, n_ok)
             negatives = np.concatenate([d_min, other])
@@ -301,6 +317,11 @@ def evaluate(
                 len(lst) * nb / max(1, n_ok),
                 n_queries / max(1, n_ok * len(transforms)),
                 1000 * secs[s.name] / max(1, n_ok * len(transforms)),
+                sorted(
+                    (distractors_ok[d], listed_ok[li], dist)
+                    for (d, li), dist in hits.items()
+                    if 0 <= li < len(listed_ok)
+                ),
             )
         )
     return EvalResult(n_ok, n_d, failed, list(transforms), seed, results, time.monotonic() - start)

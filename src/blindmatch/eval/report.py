@@ -32,6 +32,10 @@ def to_json(r: EvalResult) -> dict[str, Any]:
                 "list_bytes_per_image": round(s.list_bytes_per_image, 1),
                 "queries_per_image": round(s.queries_per_image, 2),
                 "client_ms_per_image": round(s.client_ms_per_image, 2),
+                "distractor_hits": [
+                    {"distractor": d, "listed": li, "distance": dist}
+                    for d, li, dist in s.distractor_hits
+                ],
                 "transforms": [
                     {
                         "transform": t.transform,
@@ -92,6 +96,22 @@ def to_markdown(r: EvalResult, plots: list[str], command: str | None = None) -> 
             at = "—" if tr.threshold_at_target is None else str(tr.threshold_at_target)
             cells.append(f"{_pct(tr.recall)} · {at} → {_pct(tr.recall_at_target)}")
         lines.append(f"| {t} | " + " | ".join(cells) + " |")
+    hits = [(s.scheme, h) for s in r.schemes for h in s.distractor_hits]
+    lines += ["", "## Distractor matches", ""]
+    if not hits:
+        lines.append("None at any scheme's threshold.")
+    else:
+        lines += [
+            "Every distractor within a scheme's threshold of a listed image (the same picture "
+            "in two packages counts here too: look before calling it a false match):",
+            "",
+            "| scheme | distractor | listed image | distance |",
+            "|---|---|---|---|",
+        ]
+        for name, (d, li, dist) in hits[:200]:
+            lines.append(f"| {name} | {d} | {li} | {dist} |")
+        if len(hits) > 200:
+            lines.append(f"| … {len(hits) - 200} more in results.json | | | |")
     if r.failed:
         lines += ["", f"{len(r.failed)} images could not be used:", ""]
         lines += [f"- {f}" for f in r.failed[:20]]

@@ -48,11 +48,13 @@ def corpus_images(opts: EvalOptions) -> tuple[list[ImageSource], list[ImageSourc
     from blindmatch.eval.corpus import dedupe, discover, split
 
     roots = None if opts.corpus == "auto" else {"folder": [Path(opts.corpus)]}
-    # Near-duplicates (one wallpaper at two sizes) would count as false matches
-    # of a distractor, so they go first; photos whose PDQ is not listable
-    # (quality < 50) may still serve as distractors.
+    # Exact copies go. Near-duplicates stay: dropping distractors within 31 bits
+    # of a photo would drop exactly the false matches this run must count; the
+    # report lists every distractor match so a reader can see what it was.
+    # Photos whose PDQ is not listable (quality < 50) serve as distractors.
     images = dedupe(
         discover(roots),
+        near=False,
         photo_min_quality=MIN_QUALITY,
         cache_dir=opts.cache_dir,
         workers=opts.workers,
