@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from blindmatch.hashing import MIN_QUALITY, PDQ, pdq_from_rgb
-from blindmatch.hashing.robust import query_variants
+from blindmatch.hashing.robust import find_frames, query_variants
 
 
 def _rows(hexes: list[str]) -> np.ndarray:
@@ -61,13 +61,26 @@ class RobustPDQ(Scheme):
 
     name, bits, threshold = "robust", 256, 31
 
-    def __init__(self, *, dihedral: bool = True, trim: bool = True) -> None:
-        self.dihedral, self.trim = dihedral, trim
-        if not (dihedral and trim):
-            self.name = "robust" + ("" if dihedral else "-nodihedral") + ("" if trim else "-notrim")
+    def __init__(
+        self, *, dihedral: bool = True, trim: bool = True, list_trim: bool = False
+    ) -> None:
+        self.dihedral, self.trim, self.list_trim = dihedral, trim, list_trim
+        self.name = (
+            "robust"
+            + ("" if dihedral else "-nodihedral")
+            + ("" if trim else "-notrim")
+            + ("+listtrim" if list_trim else "")
+        )
 
     def list_hashes(self, rgb: np.ndarray) -> np.ndarray:
-        return _rows([pdq_from_rgb(rgb).hex])
+        """The listed image's PDQ; with ``list_trim`` (a candidate, not yet what
+        ``lists add`` stores) also the PDQ of the picture inside each frame the
+        client would find, so both sides trim to the same box."""
+        hexes = [pdq_from_rgb(rgb).hex]
+        if self.list_trim:
+            for left, top, right, bottom in find_frames(rgb):
+                hexes.append(pdq_from_rgb(rgb[top:bottom, left:right]).hex)
+        return _rows(hexes)
 
     def query_hashes(self, rgb: np.ndarray) -> np.ndarray:
         variants = query_variants(rgb, dihedral=self.dihedral, trim=self.trim)
@@ -121,6 +134,7 @@ _FACTORIES: dict[str, Callable[[], Scheme]] = {
     "robust": RobustPDQ,
     "robust-nodihedral": lambda: RobustPDQ(dihedral=False),
     "robust-notrim": lambda: RobustPDQ(trim=False),
+    "robust+listtrim": lambda: RobustPDQ(list_trim=True),
     "phash": lambda: ImageHash("phash"),
     "dhash": lambda: ImageHash("dhash"),
     "broken": BrokenPDQ,

@@ -3,8 +3,7 @@
 Hotline lists arrive as one PDQ per image, so robustness has to come from the
 query side: from one decoded image we hash
 
-* the 8 dihedral transforms (rotations by 90/180/270 and mirror images), which
-  the reference library computes from a single DCT;
+* the 8 dihedral transforms (rotations by 90/180/270 and mirror images);
 * the same picture with its *frame* trimmed: solid or blurred letterbox
   borders, meme caption bars, and the flat bars of a phone screenshot.
 
@@ -17,11 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pdqhash
 
 from blindmatch.hashing.image import PDQ, pdq_from_rgb
 
-# Dihedral order of pdqhash.compute_dihedral.
+# The 8 orientations: rotations (counter-clockwise) and mirror images.
 DIHEDRAL = ("orig", "rot90", "rot180", "rot270", "flipx", "flipy", "flipplus1", "flipminus1")
 _ANALYSIS_SIDE = 384  # frames are found on a luma copy at most this size
 _MIN_TRIM = 0.02  # trim less than 2% of a side and the trimmed variant is not worth a hash
@@ -34,13 +32,30 @@ class Variant:
     pdq: PDQ
 
 
-def dihedral_pdqs(pixels: np.ndarray) -> list[PDQ]:
-    """The 8 dihedral PDQ hashes of an RGB array, in ``DIHEDRAL`` order."""
-    hashes, quality = pdqhash.compute_dihedral(np.ascontiguousarray(pixels, dtype=np.uint8))
+def _dihedral_views(pixels: np.ndarray) -> list[np.ndarray]:
+    """The image in the 8 orientations of ``DIHEDRAL`` (numpy views)."""
+    t = pixels.transpose(1, 0, 2)
     return [
-        PDQ(np.packbits(np.asarray(h, dtype=np.uint8)).tobytes().hex(), int(quality))
-        for h in hashes
+        pixels,
+        np.rot90(pixels, 1),
+        np.rot90(pixels, 2),
+        np.rot90(pixels, 3),
+        pixels[:, ::-1],
+        pixels[::-1],
+        t,
+        np.rot90(pixels, 2).transpose(1, 0, 2),
     ]
+
+
+def dihedral_pdqs(pixels: np.ndarray) -> list[PDQ]:
+    """The PDQ hashes of the image in its 8 orientations, in ``DIHEDRAL`` order.
+
+    Each orientation is hashed for real. The reference library's
+    ``compute_dihedral`` derives all 8 from one DCT instead, which assumes its
+    box filters are symmetric; they are not at even window sizes, and on 40
+    astronomy photos (512 and 256 px squares) 45% of its flipped hashes landed
+    more than 31 bits from the hash of the actually flipped image."""
+    return [pdq_from_rgb(v) for v in _dihedral_views(pixels)]
 
 
 def _luma(pixels: np.ndarray) -> np.ndarray:
@@ -126,9 +141,9 @@ def find_frame(pixels: np.ndarray) -> Box | None:
 def query_variants(
     pixels: np.ndarray, *, dihedral: bool = True, trim: bool = True
 ) -> list[Variant]:
-    """Every PDQ a client should look up for one upright RGB image: the 8
-    dihedral hashes of the image and of the picture inside its frame, and the
-    upright hash of the picture inside any flat bands."""
+    """Every PDQ a client should look up for one upright RGB image: the image
+    in its 8 orientations, and the picture inside each frame found (as is, and
+    mirrored for the first frame)."""
     out: list[Variant] = []
     if dihedral:
         out += [Variant(lab, p) for lab, p in zip(DIHEDRAL, dihedral_pdqs(pixels), strict=True)]
@@ -138,11 +153,7 @@ def query_variants(
         return out
     for k, (left, top, right, bottom) in enumerate(find_frames(pixels)):
         inner = pixels[top:bottom, left:right]
-        if dihedral and k == 0:
-            out += [
-                Variant(f"trim:{lab}", p)
-                for lab, p in zip(DIHEDRAL, dihedral_pdqs(inner), strict=True)
-            ]
-        else:
-            out.append(Variant(f"trim{k}:orig", pdq_from_rgb(inner)))
+        out.append(Variant(f"trim{k}:orig", pdq_from_rgb(inner)))
+        if dihedral and k == 0:  # a reposted picture is often mirrored too
+            out.append(Variant(f"trim{k}:flipx", pdq_from_rgb(inner[:, ::-1])))
     return out
