@@ -22,6 +22,7 @@ from blindmatch.hashing.image import PDQ, pdq_from_rgb
 # The 8 orientations: rotations (counter-clockwise) and mirror images.
 DIHEDRAL = ("orig", "rot90", "rot180", "rot270", "flipx", "flipy", "flipplus1", "flipminus1")
 _ANALYSIS_SIDE = 384  # frames are found on a luma copy at most this size
+_VARIANT_SIDE = 512  # variants are hashed on a copy at most this size (PDQ itself sees 64x64)
 _MIN_TRIM = 0.02  # trim less than 2% of a side and the trimmed variant is not worth a hash
 _MAX_TRIM = 0.45  # never trim more than this fraction from one side
 
@@ -108,6 +109,18 @@ def _run(lines: np.ndarray) -> int:
 Box = tuple[int, int, int, int]
 
 
+def _fit(pixels: np.ndarray, side: int) -> np.ndarray:
+    """A copy scaled (area-averaged) to fit ``side``, or the array itself."""
+    h, w = pixels.shape[:2]
+    if max(h, w) <= side:
+        return pixels
+    from PIL import Image
+
+    s = side / max(h, w)
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BOX))
+
+
 def find_frames(pixels: np.ndarray) -> list[Box]:
     """Candidate boxes ``(left, top, right, bottom)`` of the picture inside a
     frame, in pixels of ``pixels``: the frame in the outermost colour (or blur),
@@ -145,6 +158,7 @@ def query_variants(
     in its 8 orientations, and the picture inside each frame found (as is, and
     mirrored for the first frame)."""
     out: list[Variant] = []
+    pixels = _fit(pixels, _VARIANT_SIDE)
     if dihedral:
         out += [Variant(lab, p) for lab, p in zip(DIHEDRAL, dihedral_pdqs(pixels), strict=True)]
     else:
