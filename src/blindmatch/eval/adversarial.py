@@ -384,13 +384,17 @@ def evade(
         step=step,
         seed=seed,
     )
+    _search(s, mode)
+    if s.done() and s.start <= s.threshold:
+        s.shrink()
+    return s.result()
+
+
+def _search(s: _Search, mode: str) -> None:
     if mode == "guided":
         s.run_guided()
     else:
         s.run_random()
-    if s.done() and s.start <= s.threshold:
-        s.shrink()
-    return s.result()
 
 
 def collide(
@@ -421,10 +425,7 @@ def collide(
         step=step,
         seed=seed,
     )
-    if mode == "guided":
-        s.run_guided()
-    else:
-        s.run_random()
+    _search(s, mode)
     return s.result()
 
 
