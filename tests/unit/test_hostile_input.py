@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from blindmatch import batch as _batch
 from blindmatch import errors
 from blindmatch.batch import hash_many
 from blindmatch.files import DEFAULT_LIMITS, Failure, Limits, hash_file
@@ -231,3 +232,25 @@ def test_batch_goes_on_past_bad_items_and_names_them(tmp_path: Path, cli, home: 
     assert all(len(x["pdq"]) == 64 and x["kind"] == "image" for x in good)
     assert res.code == 2
     assert "Traceback" not in res.err
+
+
+_real_hash_one = _batch.hash_one
+
+
+def _crashing_hash_one(path, limits=DEFAULT_LIMITS, variants=False):  # noqa: ANN001
+    if path.endswith("crash.jpg"):
+        os._exit(3)  # what a segfaulting decoder looks like to the pool
+    return _real_hash_one(path, limits, variants)
+
+
+def test_a_decoder_crash_is_pinned_on_its_file_and_the_batch_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_batch, "hash_one", _crashing_hash_one)  # workers are forked
+    names = ["a.jpg", "b-crash.jpg", "c.jpg", "d.jpg"]
+    for n in names:
+        (tmp_path / n).write_bytes(_jpeg())
+    out = list(hash_many([str(tmp_path / n) for n in names], workers=2))
+    assert [Path(o.path).name for o in out] == names
+    codes = {Path(o.path).name: getattr(getattr(o, "error", None), "code", None) for o in out}
+    assert codes == {"a.jpg": None, "b-crash.jpg": "hash_failed", "c.jpg": None, "d.jpg": None}
