@@ -145,12 +145,6 @@ def find_frames(pixels: np.ndarray) -> list[Box]:
     return out
 
 
-def find_frame(pixels: np.ndarray) -> Box | None:
-    """The picture inside a frame in the outermost colour (or blur), if any."""
-    boxes = find_frames(pixels)
-    return boxes[0] if boxes else None
-
-
 def query_variants(
     pixels: np.ndarray, *, dihedral: bool = True, trim: bool = True
 ) -> list[Variant]:
