@@ -143,6 +143,26 @@ def _min_distances(
     return own, other, nearest
 
 
+def _usable(
+    results: Iterator[dict[str, Any]],
+    stage: str,
+    total: int,
+    mask: list[bool],
+    failed: list[str],
+    progress: Callable[[str, int, int], None] | None,
+) -> Iterator[dict[str, Any]]:
+    """The results that worked; each one's usability goes to ``mask``, each
+    failure's message to ``failed``, and progress is reported as they come."""
+    for done, res in enumerate(results, 1):
+        if progress:
+            progress(stage, done, total)
+        mask.append("error" not in res)
+        if "error" in res:
+            failed.append(res["error"])
+        else:
+            yield res
+
+
 class _Owned:
     """Hash rows collected image by image, each row tagged with its image."""
 
@@ -243,13 +263,8 @@ def evaluate(
     n_ok = 0
     listed_mask: list[bool] = []
     distractor_mask: list[bool] = []
-    for done, res in enumerate(_run(_hash_listed, work, listed, workers), 1):
-        if progress:
-            progress("listed", done, len(listed))
-        listed_mask.append("error" not in res)
-        if "error" in res:
-            failed.append(res["error"])
-            continue
+    for res in _usable(_run(_hash_listed, work, listed, workers), "listed", len(listed),
+                       listed_mask, failed, progress):  # fmt: skip
         i = n_ok
         n_ok += 1
         for s in names:
@@ -258,13 +273,8 @@ def evaluate(
             for t in transforms:
                 queries[s.name][t].add(res["queries"][t][s.name], i)
     n_d = 0
-    for done, res in enumerate(_run(_hash_distractor, work, distractors, workers), 1):
-        if progress:
-            progress("distractors", done, len(distractors))
-        distractor_mask.append("error" not in res)
-        if "error" in res:
-            failed.append(res["error"])
-            continue
+    for res in _usable(_run(_hash_distractor, work, distractors, workers), "distractors",
+                       len(distractors), distractor_mask, failed, progress):  # fmt: skip
         for s in names:
             d_queries[s.name].add(res["queries"][s.name], n_d)
         n_d += 1

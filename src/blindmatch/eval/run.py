@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from blindmatch.demo.synthetic import synthetic_photo
+from blindmatch.eval.corpus import REFERENCE_PHOTOS, CorpusImage, dedupe, discover, split
 from blindmatch.eval.harness import EvalResult, ImageSource, evaluate
 from blindmatch.eval.report import write_report
 from blindmatch.eval.transforms import TRANSFORMS
 from blindmatch.hashing import MIN_QUALITY
 
 DERIVED_SOURCES = frozenset({"opencv-doc"})  # packages whose other images edit their photos
-REFERENCE_PHOTOS = Path(__file__).resolve().parents[3] / "tests" / "vectors" / "pdq-reference"
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,6 @@ def small_corpus(listed: int, distractors: int) -> tuple[list[ImageSource], list
 def corpus_images(opts: EvalOptions) -> tuple[list[ImageSource], list[ImageSource]]:
     if opts.corpus == "small":
         return small_corpus(opts.listed, opts.distractors or 0)
-    from blindmatch.eval.corpus import CorpusImage, dedupe, discover, split
-
     roots = None if opts.corpus == "auto" else {"folder": [Path(opts.corpus)]}
     # Exact copies go. Near-duplicates stay: dropping distractors within 31 bits
     # of a photo would drop exactly the false matches this run must count; the
