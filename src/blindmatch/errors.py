@@ -23,7 +23,16 @@ resembles, and carries a stable machine-readable ``code`` that the CLI's
     ├── ListNotFound (KeyError)             code "list_not_found"
     ├── ListExists (ValueError)             code "list_exists"
     ├── IndexFormatError (ValueError)       code "bad_index_file"
-    └── ConfigError (RuntimeError)          code "bad_config"
+    ├── ConfigError (RuntimeError)          code "bad_config"
+    └── ProtocolError (ValueError)          code "protocol_error" (private matching)
+        ├── InvalidVoucher                      code "invalid_voucher"
+        ├── InvalidTable                        code "invalid_table"
+        ├── InvalidManifest                     code "invalid_manifest"
+        └── InvalidKey                          code "invalid_key"
+
+Protocol errors are deliberately opaque: a voucher, table or manifest that
+fails any check raises one error with one message, so a caller cannot learn
+which check failed.
 """
 
 from __future__ import annotations
@@ -133,3 +142,27 @@ class IndexFormatError(BlindmatchError, ValueError):
 
 class ConfigError(BlindmatchError, RuntimeError):
     code = "bad_config"
+
+
+class ProtocolError(BlindmatchError, ValueError):
+    """A protocol message (voucher, table, manifest, key) failed to parse or verify."""
+
+    code = "protocol_error"
+
+
+class InvalidVoucher(ProtocolError):
+    code = "invalid_voucher"
+
+
+class InvalidTable(ProtocolError):
+    code = "invalid_table"
+
+
+class InvalidManifest(ProtocolError):
+    """The table manifest's digest, signatures or log inclusion did not verify."""
+
+    code = "invalid_manifest"
+
+
+class InvalidKey(ProtocolError):
+    code = "invalid_key"

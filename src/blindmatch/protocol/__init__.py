@@ -1,0 +1,161 @@
+"""Private matching: blinded tables, vouchers, and the server that opens them.
+
+The safe recipes (the ``hazmat`` subpackage holds the primitives beneath them)::
+
+    from blindmatch.protocol import (
+        BitSamplingLSH, HotlineList, Policy, prepare_table, sign_manifest,
+        SignedManifest, TrustPolicy, TrustedHotline, accept_without_log,
+        verify_table, ClientSession, AccountSecret, ServerSession,
+    )
+
+    # platform + hotlines: build, then everyone signs the same manifest
+    prep = prepare_table(lists, scheme=BitSamplingLSH(), policy=Policy.BLOCK)
+    sigs = [sign_manifest(prep.manifest, role="platform", signer="platform", key=pk), ...]
+    signed = SignedManifest(prep.manifest, tuple(sigs)).to_bytes()
+
+    # client: verify, then make one voucher per image
+    session = ClientSession(verify_table(prep.table.to_bytes(), signed, trust),
+                            AccountSecret.generate())
+    voucher = session.make_voucher(pdq_bytes, confidence=floats, evidence=thumb)
+
+    # server
+    server = ServerSession(prep.server_secret, prep.table)
+    result = server.open(voucher, account="alice")
+
+Everything here is pure: no files, sockets, databases or logging. The wire
+formats (table, server key, manifest, voucher) are documented in the
+docstrings of :mod:`~blindmatch.protocol.table`,
+:mod:`~blindmatch.protocol.manifest` and :mod:`~blindmatch.protocol.voucher`,
+and in ``docs/protocol.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from blindmatch.protocol.hazmat.rng import Rng, system_rng
+from blindmatch.protocol.lookup import BitSamplingLSH, LookupKeyScheme, ProbeSet, register_scheme
+from blindmatch.protocol.manifest import (
+    LogInclusionCheck,
+    Manifest,
+    ManifestSignature,
+    SignedManifest,
+    TrustedHotline,
+    TrustPolicy,
+    accept_without_log,
+    make_manifest,
+    sign_manifest,
+    verify_manifest,
+)
+from blindmatch.protocol.server import MATCH_DISTANCE, Match, OpenResult, Release, ServerSession
+from blindmatch.protocol.table import (
+    BlindFn,
+    EntryRef,
+    HotlineList,
+    ListedEntry,
+    Policy,
+    ServerSecret,
+    Table,
+    blind_keys,
+    build_table,
+    select_entries,
+)
+from blindmatch.protocol.voucher import AccountSecret, ClientSession, VerifiedTable, verify_table
+
+__all__ = [
+    "MATCH_DISTANCE",
+    "AccountSecret",
+    "BitSamplingLSH",
+    "BlindFn",
+    "ClientSession",
+    "EntryRef",
+    "HotlineList",
+    "ListedEntry",
+    "LogInclusionCheck",
+    "LookupKeyScheme",
+    "Manifest",
+    "ManifestSignature",
+    "Match",
+    "OpenResult",
+    "Policy",
+    "PreparedTable",
+    "ProbeSet",
+    "Release",
+    "ServerSecret",
+    "ServerSession",
+    "SignedManifest",
+    "Table",
+    "TrustPolicy",
+    "TrustedHotline",
+    "VerifiedTable",
+    "accept_without_log",
+    "blind_keys",
+    "build_table",
+    "make_manifest",
+    "prepare_table",
+    "register_scheme",
+    "select_entries",
+    "sign_manifest",
+    "verify_manifest",
+    "verify_table",
+]
+
+
+@dataclass(frozen=True)
+class PreparedTable:
+    """A built table, its unsigned manifest, and the server's secret."""
+
+    table: Table
+    manifest: Manifest
+    server_secret: ServerSecret
+
+    def __repr__(self) -> str:
+        return f"PreparedTable({self.table!r}, <secret hidden>)"
+
+
+def prepare_table(
+    lists: Sequence[HotlineList],
+    *,
+    scheme: LookupKeyScheme | None = None,
+    policy: Policy = Policy.BLOCK,
+    threshold: int = 30,
+    synthetic_ppm: int = 0,
+    evidence_bytes: int = 1024,
+    min_hotlines: int = 2,
+    distinct_jurisdictions: bool = True,
+    sequence: int = 0,
+    issued: str = "",
+    rng: Rng = system_rng,
+    blind: BlindFn = blind_keys,
+) -> PreparedTable:
+    """Governance, blinding and the manifest in one step (signing is separate).
+
+    Only hashes present in lists of at least ``min_hotlines`` distinct hotlines
+    (in as many jurisdictions, with ``distinct_jurisdictions``) are included.
+    """
+    scheme = scheme if scheme is not None else BitSamplingLSH()
+    entries = select_entries(
+        lists, min_hotlines=min_hotlines, distinct_jurisdictions=distinct_jurisdictions
+    )
+    built = build_table(
+        entries,
+        scheme=scheme,
+        policy=policy,
+        threshold=threshold,
+        synthetic_ppm=synthetic_ppm,
+        evidence_bytes=evidence_bytes,
+        rng=rng,
+        blind=blind,
+    )
+    manifest = make_manifest(
+        built.table,
+        lists,
+        n_keys=built.n_keys,
+        n_entries=len(entries),
+        min_hotlines=min_hotlines,
+        distinct_jurisdictions=distinct_jurisdictions,
+        sequence=sequence,
+        issued=issued,
+    )
+    return PreparedTable(built.table, manifest, built.server_secret)

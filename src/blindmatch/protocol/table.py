@@ -1,0 +1,384 @@
+"""The blinded table (public, shipped to every client) and the server's secret.
+
+Table wire format, version 1 (all integers big-endian)::
+
+    offset  size        field
+    0       4           magic "BMTB"
+    4       1           format version = 1
+    5       1           policy: 0 = block, 1 = threshold
+    6       2           threshold t (1..1000)
+    8       4           synthetic voucher rate, parts per million (0 in block mode)
+    12      4           evidence bytes per voucher (0..65536)
+    16      4           n_slots (1..2^28)
+    20      32          cuckoo seed
+    52      32          server point L = α·G
+    84      2           s = length of the lookup-scheme parameters
+    86      s           lookup-scheme parameters (first byte: scheme id)
+    86+s    32·n_slots  slots: α·H(key) for a listed key, a random point otherwise
+
+``H(key) = hash_to_group("blindmatch/v1/key\\0", key)``. The table digest is
+``SHA-256`` of the whole file and the table id is its first 16 bytes.
+
+Server secret (``server.key``) wire format, version 1::
+
+    4   magic "BMSK"
+    1   version = 1
+    32  α (scalar, little-endian, non-zero, < ℓ)
+    32  digest of the table it belongs to
+    4   n_entries
+    per entry: 32 PDQ bytes, u16 n_refs, per ref three u16-length UTF-8
+               strings: hotline, list name, entry id
+
+The server recomputes the key → entry map from the entries and the table's
+lookup scheme, so the file holds nothing derivable.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import math
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from blindmatch.errors import InvalidKey, InvalidTable
+from blindmatch.protocol import _wire as w
+from blindmatch.protocol.hazmat import group
+from blindmatch.protocol.hazmat.cuckoo import CuckooFailure, cuckoo_place
+from blindmatch.protocol.hazmat.rng import Rng, system_rng
+from blindmatch.protocol.lookup import PDQ_BYTES, LookupKeyScheme, scheme_from_params
+
+TABLE_MAGIC = b"BMTB"
+SECRET_MAGIC = b"BMSK"
+FORMAT_VERSION = 1
+KEY_DOMAIN = b"blindmatch/v1/key\x00"
+MAX_SLOTS = 1 << 28
+MAX_THRESHOLD = 1000
+MAX_EVIDENCE = 65536
+_HEADER = 86
+
+
+class Policy(enum.Enum):
+    """What the server does with an opened voucher (see ``docs/protocol.md``)."""
+
+    BLOCK = "block"
+    THRESHOLD = "threshold"
+
+
+_POLICY_CODES = {Policy.BLOCK: 0, Policy.THRESHOLD: 1}
+
+
+@dataclass(frozen=True, order=True)
+class EntryRef:
+    """Where a listed hash came from: hotline, list, and the hotline's own entry id."""
+
+    hotline: str
+    list_name: str
+    entry_id: str
+
+
+@dataclass(frozen=True)
+class HotlineList:
+    """One hotline's list as input to :func:`build_table`.
+
+    ``entries`` are ``(entry id, 32-byte PDQ)`` pairs.
+    """
+
+    hotline: str
+    jurisdiction: str
+    name: str
+    version: str
+    entries: tuple[tuple[str, bytes], ...]
+
+    def __post_init__(self) -> None:
+        for s in (self.hotline, self.jurisdiction, self.name, self.version):
+            if not isinstance(s, str) or not s or len(s.encode()) > 256:
+                raise ValueError("hotline, jurisdiction, name and version must be short strings")
+        for ref, pdq in self.entries:
+            if not isinstance(ref, str) or len(ref.encode()) > 1024:
+                raise ValueError("entry ids must be strings of at most 1024 bytes")
+            if not isinstance(pdq, bytes) or len(pdq) != PDQ_BYTES:
+                raise ValueError("a PDQ hash is 32 bytes")
+
+    def __repr__(self) -> str:
+        return (
+            f"HotlineList({self.hotline!r}, {self.jurisdiction!r}, {self.name!r}, "
+            f"{self.version!r}, <{len(self.entries)} entries>)"
+        )
+
+
+@dataclass(frozen=True)
+class ListedEntry:
+    """A hash that passed governance, with every list entry that carries it."""
+
+    pdq: bytes
+    refs: tuple[EntryRef, ...]
+
+    def __repr__(self) -> str:  # the hash itself stays out of logs
+        return f"ListedEntry(<pdq>, refs={self.refs!r})"
+
+
+def select_entries(
+    lists: Sequence[HotlineList], *, min_hotlines: int = 2, distinct_jurisdictions: bool = True
+) -> list[ListedEntry]:
+    """Entries whose PDQ appears (exactly) in lists of ≥ ``min_hotlines`` distinct hotlines.
+
+    With ``distinct_jurisdictions`` those hotlines must also be in at least
+    ``min_hotlines`` different jurisdictions. Output is sorted by PDQ.
+    """
+    if min_hotlines < 1:
+        raise ValueError("min_hotlines must be at least 1")
+    refs: dict[bytes, set[EntryRef]] = defaultdict(set)
+    who: dict[bytes, set[tuple[str, str]]] = defaultdict(set)
+    for lst in lists:
+        for entry_id, pdq in lst.entries:
+            refs[pdq].add(EntryRef(lst.hotline, lst.name, entry_id))
+            who[pdq].add((lst.hotline, lst.jurisdiction))
+    out = []
+    for pdq in sorted(refs):
+        hotlines = {h for h, _ in who[pdq]}
+        places = {j for _, j in who[pdq]}
+        if len(hotlines) >= min_hotlines and (
+            not distinct_jurisdictions or len(places) >= min_hotlines
+        ):
+            out.append(ListedEntry(pdq, tuple(sorted(refs[pdq]))))
+    return out
+
+
+@dataclass(frozen=True, repr=False)
+class Table:
+    """A parsed, immutable blinded table. Build with :func:`build_table`."""
+
+    policy: Policy
+    threshold: int
+    synthetic_ppm: int
+    evidence_bytes: int
+    n_slots: int
+    cuckoo_seed: bytes
+    server_point: bytes
+    scheme: LookupKeyScheme
+    raw: bytes = field(compare=False)
+    _slots_offset: int = field(compare=False)
+
+    @property
+    def digest(self) -> bytes:
+        return hashlib.sha256(self.raw).digest()
+
+    @property
+    def table_id(self) -> bytes:
+        return self.digest[:16]
+
+    def slot(self, i: int) -> bytes:
+        o = self._slots_offset + 32 * i
+        return self.raw[o : o + 32]
+
+    def to_bytes(self) -> bytes:
+        return self.raw
+
+    def __repr__(self) -> str:
+        return (
+            f"Table(policy={self.policy.value}, t={self.threshold}, slots={self.n_slots}, "
+            f"scheme={self.scheme!r}, id={self.table_id.hex()})"
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Table:
+        """Parse a table; any malformation raises :class:`InvalidTable`.
+
+        Slot points are checked lazily, when a client uses them.
+        """
+        r = w.Reader(data, InvalidTable, "table")
+        if r.take(4) != TABLE_MAGIC or r.u8() != FORMAT_VERSION:
+            raise InvalidTable("not a blindmatch table of a supported version")
+        code = r.u8()
+        policies = {v: k for k, v in _POLICY_CODES.items()}
+        if code not in policies:
+            raise r.fail()
+        threshold, ppm, evidence, n_slots = r.u16(), r.u32(), r.u32(), r.u32()
+        seed, point = r.take(32), r.take(32)
+        scheme_raw = r.take(r.u16())
+        if not (1 <= threshold <= MAX_THRESHOLD and ppm <= 1_000_000):
+            raise r.fail()
+        if evidence > MAX_EVIDENCE or not 1 <= n_slots <= MAX_SLOTS:
+            raise r.fail()
+        if policies[code] is Policy.BLOCK and ppm != 0:
+            raise r.fail()
+        if not group.is_valid_point(point):
+            raise r.fail()
+        try:
+            scheme = scheme_from_params(scheme_raw)
+        except ValueError:
+            raise r.fail() from None
+        offset = _HEADER + len(scheme_raw)
+        if r.remaining != 32 * n_slots:
+            raise r.fail()
+        return cls(
+            policies[code], threshold, ppm, evidence, n_slots, seed, point, scheme,
+            bytes(data), offset,
+        )  # fmt: skip
+
+
+def _encode_table(
+    *,
+    policy: Policy,
+    threshold: int,
+    synthetic_ppm: int,
+    evidence_bytes: int,
+    cuckoo_seed: bytes,
+    server_point: bytes,
+    scheme: LookupKeyScheme,
+    slots: Sequence[bytes],
+) -> bytes:
+    params = scheme.params_bytes()
+    return b"".join(
+        [
+            TABLE_MAGIC,
+            w.u8(FORMAT_VERSION),
+            w.u8(_POLICY_CODES[policy]),
+            w.u16(threshold),
+            w.u32(synthetic_ppm),
+            w.u32(evidence_bytes),
+            w.u32(len(slots)),
+            cuckoo_seed,
+            server_point,
+            w.u16(len(params)),
+            params,
+            *slots,
+        ]
+    )
+
+
+class ServerSecret:
+    """The blinding key α and the listed entries behind one table. Keep it in an HSM-like place."""
+
+    __slots__ = ("_alpha", "entries", "table_digest")
+
+    def __init__(self, alpha: bytes, table_digest: bytes, entries: Sequence[ListedEntry]) -> None:
+        if len(alpha) != 32 or not 0 < int.from_bytes(alpha, "little") < group.ORDER:
+            raise InvalidKey("α must be a non-zero reduced scalar")
+        if len(table_digest) != 32:
+            raise InvalidKey("a table digest is 32 bytes")
+        self._alpha = bytes(alpha)
+        self.table_digest = bytes(table_digest)
+        self.entries = tuple(entries)
+
+    @property
+    def alpha(self) -> bytes:
+        return self._alpha
+
+    def __repr__(self) -> str:
+        tid = self.table_digest[:16].hex()
+        return f"ServerSecret(<α hidden>, table={tid}, {len(self.entries)} entries)"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ServerSecret):
+            return NotImplemented
+        return (
+            hmac.compare_digest(self._alpha, other._alpha)
+            and self.table_digest == other.table_digest
+            and self.entries == other.entries
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def to_bytes(self) -> bytes:
+        parts = [SECRET_MAGIC, w.u8(FORMAT_VERSION), self._alpha, self.table_digest]
+        parts.append(w.u32(len(self.entries)))
+        for e in self.entries:
+            parts += [e.pdq, w.u16(len(e.refs))]
+            for ref in e.refs:
+                parts += [w.text(ref.hotline), w.text(ref.list_name), w.text(ref.entry_id)]
+        return b"".join(parts)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ServerSecret:
+        r = w.Reader(data, InvalidKey, "server key")
+        if r.take(4) != SECRET_MAGIC or r.u8() != FORMAT_VERSION:
+            raise InvalidKey("not a blindmatch server key of a supported version")
+        alpha, digest = r.take(32), r.take(32)
+        n = r.u32()
+        if n > r.remaining // 34:
+            raise r.fail()
+        entries = []
+        for _ in range(n):
+            pdq = r.take(32)
+            refs = tuple(EntryRef(r.text(), r.text(), r.text()) for _ in range(r.u16()))
+            entries.append(ListedEntry(pdq, refs))
+        r.end()
+        return cls(alpha, digest, entries)
+
+
+def blind_keys(alpha: bytes, keys: Sequence[bytes]) -> list[bytes]:
+    """``α·H(key)`` for each key (the table builder's hot loop; ~55 µs a key)."""
+    return [group.mul(alpha, group.hash_to_group(KEY_DOMAIN, k)) for k in keys]
+
+
+BlindFn = Callable[[bytes, Sequence[bytes]], list[bytes]]
+
+
+@dataclass(frozen=True)
+class BuiltTable:
+    """What :func:`build_table` returns: public table, its entries, and the server secret."""
+
+    table: Table
+    entries: tuple[ListedEntry, ...]
+    n_keys: int
+    server_secret: ServerSecret
+
+    def __repr__(self) -> str:
+        return f"BuiltTable({self.table!r}, {len(self.entries)} entries, {self.n_keys} keys)"
+
+
+def build_table(
+    entries: Sequence[ListedEntry],
+    *,
+    scheme: LookupKeyScheme,
+    policy: Policy = Policy.BLOCK,
+    threshold: int = 30,
+    synthetic_ppm: int = 0,
+    evidence_bytes: int = 1024,
+    load: float = 0.8,
+    rng: Rng = system_rng,
+    blind: BlindFn = blind_keys,
+) -> BuiltTable:
+    """Blind the lookup keys of ``entries`` into a cuckoo table under a fresh α.
+
+    ``entries`` normally come from :func:`select_entries`. ``blind`` may be
+    replaced by a parallel version of :func:`blind_keys` (same result).
+    """
+    if policy is Policy.BLOCK and synthetic_ppm:
+        raise ValueError("block mode has no synthetic vouchers")
+    if not 0 <= synthetic_ppm <= 1_000_000 or not 1 <= threshold <= MAX_THRESHOLD:
+        raise ValueError("bad synthetic rate or threshold")
+    if not 0 <= evidence_bytes <= MAX_EVIDENCE or not 0.1 <= load <= 0.95:
+        raise ValueError("bad evidence size or load")
+    keyset = sorted({k for e in entries for k in scheme.list_keys(e.pdq)})
+    n_slots = max(16, math.ceil(len(keyset) / load))
+    for attempt in range(20):
+        seed = rng(32)
+        try:
+            placement = cuckoo_place(keyset, n_slots, seed, rng=rng)
+            break
+        except CuckooFailure:
+            if attempt % 4 == 3:
+                n_slots = math.ceil(n_slots * 1.05)
+    else:  # pragma: no cover - vanishingly unlikely at load ≤ 0.95
+        raise ValueError("cuckoo placement failed")
+    alpha = group.random_scalar(rng)
+    blinded = blind(alpha, keyset)
+    slots = [blinded[i] if i >= 0 else group.random_point(rng) for i in placement]
+    raw = _encode_table(
+        policy=policy,
+        threshold=threshold,
+        synthetic_ppm=synthetic_ppm,
+        evidence_bytes=evidence_bytes,
+        cuckoo_seed=seed,
+        server_point=group.base_mul(alpha),
+        scheme=scheme,
+        slots=slots,
+    )
+    table = Table.from_bytes(raw)
+    secret = ServerSecret(alpha, table.digest, entries)
+    return BuiltTable(table, tuple(entries), len(keyset), secret)
