@@ -23,8 +23,9 @@ Ed25519. The signed manifest on the wire is the canonical JSON of::
 A client (:func:`verify_manifest`) accepts a table only if the digest and
 size match, the platform signed, every hotline named in ``lists`` is one it
 trusts (same jurisdiction) and signed, at least ``min_hotlines`` distinct
-hotlines in distinct jurisdictions contributed, and the transparency-log
-check passes. Any failure raises one :class:`InvalidManifest` with one message.
+hotlines in distinct jurisdictions contributed, every signature in the
+envelope is valid (no unverifiable extras: the envelope is strict), and the
+transparency-log check passes. Any failure raises one :class:`InvalidManifest` with one message.
 """
 
 from __future__ import annotations
@@ -351,17 +352,20 @@ def verify_manifest(signed: bytes, table_bytes: bytes, trust: TrustPolicy) -> Ma
         and len(table_bytes) == m.table_bytes
         and hashlib.sha256(table_bytes).digest() == m.table_digest
     )
-    ok = ok and any(
-        s.role == "platform" and _verify(trust.platform_key, s.signature, msg)
-        for s in sm.signatures
-    )
-    signed_by = {
-        s.signer
-        for s in sm.signatures
-        if s.role == "hotline"
-        and s.signer in trust.hotlines
-        and _verify(trust.hotlines[s.signer].public_key, s.signature, msg)
-    }
+    # Strict envelope: every signature present must be a valid one from a trusted party.
+    signed_by: set[str] = set()
+    platform = False
+    for s in sm.signatures:
+        if s.role == "platform" and s.signer == "platform":
+            good = _verify(trust.platform_key, s.signature, msg)
+            platform = platform or good
+        elif s.role == "hotline" and s.signer in trust.hotlines:
+            good = _verify(trust.hotlines[s.signer].public_key, s.signature, msg)
+            signed_by.add(s.signer)
+        else:
+            good = False
+        ok = ok and good
+    ok = ok and platform
     contributors = {li.hotline for li in m.lists}
     for li in m.lists:
         th = trust.hotlines.get(li.hotline)
