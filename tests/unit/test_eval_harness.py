@@ -116,3 +116,26 @@ def test_a_distractor_that_is_a_listed_picture_is_named(tmp_path: Path) -> None:
     assert s.false_matches == 1
     assert s.distractor_hits == [(str(copy), str(listed), s.distractor_hits[0][2])]
     assert s.distractor_hits[0][2] <= 31
+
+
+def test_the_keypoint_family_recovers_crops_and_rotations_without_false_matches() -> None:
+    listed = [synthetic_photo(s, (480, 360)) for s in range(6)]
+    distractors = [synthetic_photo(7000 + s, (480, 360)) for s in range(8)]
+    r = evaluate(
+        listed,
+        distractors,
+        schemes=["robust", "orb", "robust+orb"],
+        transforms=["crop10-edge", "rot10", "flip-h"],
+        seed=1,
+        workers=2,  # also checks that forked workers inherit the prepared index
+    )
+    for t in ("crop10-edge", "rot10"):
+        assert _recall(r, "robust", t) <= 0.5, t
+        assert _recall(r, "robust+orb", t) >= 0.8, t
+    # the combination keeps what PDQ already had: flips
+    assert _recall(r, "robust+orb", "flip-h") >= _recall(r, "robust", "flip-h")
+    for name in ("orb", "robust+orb"):
+        s = _scheme(r, name)
+        assert s.false_matches == 0
+        assert s.list_bytes_per_image > _scheme(r, "robust").list_bytes_per_image
+    assert _scheme(r, "robust+orb").overall_recall > _scheme(r, "robust").overall_recall

@@ -57,7 +57,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from blindmatch.eval.schemes import PlainPDQ, Scheme, make_scheme
+from blindmatch.eval.schemes import HashScheme, PlainPDQ, make_hash_scheme
 from blindmatch.eval.transforms import apply as apply_transform
 from blindmatch.hashing import pdq_from_rgb
 
@@ -189,7 +189,7 @@ class _Search:
     def __init__(
         self,
         rgb: np.ndarray,
-        scheme: Scheme,
+        scheme: HashScheme,
         target: np.ndarray,
         *,
         evasion: bool,
@@ -344,7 +344,7 @@ class _Search:
         )
 
 
-def _check_mode(mode: str, scheme: Scheme | None = None) -> None:
+def _check_mode(mode: str, scheme: HashScheme | None = None) -> None:
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}: choose from {', '.join(MODES)}")
     if mode == "guided" and scheme is not None and scheme.bits != 256:
@@ -356,7 +356,7 @@ def _check_mode(mode: str, scheme: Scheme | None = None) -> None:
 
 def evade(
     rgb: np.ndarray,
-    scheme: Scheme,
+    scheme: HashScheme,
     *,
     threshold: int | None = None,
     max_queries: int = 400,
@@ -400,7 +400,7 @@ def _search(s: _Search, mode: str) -> None:
 def collide(
     source_rgb: np.ndarray,
     target_rows: np.ndarray,
-    scheme: Scheme,
+    scheme: HashScheme,
     *,
     threshold: int | None = None,
     max_queries: int = 1500,
@@ -434,7 +434,7 @@ def collide(
 
 def edit_distances(
     rgb: np.ndarray,
-    schemes: Sequence[Scheme],
+    schemes: Sequence[HashScheme],
     edits: Sequence[str] = DEFAULT_EDITS,
     *,
     seed: int = 0,
@@ -512,7 +512,7 @@ def run_adversarial(
     if not listed_rgbs:
         raise ValueError("need at least one listed image")
     started = time.perf_counter()
-    objs = [make_scheme(s) for s in schemes]
+    objs = [make_hash_scheme(s) for s in schemes]
     n_pairs = len(source_rgbs) if pairs is None else min(pairs, len(source_rgbs))
     evasion, collision = [], []
     for scheme in objs:

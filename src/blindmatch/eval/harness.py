@@ -14,6 +14,7 @@ list. From the distances it reports, per scheme and transform:
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from blindmatch.eval.schemes import Scheme, make_scheme
+from blindmatch.eval.schemes import NO_MATCH, Scheme, make_scheme
 from blindmatch.eval.transforms import apply as apply_transform
 from blindmatch.hashing import MIN_QUALITY, open_image, pdq_from_rgb
 
@@ -60,18 +61,19 @@ class _Work:
     max_side: int
 
 
-_cache: dict[tuple[str, ...], list[Scheme]] = {}
+# The schemes of the run, prepared with the whole list before the query pass;
+# query workers are forked after that, so they inherit them ready to use.
+_prepared: dict[tuple[str, ...], list[Scheme]] = {}
 
 
 def _schemes(names: tuple[str, ...]) -> list[Scheme]:
-    if names not in _cache:
-        _cache[names] = [make_scheme(n) for n in names]
-    return _cache[names]
+    if names not in _prepared:
+        _prepared[names] = [make_scheme(n) for n in names]
+    return _prepared[names]
 
 
-def _hash_listed(args: tuple[_Work, int, ImageSource]) -> dict[str, Any]:
-    work, index, src = args
-    schemes = _schemes(work.schemes)
+def _list_item(args: tuple[_Work, int, ImageSource]) -> dict[str, Any]:
+    work, _index, src = args
     try:
         rgb = load_rgb(src, work.max_side)
     except Exception as e:  # noqa: BLE001 - a bad corpus file is reported, not fatal
@@ -79,27 +81,49 @@ def _hash_listed(args: tuple[_Work, int, ImageSource]) -> dict[str, Any]:
     if pdq_from_rgb(rgb).quality < MIN_QUALITY:
         # Lists keep no such entries: a featureless image's PDQ matches nothing reliably.
         return {"error": f"{src}: PDQ quality below {MIN_QUALITY}, not listable"}
-    out: dict[str, Any] = {"list": {}, "queries": {}, "secs": {s.name: 0.0 for s in schemes}}
-    for s in schemes:
-        out["list"][s.name] = s.list_hashes(rgb)
-    base = Image.fromarray(rgb)
+    return {"list": {s.name: s.list_item(rgb) for s in _schemes(work.schemes)}}
+
+
+def _own_other(d: np.ndarray, own: int) -> tuple[int, int, int]:
+    """The distance to listed image ``own`` (``NO_MATCH`` for a distractor, own
+    = -1), and the smallest distance to any other, with which one that is."""
+    own_d = int(d[own]) if own >= 0 else NO_MATCH
+    if own >= 0:
+        d = d.copy()
+        d[own] = NO_MATCH
+    if not len(d):
+        return own_d, NO_MATCH, -1
+    k = int(d.argmin())
+    return own_d, int(d[k]), (k if d[k] < NO_MATCH else -1)
+
+
+def _query_listed(args: tuple[_Work, int, ImageSource]) -> dict[str, Any]:
+    """Listed image ``index``, edited by every transform, against the list."""
+    work, index, src = args
+    base = Image.fromarray(load_rgb(src, work.max_side))
+    out: dict[str, Any] = {"scores": {}, "secs": {}, "lookups": {}}
+    for s in _schemes(work.schemes):
+        out["secs"][s.name] = 0.0
+        out["lookups"][s.name] = 0
     for t in work.transforms:
         edited = np.asarray(apply_transform(t, base, _seed(work.seed, index, t)).convert("RGB"))
-        out["queries"][t] = {}
-        for s in schemes:
+        out["scores"][t] = {}
+        for s in _schemes(work.schemes):
             start = time.perf_counter()
-            out["queries"][t][s.name] = s.query_hashes(edited)
+            d, lookups = s.distances(edited)
             out["secs"][s.name] += time.perf_counter() - start
+            out["lookups"][s.name] += lookups
+            out["scores"][t][s.name] = _own_other(d, index)
     return out
 
 
-def _hash_distractor(args: tuple[_Work, int, ImageSource]) -> dict[str, Any]:
+def _query_distractor(args: tuple[_Work, int, ImageSource]) -> dict[str, Any]:
     work, _index, src = args
     try:
         rgb = load_rgb(src, work.max_side)
     except Exception as e:  # noqa: BLE001
         return {"error": f"{src}: {e}"}
-    return {"queries": {s.name: s.query_hashes(rgb) for s in _schemes(work.schemes)}}
+    return {"scores": {s.name: _own_other(s.distances(rgb)[0], -1) for s in _schemes(work.schemes)}}
 
 
 def _run(
@@ -112,35 +136,10 @@ def _run(
     if workers <= 1:
         yield from map(fn, tasks)
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # fork: the workers inherit the prepared schemes (indexes and all)
+    ctx = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         yield from pool.map(fn, tasks, chunksize=4)
-
-
-def _min_distances(
-    q: np.ndarray, lst: np.ndarray, q_owner: np.ndarray, l_owner: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each query row: the min Hamming distance to list rows of the same
-    owner, to list rows of any other owner (10,000 where there are none), and
-    which owner that nearest other row has (-1 where none)."""
-    own = np.full(len(q), 10_000, dtype=np.int32)
-    other = np.full(len(q), 10_000, dtype=np.int32)
-    nearest = np.full(len(q), -1, dtype=np.int32)
-    if not len(lst) or not len(q):
-        return own, other, nearest
-    words = q.shape[1] // 8
-    q64 = np.ascontiguousarray(q).view(np.uint64).reshape(len(q), words)
-    l64 = np.ascontiguousarray(lst).view(np.uint64).reshape(len(lst), words)
-    block = max(1, 2_000_000 // len(lst))
-    for a in range(0, len(q), block):
-        rows = slice(a, min(len(q), a + block))
-        d = np.bitwise_count(q64[rows, None, :] ^ l64[None, :, :]).sum(axis=2, dtype=np.int32)
-        same = l_owner[None, :] == q_owner[rows, None]
-        own[rows] = np.where(same, d, 10_000).min(axis=1)
-        d_other = np.where(same, 10_000, d)
-        arg = d_other.argmin(axis=1)
-        other[rows] = d_other[np.arange(len(arg)), arg]
-        nearest[rows] = l_owner[arg]
-    return own, other, nearest
 
 
 def _usable(
@@ -161,30 +160,6 @@ def _usable(
             failed.append(res["error"])
         else:
             yield res
-
-
-class _Owned:
-    """Hash rows collected image by image, each row tagged with its image."""
-
-    def __init__(self, nbytes: int) -> None:
-        self.nbytes = nbytes
-        self.rows: list[np.ndarray] = []
-        self.owners: list[np.ndarray] = []
-
-    def add(self, rows: np.ndarray, owner: int) -> None:
-        self.rows.append(rows)
-        self.owners.append(np.full(len(rows), owner, dtype=np.int32))
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        if not self.rows:
-            return np.zeros((0, self.nbytes), np.uint8), np.zeros(0, np.int32)
-        return np.concatenate(self.rows), np.concatenate(self.owners)
-
-
-def _per_owner_min(values: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
-    out = np.full(n, 10_000, dtype=np.int32)
-    np.minimum.at(out, owner, values)
-    return out
 
 
 @dataclass
@@ -254,83 +229,75 @@ def evaluate(
 ) -> EvalResult:
     start = time.monotonic()
     work = _Work(tuple(schemes), tuple(transforms), seed, max_side)
-    names = [make_scheme(n) for n in schemes]
+    _prepared.pop(work.schemes, None)  # a fresh list for every run
+    objs = _schemes(work.schemes)
     failed: list[str] = []
-    list_rows = {s.name: _Owned(s.bits // 8) for s in names}
-    queries = {s.name: {t: _Owned(s.bits // 8) for t in transforms} for s in names}
-    d_queries = {s.name: _Owned(s.bits // 8) for s in names}
-    secs = {s.name: 0.0 for s in names}
-    n_ok = 0
     listed_mask: list[bool] = []
     distractor_mask: list[bool] = []
-    for res in _usable(_run(_hash_listed, work, listed, workers), "listed", len(listed),
+
+    # Pass 1: what the list stores for every listed image.
+    items: dict[str, list[Any]] = {s.name: [] for s in objs}
+    for res in _usable(_run(_list_item, work, listed, workers), "listing", len(listed),
                        listed_mask, failed, progress):  # fmt: skip
-        i = n_ok
-        n_ok += 1
-        for s in names:
-            list_rows[s.name].add(res["list"][s.name], i)
+        for s in objs:
+            items[s.name].append(res["list"][s.name])
+    for s in objs:
+        s.prepare(items[s.name])
+    listed_ok = [x for x, ok in zip(listed, listed_mask, strict=True) if ok]
+    n_ok = len(listed_ok)
+
+    # Pass 2: every edited listed image and every distractor against the list.
+    own = {s.name: {t: np.zeros(n_ok, np.int32) for t in transforms} for s in objs}
+    other = {s.name: {t: np.zeros(n_ok, np.int32) for t in transforms} for s in objs}
+    secs = {s.name: 0.0 for s in objs}
+    lookups = {s.name: 0 for s in objs}
+    for i, res in enumerate(_run(_query_listed, work, listed_ok, workers)):
+        if progress:
+            progress("listed", i + 1, n_ok)
+        for s in objs:
             secs[s.name] += res["secs"][s.name]
+            lookups[s.name] += res["lookups"][s.name]
             for t in transforms:
-                queries[s.name][t].add(res["queries"][t][s.name], i)
+                own[s.name][t][i], other[s.name][t][i], _ = res["scores"][t][s.name]
+    d_min: dict[str, list[int]] = {s.name: [] for s in objs}
+    hits: dict[str, list[tuple[int, int, int]]] = {s.name: [] for s in objs}
     n_d = 0
-    for res in _usable(_run(_hash_distractor, work, distractors, workers), "distractors",
+    for res in _usable(_run(_query_distractor, work, distractors, workers), "distractors",
                        len(distractors), distractor_mask, failed, progress):  # fmt: skip
-        for s in names:
-            d_queries[s.name].add(res["queries"][s.name], n_d)
+        for s in objs:
+            _, d, nearest = res["scores"][s.name]
+            d_min[s.name].append(d)
+            if d <= s.threshold and nearest >= 0:
+                hits[s.name].append((n_d, nearest, d))
         n_d += 1
+    distractors_ok = [str(x) for x, ok in zip(distractors, distractor_mask, strict=True) if ok]
 
     results = []
-    listed_ok = [str(x) for x, ok in zip(listed, listed_mask, strict=True) if ok]
-    distractors_ok = [str(x) for x, ok in zip(distractors, distractor_mask, strict=True) if ok]
-    for s in names:
-        nb = s.bits // 8
-        hits: dict[tuple[int, int], int] = {}
-        lst, own_of = list_rows[s.name].arrays()
-        if n_d:
-            dq, do = d_queries[s.name].arrays()
-            # A distractor owns nothing in the list: every entry is "other".
-            _, per_row, near_row = _min_distances(dq, lst, np.full(len(dq), -1, np.int32), own_of)
-            d_min = _per_owner_min(per_row, do, n_d)
-            for r in np.flatnonzero(per_row <= s.threshold):
-                hits.setdefault((int(do[r]), int(near_row[r])), int(per_row[r]))
-        else:
-            d_min = np.zeros(0, dtype=np.int32)
+    for s in objs:
+        dm = np.asarray(d_min[s.name], dtype=np.int32)
         tres = []
-        for t in transforms:
-            if not n_ok:
-                continue
-            q, qo = queries[s.name][t].arrays()
-            own_rows, other_rows, _ = _min_distances(q, lst, qo, own_of)
-            own = _per_owner_min(own_rows, qo, n_ok)
-            other = _per_owner_min(other_rows, qo, n_ok)
-            negatives = np.concatenate([d_min, other])
-            thr = _precision_threshold(own, negatives, s.bits // 2)
+        for t in transforms if n_ok else ():
+            negatives = np.concatenate([dm, other[s.name][t]])
+            o = own[s.name][t]
+            thr = _precision_threshold(o, negatives, s.bits // 2)
+            recall_at = float((o <= thr).mean()) if thr is not None else 0.0
             tres.append(
-                TransformResult(
-                    t,
-                    n_ok,
-                    float((own <= s.threshold).mean()),
-                    thr,
-                    float((own <= thr).mean()) if thr is not None else 0.0,
-                    own,
-                )
+                TransformResult(t, n_ok, float((o <= s.threshold).mean()), thr, recall_at, o)
             )
-        n_queries = sum(len(o.arrays()[0]) for o in queries[s.name].values())
+        per_query = max(1, n_ok * len(transforms))
         results.append(
             SchemeResult(
                 s.name,
                 s.threshold,
                 s.bits,
                 tres,
-                d_min,
-                int((d_min <= s.threshold).sum()),
-                len(lst) * nb / max(1, n_ok),
-                n_queries / max(1, n_ok * len(transforms)),
-                1000 * secs[s.name] / max(1, n_ok * len(transforms)),
+                dm,
+                int((dm <= s.threshold).sum()),
+                sum(s.list_bytes(i) for i in items[s.name]) / max(1, n_ok),
+                lookups[s.name] / per_query,
+                1000 * secs[s.name] / per_query,
                 sorted(
-                    (distractors_ok[d], listed_ok[li], dist)
-                    for (d, li), dist in hits.items()
-                    if 0 <= li < len(listed_ok)
+                    (distractors_ok[d], str(listed_ok[li]), dist) for d, li, dist in hits[s.name]
                 ),
             )
         )

@@ -9,6 +9,14 @@ from typing import Any
 import numpy as np
 
 from blindmatch.eval.harness import EvalResult, SchemeResult
+from blindmatch.eval.schemes import NO_MATCH
+
+
+def _closest(s: SchemeResult) -> int | None:
+    """The smallest distractor distance, None where no distractor had any evidence."""
+    if not len(s.distractor_min) or int(s.distractor_min.min()) >= NO_MATCH:
+        return None
+    return int(s.distractor_min.min())
 
 
 def to_json(r: EvalResult) -> dict[str, Any]:
@@ -26,9 +34,7 @@ def to_json(r: EvalResult) -> dict[str, Any]:
                 "overall_recall": round(s.overall_recall, 4),
                 "distractor_false_matches": s.false_matches,
                 "distractor_false_match_rate": s.false_matches / max(1, r.distractors),
-                "closest_distractor": int(s.distractor_min.min())
-                if len(s.distractor_min)
-                else None,
+                "closest_distractor": _closest(s),
                 "list_bytes_per_image": round(s.list_bytes_per_image, 1),
                 "queries_per_image": round(s.queries_per_image, 2),
                 "client_ms_per_image": round(s.client_ms_per_image, 2),
@@ -68,17 +74,23 @@ def to_markdown(r: EvalResult, plots: list[str], command: str | None = None) -> 
         "## Summary",
         "",
         "| scheme | threshold | overall recall % | false matches among distractors "
-        "| closest distractor | list bytes / image | query hashes / image | client ms / image |",
+        "| closest distractor | list bytes / image | lookups / image | client ms / image |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for s in r.schemes:
-        closest = int(s.distractor_min.min()) if len(s.distractor_min) else "-"
+        closest = _closest(s)
+        cell = "none" if closest is None else str(closest)
         lines.append(
             f"| {s.scheme} | {s.threshold}/{s.bits} | {_pct(s.overall_recall)} | "
-            f"{s.false_matches} / {r.distractors} | {closest} | {s.list_bytes_per_image:.0f} | "
+            f"{s.false_matches} / {r.distractors} | {cell} | {s.list_bytes_per_image:.0f} | "
             f"{s.queries_per_image:.1f} | {s.client_ms_per_image:.1f} |"
         )
     lines += [
+        "",
+        "Distances are PDQ bits for every scheme but pHash/dHash (64-bit); for the `orb` "
+        "family a distance is that of the aligned central windows' PDQs, and a listed image "
+        'it finds no geometric evidence for has none ("closest distractor: none"). Lookups: '
+        "PDQ hashes looked up, plus one per keypoint search.",
         "",
         "## Recall per transform",
         "",

@@ -1,20 +1,32 @@
-"""Matching schemes the harness compares: how each side hashes an image.
+"""Matching schemes the harness compares: what a list stores, how a client looks up.
 
-A scheme turns a listed image into the hashes a list stores for it, and a
-client's image into the hashes it looks up; an image matches a listed one when
-any query hash is within the scheme's threshold of any of that entry's hashes.
+Every scheme turns a listed image into what a list stores for it
+(:meth:`Scheme.list_item`), is given the whole list once (:meth:`Scheme.prepare`)
+and then scores a client's image against every listed one
+(:meth:`Scheme.distances`): a distance per listed image, lower is closer, and
+the image matches where it is within the scheme's threshold.
+
+Hash schemes (:class:`HashScheme`) store hash rows and score by Hamming
+distance: an image matches a listed one when any query hash is within the
+threshold of any of that entry's hashes. :class:`Keypoints` finds the listed
+picture inside the image by ORB keypoints and scores the aligned window's PDQ
+distance (see :mod:`blindmatch.index.keypoints`).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from blindmatch.hashing import MIN_QUALITY, PDQ, pdq_from_rgb
+from blindmatch.hashing.keypoints import ListedFeatures, listed_features
 from blindmatch.hashing.robust import find_frames, query_variants
+
+NO_MATCH = 10_000  # the distance of a listed image a scheme found no evidence for
 
 
 def _rows(hexes: list[str]) -> np.ndarray:
@@ -30,8 +42,34 @@ def _trusted(pdqs: list[PDQ]) -> list[str]:
 
 class Scheme(ABC):
     name: str
-    bits: int
+    bits: int  # the scale of the distances (a hash's length in bits)
     threshold: int  # the distance at which the scheme is used in production
+
+    @abstractmethod
+    def list_item(self, rgb: np.ndarray) -> Any:
+        """What a list stores for one listed image (picklable)."""
+
+    @abstractmethod
+    def list_bytes(self, item: Any) -> int:
+        """How many bytes ``item`` takes in a list."""
+
+    @abstractmethod
+    def prepare(self, items: Sequence[Any]) -> None:
+        """Take the whole list: listed image ``i`` is ``items[i]``."""
+
+    @abstractmethod
+    def distances(self, rgb: np.ndarray) -> tuple[np.ndarray, int]:
+        """A client's image against the prepared list: the distance to each
+        listed image (``NO_MATCH`` where there is no evidence), and how many
+        lookups the client made."""
+
+
+class HashScheme(Scheme):
+    """A scheme of hash rows compared by Hamming distance."""
+
+    _rows: np.ndarray
+    _owners: np.ndarray
+    _n: int
 
     @abstractmethod
     def list_hashes(self, rgb: np.ndarray) -> np.ndarray:
@@ -41,8 +79,32 @@ class Scheme(ABC):
     def query_hashes(self, rgb: np.ndarray) -> np.ndarray:
         """``(m, bits/8)`` uint8: what a client looks up for one image."""
 
+    def list_item(self, rgb: np.ndarray) -> np.ndarray:
+        return self.list_hashes(rgb)
 
-class PlainPDQ(Scheme):
+    def list_bytes(self, item: Any) -> int:
+        return int(np.asarray(item).nbytes)
+
+    def prepare(self, items: Sequence[Any]) -> None:
+        self._n = len(items)
+        rows = [np.asarray(i, dtype=np.uint8) for i in items]
+        self._rows = np.concatenate(rows) if rows else np.zeros((0, self.bits // 8), np.uint8)
+        self._owners = np.concatenate(
+            [np.full(len(r), k, dtype=np.int64) for k, r in enumerate(rows)]
+        ) if rows else np.zeros(0, np.int64)  # fmt: skip
+
+    def distances(self, rgb: np.ndarray) -> tuple[np.ndarray, int]:
+        return self.hash_distances(self.query_hashes(rgb))
+
+    def hash_distances(self, q: np.ndarray) -> tuple[np.ndarray, int]:
+        out = np.full(self._n, NO_MATCH, dtype=np.int32)
+        if len(q) and len(self._rows):
+            d = np.bitwise_count(q[:, None, :] ^ self._rows[None, :, :]).sum(axis=2, dtype=np.int32)
+            np.minimum.at(out, self._owners, d.min(axis=0))
+        return out, len(q)
+
+
+class PlainPDQ(HashScheme):
     """One PDQ each side: what HMA and python-threatexchange do."""
 
     name, bits, threshold = "pdq", 256, 31
@@ -54,7 +116,7 @@ class PlainPDQ(Scheme):
         return _rows(_trusted([pdq_from_rgb(rgb)]))
 
 
-class RobustPDQ(Scheme):
+class RobustPDQ(HashScheme):
     """blindmatch's matching, as ``scan`` and the service run it: plain PDQ
     lists, robust queries (the 8 dihedral hashes of the image and of the
     picture inside any frame; see ``blindmatch.hashing.robust``)."""
@@ -87,7 +149,7 @@ class RobustPDQ(Scheme):
         return _rows(_trusted([pdq_from_rgb(rgb), *(v.pdq for v in variants)]))
 
 
-class ImageHash(Scheme):
+class ImageHash(HashScheme):
     """pHash or dHash (64 bits) from the ``imagehash`` package, as a reference point."""
 
     bits, threshold = 64, 10
@@ -111,7 +173,7 @@ class ImageHash(Scheme):
         return self._hash(rgb)
 
 
-class BrokenPDQ(Scheme):
+class BrokenPDQ(HashScheme):
     """A deliberately broken matcher for testing the harness: it flips 40 bits
     of every query hash (chosen from the hash itself, so runs repeat), so it
     must score worse than plain PDQ."""
@@ -129,6 +191,45 @@ class BrokenPDQ(Scheme):
         return np.packbits(h, axis=1)
 
 
+class Keypoints(Scheme):
+    """ORB keypoints found in the listed picture, verified by the aligned
+    window's PDQ; optionally together with a hash scheme (an image matches when
+    either does, and its distance is the smaller of the two)."""
+
+    bits, threshold = 256, 31
+
+    def __init__(self, hashes: HashScheme | None = None) -> None:
+        from blindmatch.index.keypoints import KeypointIndex
+
+        self.hashes = hashes
+        self.name = "orb" if hashes is None else f"{hashes.name}+orb"
+        self._index = KeypointIndex(mirror_below=self.threshold)
+        self._n = 0
+
+    def list_item(self, rgb: np.ndarray) -> tuple[np.ndarray | None, bytes]:
+        rows = self.hashes.list_hashes(rgb) if self.hashes else None
+        return rows, listed_features(rgb).to_bytes()
+
+    def list_bytes(self, item: Any) -> int:
+        rows, feats = item
+        return len(feats) + (int(rows.nbytes) if rows is not None else 0)
+
+    def prepare(self, items: Sequence[Any]) -> None:
+        self._n = len(items)
+        if self.hashes:
+            self.hashes.prepare([rows for rows, _ in items])
+        self._index.add(list(range(len(items))), [ListedFeatures.from_bytes(f) for _, f in items])
+
+    def distances(self, rgb: np.ndarray) -> tuple[np.ndarray, int]:
+        out, lookups = (
+            self.hashes.distances(rgb) if self.hashes
+            else (np.full(self._n, NO_MATCH, dtype=np.int32), 0)
+        )  # fmt: skip
+        for m in self._index.search(rgb):
+            out[m.id] = min(int(out[m.id]), m.distance)
+        return out, lookups + 1
+
+
 _FACTORIES: dict[str, Callable[[], Scheme]] = {
     "pdq": PlainPDQ,
     "robust": RobustPDQ,
@@ -138,6 +239,8 @@ _FACTORIES: dict[str, Callable[[], Scheme]] = {
     "phash": lambda: ImageHash("phash"),
     "dhash": lambda: ImageHash("dhash"),
     "broken": BrokenPDQ,
+    "orb": Keypoints,
+    "robust+orb": lambda: Keypoints(RobustPDQ()),
 }
 SCHEMES = tuple(_FACTORIES)
 
@@ -147,3 +250,11 @@ def make_scheme(name: str) -> Scheme:
         return _FACTORIES[name]()
     except KeyError:
         raise ValueError(f"unknown scheme {name!r}: choose from {', '.join(SCHEMES)}") from None
+
+
+def make_hash_scheme(name: str) -> HashScheme:
+    """A scheme made of hash rows (what the adversarial measurements attack)."""
+    scheme = make_scheme(name)
+    if not isinstance(scheme, HashScheme):
+        raise ValueError(f"scheme {name!r} is not a hash scheme")
+    return scheme

@@ -1,0 +1,158 @@
+"""Local features for edits that move every PDQ bit: crops and small rotations.
+
+PDQ describes the whole frame, so a 4% crop or a 4-degree rotation moves it
+about 50 bits. ORB keypoints (OpenCV) describe small patches, and a geometric
+check (RANSAC, similarity transform) on their correspondences finds the listed
+picture inside the edited one. Correspondences alone also link different
+photographs of one scene (two shots of a star cluster share every star), so a
+candidate is confirmed the PDQ way: the query is warped into the listed
+image's frame and the PDQ of a central window is compared with the one the
+list stores. The score is that PDQ distance, in bits, like every other match.
+
+What a list stores per image (:class:`ListedFeatures`): up to
+``MAX_KEYPOINTS`` points and 32-byte descriptors, the picture's shape, and the
+window PDQ. Serialised with a magic and a version (:meth:`ListedFeatures.to_bytes`).
+
+Pure: arrays in, arrays out; no I/O.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from blindmatch.errors import IndexFormatError
+from blindmatch.hashing.image import PDQ, pdq_from_rgb
+
+WORK_SIDE = 512  # features are computed on a copy that fits this many pixels
+MAX_KEYPOINTS = 500
+FAST_THRESHOLD = 10  # OpenCV's default (20) finds too few corners in dark skies
+MIN_SIDE = 64  # below this ORB's 31-pixel border leaves nothing to describe
+WINDOW = (0.2, 0.8)  # the verified window: the central 60% of each side
+WINDOW_SIDE = 256  # pixels along the window's longer side when it is resampled
+
+_MAGIC = b"BMKP"
+_VERSION = 1
+_HEADER = struct.Struct(">4sBHee32s")  # magic, version, n, width, height, window PDQ
+
+cv2.setNumThreads(1)  # parallelism comes from processes; threads would oversubscribe
+
+
+@dataclass(frozen=True, eq=False)
+class Keypoints:
+    """ORB keypoints of one picture. ``points`` are ``(n, 2)`` float32 in units
+    of the picture's longer side (so the picture spans ``[0, width] x [0,
+    height]`` with ``max(width, height) == 1``); ``descriptors`` are ``(n, 32)``
+    uint8 (256-bit rBRIEF)."""
+
+    points: np.ndarray
+    descriptors: np.ndarray
+    width: float
+    height: float
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+
+@dataclass(frozen=True, eq=False)
+class ListedFeatures:
+    """What a list stores for one image: its keypoints and its window PDQ."""
+
+    keypoints: Keypoints
+    window_pdq: bytes  # 32 bytes
+
+    def to_bytes(self) -> bytes:
+        kp = self.keypoints
+        head = _HEADER.pack(_MAGIC, _VERSION, len(kp), kp.width, kp.height, self.window_pdq)
+        pts = np.ascontiguousarray(kp.points, dtype=">f2").tobytes()
+        return head + pts + np.ascontiguousarray(kp.descriptors, dtype=np.uint8).tobytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ListedFeatures:
+        if len(data) < _HEADER.size:
+            raise IndexFormatError("keypoint record truncated")
+        magic, version, n, width, height, window = _HEADER.unpack_from(data)
+        if magic != _MAGIC:
+            raise IndexFormatError("not a keypoint record")
+        if version != _VERSION:
+            raise IndexFormatError(f"keypoint record version {version} is not supported")
+        if len(data) != _HEADER.size + n * 4 + n * 32:
+            raise IndexFormatError("keypoint record has the wrong length")
+        if not (0 < width <= 1 and 0 < height <= 1):
+            raise IndexFormatError("keypoint record has a bad shape")
+        off = _HEADER.size
+        pts = np.frombuffer(data, dtype=">f2", count=2 * n, offset=off).astype(np.float32)
+        desc = np.frombuffer(data, dtype=np.uint8, count=32 * n, offset=off + 4 * n)
+        kp = Keypoints(pts.reshape(n, 2), desc.reshape(n, 32).copy(), float(width), float(height))
+        return cls(kp, bytes(window))
+
+
+def _work_copy(rgb: np.ndarray) -> np.ndarray:
+    """``rgb`` scaled down (area-averaged) to fit ``WORK_SIDE``; never scaled up."""
+    h, w = rgb.shape[:2]
+    scale = WORK_SIDE / max(h, w)
+    if scale >= 1:
+        return np.ascontiguousarray(rgb)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(np.ascontiguousarray(rgb), size, interpolation=cv2.INTER_AREA)
+
+
+def keypoints_from_rgb(rgb: np.ndarray, *, max_keypoints: int = MAX_KEYPOINTS) -> Keypoints:
+    """ORB keypoints of an ``(h, w, 3)`` uint8 RGB picture (computed on a copy
+    that fits ``WORK_SIDE``)."""
+    work = _work_copy(rgb)
+    h, w = work.shape[:2]
+    side = float(max(h, w))
+    if min(h, w) < MIN_SIDE:
+        return Keypoints(
+            np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8), w / side, h / side
+        )
+    grey = cv2.cvtColor(work, cv2.COLOR_RGB2GRAY)
+    orb = cv2.ORB_create(nfeatures=max_keypoints, fastThreshold=FAST_THRESHOLD)  # type: ignore[attr-defined]
+    found, desc = orb.detectAndCompute(grey, None)
+    if desc is None or not found:
+        pts = np.zeros((0, 2), np.float32)
+        desc = np.zeros((0, 32), np.uint8)
+    else:
+        pts = np.array([k.pt for k in found], dtype=np.float32) / side
+    return Keypoints(pts, np.asarray(desc, dtype=np.uint8), w / side, h / side)
+
+
+def window_pdq(rgb: np.ndarray, transform: np.ndarray | None, width: float, height: float) -> PDQ:
+    """PDQ of the listed picture's central window, sampled from ``rgb``.
+
+    ``transform`` is the 2x3 similarity mapping ``rgb``'s normalised
+    coordinates to those of a listed picture of shape ``width`` x ``height``
+    (None: ``rgb`` is that picture). Both sides go through this same
+    resampling, so an unedited picture scores (almost) zero."""
+    work = _work_copy(rgb)
+    h, w = work.shape[:2]
+    side = float(max(h, w))
+    lo, hi = WINDOW
+    x0, y0 = lo * width, lo * height
+    span_x, span_y = (hi - lo) * width, (hi - lo) * height
+    step = max(span_x, span_y) / WINDOW_SIDE
+    out_w, out_h = max(8, round(span_x / step)), max(8, round(span_y / step))
+    # output pixel (u, v) -> listed point (x0 + u*step, y0 + v*step)
+    to_listed = np.array([[step, 0.0, x0], [0.0, step, y0], [0.0, 0.0, 1.0]])
+    m = np.eye(3) if transform is None else np.vstack([transform, [0.0, 0.0, 1.0]])
+    # listed -> query normalised -> query pixels
+    to_query = np.diag([side, side, 1.0]) @ np.linalg.inv(m) @ to_listed
+    warped = cv2.warpAffine(
+        work,
+        to_query[:2],
+        (out_w, out_h),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    return pdq_from_rgb(warped)
+
+
+def listed_features(rgb: np.ndarray, *, max_keypoints: int = MAX_KEYPOINTS) -> ListedFeatures:
+    """What ``lists add`` stores for a listed picture beside its PDQ."""
+    kp = keypoints_from_rgb(rgb, max_keypoints=max_keypoints)
+    window = window_pdq(rgb, None, kp.width, kp.height)
+    return ListedFeatures(kp, bytes.fromhex(window.hex))
