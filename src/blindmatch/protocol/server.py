@@ -189,9 +189,13 @@ class ServerSession:
         return OpenResult(v.voucher_id, True, bool(matches), matches, released)
 
     def _unwrap(self, v: ParsedVoucher, t: bytes) -> bytes | None:
+        """The hot loop: one scalar multiplication, one HKDF and one AEAD trial per pair."""
         alpha = self._secret.alpha
         for q, wrapped in v.pairs:
-            s = group.mul(alpha, q)
+            try:
+                s = group.mul(alpha, q)
+            except ValueError:
+                raise InvalidVoucher(_BAD) from None
             rkey = open_sealed(pair_key(s, q, t), wrapped)
             if rkey is not None:
                 return rkey

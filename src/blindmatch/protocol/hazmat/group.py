@@ -74,12 +74,14 @@ def hash_to_group(domain: bytes, message: bytes) -> bytes:
 
 def mul(scalar: bytes, point: bytes) -> bytes:
     """``scalar · point``. Raises ``ValueError`` for an invalid point or a zero result."""
-    if not is_valid_point(point):
+    # libsodium decodes ``point`` (refusing non-canonical encodings) and refuses an
+    # identity result, which also covers the identity input and a zero scalar.
+    if not isinstance(point, bytes) or len(point) != POINT_BYTES:
         raise ValueError("not a valid ristretto255 point")
     try:
         return bytes(rbcl.crypto_scalarmult_ristretto255(scalar, point))
-    except RuntimeError as e:  # zero scalar: the result would be the identity
-        raise ValueError("scalar multiplication gave the identity") from e
+    except RuntimeError as e:
+        raise ValueError("invalid point, or the product is the identity") from e
 
 
 def base_mul(scalar: bytes) -> bytes:
@@ -91,5 +93,7 @@ def base_mul(scalar: bytes) -> bytes:
 
 
 def add(p: bytes, q: bytes) -> bytes:
-    """``p + q`` for two valid points."""
+    """``p + q``. Both must already be valid points (outputs of :func:`mul` and friends):
+    rbcl ignores libsodium's error code here, so an invalid input gives garbage, not an error.
+    """
     return bytes(rbcl.crypto_core_ristretto255_add(p, q))
