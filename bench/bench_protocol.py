@@ -12,7 +12,7 @@ the same process:
                       server would do if it saw every hash)
 
     .venv/bin/python bench/bench_protocol.py                  # ~30 s: 20,000 entries
-    .venv/bin/python bench/bench_protocol.py --entries 1000000 --workers 2
+    .venv/bin/python bench/bench_protocol.py --million         # 1M entries, 2 workers
 
 Lookup-key parameters are the brief's provisional defaults (bit sampling,
 k=64, L=1, flip ≤ 2 of the 8 weakest bits: 37 probes); see docs/protocol.md.
@@ -75,10 +75,13 @@ def ms(samples: Sequence[float]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--entries", type=int, default=20_000, help="listed hashes (default 20,000)")
+    ap.add_argument("--million", action="store_true", help="1,000,000 entries, 2 workers")
     ap.add_argument("--images", type=int, default=40, help="vouchers to make and open")
     ap.add_argument("--workers", type=int, default=1, help="processes for table blinding")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
+    if args.million:
+        args.entries, args.workers = 1_000_000, max(args.workers, 2)
 
     rnd = random.Random(args.seed)
     print(

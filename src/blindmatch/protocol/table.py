@@ -161,10 +161,11 @@ class Table:
     scheme: LookupKeyScheme
     raw: bytes = field(compare=False)
     _slots_offset: int = field(compare=False)
+    #: SHA-256 of ``raw``, computed once (a 1M-entry table is 40 MB).
+    digest: bytes = field(default=b"", compare=False)
 
-    @property
-    def digest(self) -> bytes:
-        return hashlib.sha256(self.raw).digest()
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "digest", hashlib.sha256(self.raw).digest())
 
     @property
     def table_id(self) -> bytes:
