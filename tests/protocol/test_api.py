@@ -18,7 +18,7 @@ FORBIDDEN_IMPORTS = {
 }  # fmt: skip
 
 
-def test_all_is_sorted_unique_and_importable() -> None:
+def test_all_is_unique_importable_and_complete() -> None:
     for mod in (protocol, hazmat):
         names = list(mod.__all__)
         assert len(names) == len(set(names))

@@ -117,7 +117,7 @@ class ServerSession:
         table: Table,
         *,
         max_distance: int = MATCH_DISTANCE,
-        max_recovery_trials: int = 20_000,
+        max_recovery_trials: int = 1_000,
     ) -> None:
         if secret.table_digest != table.digest:
             raise InvalidKey("server key does not belong to this table")
