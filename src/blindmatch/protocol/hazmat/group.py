@@ -16,11 +16,19 @@ applied to ``SHA-512(domain ‖ message)`` (libsodium's
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib
+import os
 
 import rbcl
 
 from blindmatch.protocol.hazmat.rng import Rng, system_rng
+
+# rbcl writes its bundled libsodium to a temporary file on import and never removes it (one
+# ~2.7 MB file per process). Once loaded, the file is not needed on POSIX: remove it.
+with contextlib.suppress(ImportError, AttributeError, OSError):
+    os.unlink(importlib.import_module("rbcl._sodium").lib_path)
 
 POINT_BYTES = 32
 SCALAR_BYTES = 32
