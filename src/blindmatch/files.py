@@ -13,6 +13,8 @@ import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
+
 from blindmatch.errors import (
     EmptyFile,
     FileTooLarge,
@@ -22,7 +24,7 @@ from blindmatch.errors import (
     PermissionDenied,
     SymlinkLoop,
 )
-from blindmatch.hashing import DEFAULT_MAX_PIXELS, Hashes, hash_bytes
+from blindmatch.hashing import DEFAULT_MAX_PIXELS, Hashes, hash_bytes, open_image
 
 DEFAULT_MAX_FILE_BYTES = 1 << 30  # 1 GiB: long videos are large
 
@@ -129,3 +131,10 @@ def hash_file(path: str, limits: Limits = DEFAULT_LIMITS, *, variants: bool = Fa
     ``variants`` adds the robust query variants that matching looks up."""
     data = read_file(path, limits.max_file_bytes)
     return hash_bytes(data, video_path=path, max_pixels=limits.max_pixels, variants=variants)
+
+
+def image_pixels(path: str, limits: Limits = DEFAULT_LIMITS) -> np.ndarray:
+    """The RGB pixels ``hash_file`` hashes for an image (the same decode), for
+    keypoint matching to verify a candidate against."""
+    data = read_file(path, limits.max_file_bytes)
+    return np.asarray(open_image(data, max_pixels=limits.max_pixels))

@@ -1,9 +1,12 @@
 """Match hashes against stored lists: PDQ by Hamming radius, MD5/SHA-256 exactly,
-videos by vPDQ frame overlap.
+videos by vPDQ frame overlap, and listed pictures found inside crops and
+rotations by their keypoints.
 
 The PDQ index lives in memory, catches up with the store by sequence number
 (new entries are matchable at once, without a rebuild) and is persisted under
-the data folder so a new process starts without re-reading every row.
+the data folder so a new process starts without re-reading every row. The
+keypoint index (only entries added from images carry keypoints) catches up the
+same way; it is rebuilt from the store when a process starts.
 """
 
 from __future__ import annotations
@@ -11,15 +14,17 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from blindmatch.errors import BlindmatchError, IndexFormatError, ListNotFound
-from blindmatch.hashing import MIN_QUALITY, Hashes, VpdqFrame
+from blindmatch.hashing import MIN_QUALITY, Hashes, Keypoints, VpdqFrame
+from blindmatch.hashing.keypoints import ListedFeatures
 from blindmatch.index import MultiIndexHash
+from blindmatch.index.keypoints import KeypointIndex, KeypointMatch
 from blindmatch.store import EntryInfo, Store
 
 DEFAULT_MIN_QUALITY = MIN_QUALITY
@@ -34,10 +39,11 @@ _INDEX_META_VERSION = 1
 class Match:
     list: str
     entry_id: str
-    hash_type: str  # "pdq", "md5", "sha256" or "vpdq"
+    hash_type: str  # "pdq", "md5", "sha256", "vpdq" or "keypoints" (PDQ bits of aligned windows)
     distance: int
     category: str | None
     variant: str | None = None  # which robust query variant matched, if not the image as is
+    inliers: int | None = None  # keypoint matches: correspondences that fit the alignment
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -49,6 +55,8 @@ class Match:
         }
         if self.variant:
             out["variant"] = self.variant
+        if self.inliers is not None:
+            out["inliers"] = self.inliers
         return out
 
 
@@ -65,6 +73,8 @@ class Matcher:
         self._lock = threading.Lock()
         self._index = MultiIndexHash()
         self._seq = -1
+        self._keypoints = KeypointIndex()
+        self._kp_seq = -1
         self._unsaved = 0
         if index_dir is not None:
             self._load(index_dir)
@@ -103,7 +113,27 @@ class Matcher:
             self._seq = ch.seq
             applied = len(ch.added_ids) + len(ch.removed_ids)
             self._unsaved += applied + 1
-            return applied
+            return applied + self._refresh_keypoints()
+
+    def _refresh_keypoints(self) -> int:
+        kc = self.store.keypoint_changes(self._kp_seq)
+        if kc.seq == self._kp_seq and not kc.full:
+            return 0
+        if kc.full:
+            self._keypoints = KeypointIndex()
+        else:
+            self._keypoints.remove(kc.removed_ids)
+        feats = []
+        ids = []
+        for i, data in zip(kc.added_ids, kc.added_features, strict=True):
+            try:
+                feats.append(ListedFeatures.from_bytes(data))
+                ids.append(i)
+            except IndexFormatError:
+                continue  # a record this version cannot read matches by its PDQ only
+        self._keypoints.add(ids, feats)
+        self._kp_seq = kc.seq
+        return len(ids) + len(kc.removed_ids)
 
     def save(self) -> None:
         """Persist the index (atomically) so the next process starts warm."""
@@ -182,17 +212,63 @@ class Matcher:
         lists: Sequence[str] | None = None,
         threshold: int | None = None,
         min_quality: int = DEFAULT_MIN_QUALITY,
+        image: Callable[[], np.ndarray] | None = None,
     ) -> list[Match]:
         """Every match for one file's hashes, best first, one per (list, entry, type).
 
-        A PDQ (or vPDQ frame) below ``min_quality`` is not trusted to match."""
+        A PDQ (or vPDQ frame) below ``min_quality`` is not trusted to match.
+        Keypoint matching needs the hashes' keypoints and ``image``, which gives
+        the same RGB pixels they were computed from; it is called only when
+        keypoints found a candidate to verify; it runs only when nothing else matched."""
         limits = self._thresholds(lists, threshold)
         pdq = hashes.pdq if (hashes.pdq_quality or 0) >= min_quality else None
         found = self._match_all(pdq, hashes.md5, hashes.sha256, hashes.vpdq, limits, min_quality)
         for label, hex_, quality in hashes.variants:
             if quality >= min_quality:
                 found += [replace(m, variant=label) for m in self._match_pdq(hex_, limits)]
+        if not found and hashes.keypoints is not None and image is not None and limits:
+            found += self._match_keypoints(hashes.keypoints, image, limits)
         return _best_first(found)
+
+    def _match_keypoints(
+        self,
+        keypoints: tuple[Keypoints, Keypoints],
+        image: Callable[[], np.ndarray],
+        limits: dict[str, int],
+    ) -> list[Match]:
+        """The plain image first; its mirror image only if that found nothing."""
+        rgb: np.ndarray | None = None
+        out: list[Match] = []
+        for mirrored, kp in ((False, keypoints[0]), (True, keypoints[1])):
+            with self._lock:
+                candidates = self._keypoints.candidates(kp)
+            if not candidates:
+                continue
+            if rgb is None:
+                try:
+                    rgb = image()
+                except (BlindmatchError, OSError):
+                    return out  # the image cannot be read again: no keypoint evidence
+
+            pixels = np.ascontiguousarray(rgb[:, ::-1]) if mirrored else rgb
+            with self._lock:
+                verified = self._keypoints.verify(pixels, candidates, mirrored=mirrored)
+            out += self._keypoint_matches(verified, limits)
+            if out:
+                break
+        return out
+
+    def _keypoint_matches(self, found: list[KeypointMatch], limits: dict[str, int]) -> list[Match]:
+        info = self.store.entries_by_ids([m.id for m in found])
+        out = []
+        for m in found:
+            e = info.get(m.id)
+            if e is not None and e.list_name in limits and m.distance <= limits[e.list_name]:
+                label = "keypoints-mirrored" if m.mirrored else "keypoints"
+                out.append(
+                    replace(_match(e, "keypoints", m.distance), variant=label, inliers=m.inliers)
+                )
+        return out
 
     def _match_all(
         self,

@@ -205,3 +205,38 @@ def test_eval_small_corpus_writes_a_report(cli, home, tmp_path) -> None:
     assert (out / "README.md").exists() and (out / "recall.png").exists()
     bad = cli("eval", "--corpus", "small", "--schemes", "nope")
     assert bad.code == 2 and "unknown scheme" in bad.err
+
+
+def test_scan_finds_listed_pictures_inside_crops_and_rotations_by_keypoints(
+    cli, home, photo_files, tmp_path
+) -> None:
+    listed, other = photo_files([31, 32], "listed")
+    assert cli("lists", "add", "hl", listed).code == 0
+    assert cli("lists", "add", "plain", other, "--no-keypoints").code == 0
+    d = tmp_path / "edits"
+    d.mkdir()
+    for src, tag in ((listed, "kp"), (other, "nokp")):
+        im = Image.open(src)
+        w, h = im.size
+        im.crop((int(w * 0.12), 0, w, h)).save(d / f"{tag}-crop.jpg", quality=90)
+        im.rotate(8, resample=Image.Resampling.BICUBIC).crop(
+            (w // 8, h // 8, w - w // 8, h - h // 8)
+        ).save(d / f"{tag}-rot8.png")
+        im.transpose(Image.Transpose.FLIP_LEFT_RIGHT).crop((0, 0, int(w * 0.85), h)).save(
+            d / f"{tag}-mirror-crop.png"
+        )
+    res = cli("scan", "--json", d)
+    found = {Path(x["path"]).name: x["matches"] for x in res.json_lines}
+    for name in ("kp-crop.jpg", "kp-rot8.png", "kp-mirror-crop.png"):
+        (m,) = found[name]
+        assert (m["list"], m["hash_type"]) == ("hl", "keypoints"), name
+        assert m["distance"] <= 31 and m["inliers"] >= 10
+    assert found["kp-mirror-crop.png"][0]["variant"] == "keypoints-mirrored"
+    # the same edits of a picture listed without keypoints stay unmatched: PDQ
+    # alone cannot see them, which is what the keypoints are for
+    assert all(found[n] == [] for n in found if n.startswith("nokp-")), found
+    assert cli("scan", "--json", "--plain", d / "kp-crop.jpg").json_lines[0]["matches"] == []
+    # a removed list takes its keypoints with it
+    assert cli("lists", "remove", "hl").code == 0
+    again = cli("scan", "--json", d / "kp-crop.jpg")
+    assert again.json_lines[0]["matches"] == [] and again.code == 0

@@ -155,3 +155,24 @@ def test_prod_app_refuses_to_start_with_default_key(home: Path, monkeypatch) -> 
 def test_match_hash_with_unknown_list_is_404(client: TestClient) -> None:
     r = client.post("/v1/match/hash", json={"md5": "a" * 32, "lists": ["nope"]}, headers=ADMIN)
     assert r.status_code == 404 and r.json()["error"]["code"] == "list_not_found"
+
+
+def test_upload_of_a_crop_matches_by_keypoints(client: TestClient) -> None:
+    import numpy as np
+
+    from blindmatch.hashing import hash_bytes, open_image
+    from blindmatch.hashing.keypoints import listed_features
+    from blindmatch.lists import ListEntry
+
+    listed = _jpeg(41, size=(640, 480))
+    h = hash_bytes(listed)
+    feats = listed_features(np.asarray(open_image(listed))).to_bytes()
+    open_runtime().store.import_entries(
+        "hl", [ListEntry(source_id="e1", pdq=h.pdq)], keypoints={"e1": feats}
+    )
+    crop = io.BytesIO()
+    Image.open(io.BytesIO(listed)).crop((0, 0, 540, 480)).save(crop, "JPEG", quality=85)
+    r = client.post("/v1/match/upload", files={"file": ("c.jpg", crop.getvalue())}, headers=ADMIN)
+    (m,) = r.json()["matches"]
+    assert (m["entry_id"], m["hash_type"], m["variant"]) == ("e1", "keypoints", "keypoints")
+    assert m["distance"] <= 31

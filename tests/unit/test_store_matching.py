@@ -150,3 +150,43 @@ def test_index_is_saved_only_when_it_changed(store, tmp_path: Path) -> None:
     assert Matcher(store, tmp_path / "idx").unsaved_changes == 0
     store.import_entries("hl", [ListEntry(source_id="b", pdq="b" * 64)])
     assert Matcher(store, tmp_path / "idx").unsaved_changes > 0
+
+
+def test_keypoints_reach_the_matcher_incrementally_and_a_lost_image_is_no_error(
+    store, tmp_path: Path
+) -> None:
+    import io
+
+    import numpy as np
+
+    from blindmatch.demo.synthetic import synthetic_photo
+    from blindmatch.hashing import hash_bytes, open_image
+    from blindmatch.hashing.keypoints import listed_features
+
+    matcher = Matcher(store, tmp_path / "index")  # created before the list exists
+    photo = synthetic_photo(51, (640, 480))
+    buf = io.BytesIO()
+    photo.crop((64, 0, 640, 480)).save(buf, "PNG")
+    query = hash_bytes(buf.getvalue(), variants=True)
+    pixels = np.asarray(open_image(buf.getvalue()))
+    assert matcher.match(query, image=lambda: pixels) == []
+
+    feats = listed_features(np.asarray(photo)).to_bytes()
+    pdq = hash_bytes(buf.getvalue()).pdq
+    store.import_entries("hl", [ListEntry(source_id="k1", pdq=_flip(pdq, 120, random.Random(0)))],
+                         keypoints={"k1": feats})  # fmt: skip
+    matcher.refresh()
+    (m,) = matcher.match(query, image=lambda: pixels)
+    assert (m.entry_id, m.hash_type, m.variant) == ("k1", "keypoints", "keypoints")
+    assert m.inliers is not None and m.inliers >= 10
+
+    def gone() -> np.ndarray:
+        raise FileNotFoundError("moved away")
+
+    assert matcher.match(query, image=gone) == []  # no evidence, no crash
+    assert matcher.match(query) == []  # without pixels there is nothing to verify against
+
+    store.import_entries("hl", [ListEntry(source_id="k1", removed=True)])
+    matcher.refresh()
+    assert matcher.match(query, image=lambda: pixels) == []
+    assert store.keypoint_changes(-1).added_ids == []

@@ -15,14 +15,16 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from blindmatch._version import __version__
 from blindmatch.batch import Hashed, Outcome, hash_many
-from blindmatch.errors import BlindmatchError
-from blindmatch.files import DEFAULT_MAX_FILE_BYTES, Failure, Limits, read_file
+from blindmatch.errors import BlindmatchError, InputError
+from blindmatch.files import DEFAULT_MAX_FILE_BYTES, Failure, Limits, image_pixels, read_file
 from blindmatch.hashing import DEFAULT_MAX_PIXELS
+from blindmatch.hashing.keypoints import listed_features
 from blindmatch.lists import ListEntry, dump_list, parse_list
 from blindmatch.matching import DEFAULT_MIN_QUALITY
 from blindmatch.runtime import open_runtime
@@ -108,7 +110,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
     files = matched = failed = 0
     start = time.monotonic()
     with _progress(not args.no_progress) as progress:
-        hashed = hash_many(args.paths, _limits(args), args.workers, variants=not args.plain)
+        limits = _limits(args)
+        hashed = hash_many(args.paths, limits, args.workers, variants=not args.plain)
         outcomes = _tracked(hashed, progress, "scanning")
         for o in outcomes:
             files += 1
@@ -117,7 +120,11 @@ def cmd_scan(args: argparse.Namespace) -> int:
                 _print_failure(o, args.json)
                 continue
             found = matcher.match(
-                o.hashes, lists=lists, threshold=args.threshold, min_quality=args.min_quality
+                o.hashes,
+                lists=lists,
+                threshold=args.threshold,
+                min_quality=args.min_quality,
+                image=partial(image_pixels, o.path, limits),
             )
             matched += bool(found)
             if args.json:
@@ -171,14 +178,27 @@ def _report_import(summary: dict[str, Any], as_json: bool) -> None:
 def cmd_lists_add(args: argparse.Namespace) -> int:
     rt = open_runtime()
     entries: list[ListEntry] = []
+    keypoints: dict[str, bytes] = {}
     failed = 0
-    for o in hash_many(args.images, _limits(args), args.workers):
+    limits = _limits(args)
+    for o in hash_many(args.images, limits, args.workers):
         if isinstance(o, Failure):
             failed += 1
             _print_failure(o, args.json)
             continue
-        entries.append(_entry_for(o, args.category))
-    summary = rt.store.import_entries(args.name, entries, source=args.source, version=args.version)
+        entry = _entry_for(o, args.category)
+        if o.hashes.kind == "image" and not args.no_keypoints:
+            try:
+                rgb = image_pixels(o.path, limits)
+            except InputError as e:  # changed or gone since it was hashed
+                failed += 1
+                _print_failure(Failure(o.path, e), args.json)
+                continue
+            keypoints[entry.source_id] = listed_features(rgb).to_bytes()
+        entries.append(entry)
+    summary = rt.store.import_entries(
+        args.name, entries, source=args.source, version=args.version, keypoints=keypoints
+    )
     _report_import(summary.to_json() | {"failed": failed}, args.json)
     return EXIT_FAILED if failed else EXIT_CLEAN
 
@@ -392,6 +412,11 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--category", default=None)
     add.add_argument("--source", default=None)
     add.add_argument("--version", dest="version", default=None)
+    add.add_argument(
+        "--no-keypoints",
+        action="store_true",
+        help="store hashes only: no keypoint features (crops and small rotations go unmatched)",
+    )
     add.add_argument("--json", action="store_true")
     _hash_opts(add)
     add.set_defaults(func=cmd_lists_add)

@@ -22,6 +22,7 @@ from blindmatch.hashing.image import (
     pdq_from_image_bytes,
     pdq_from_rgb,
 )
+from blindmatch.hashing.keypoints import Keypoints, keypoints_from_rgb
 from blindmatch.hashing.robust import query_variants
 from blindmatch.hashing.sniff import Kind, sniff
 from blindmatch.hashing.video import VpdqFrame, vpdq_from_path
@@ -31,6 +32,7 @@ __all__ = [
     "MIN_QUALITY",
     "PDQ",
     "Hashes",
+    "Keypoints",
     "Kind",
     "VpdqFrame",
     "hash_bytes",
@@ -57,6 +59,9 @@ class Hashes:
     # Extra PDQ hashes a client looks up (flips, rotations, trimmed frames):
     # (label, hex, quality). Not part of the JSON output.
     variants: tuple[tuple[str, str, int], ...] = ()
+    # ORB keypoints of the image and of its mirror image, for finding a listed
+    # picture inside a crop or rotation (see ``blindmatch.index.keypoints``).
+    keypoints: tuple[Keypoints, Keypoints] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "md5": self.md5, "sha256": self.sha256}
@@ -81,7 +86,8 @@ def hash_bytes(
     """Hash a whole file's bytes. For videos, ``video_path`` must name the same file.
 
     With ``variants``, images also get the robust query variants that matching
-    looks up (see ``blindmatch.hashing.robust``)."""
+    looks up (see ``blindmatch.hashing.robust``) and their keypoints (see
+    ``blindmatch.hashing.keypoints``)."""
     if not data:
         raise EmptyFile("file is empty")
     md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
@@ -93,14 +99,13 @@ def hash_bytes(
     if kind == "image":
         rgb = np.asarray(open_image(data, max_pixels=max_pixels, draft=draft))
         pdq = pdq_from_rgb(rgb)
-        extra: tuple[tuple[str, str, int], ...] = ()
-        if variants:
-            extra = tuple(
-                (v.label, v.pdq.hex, v.pdq.quality)
-                for v in query_variants(rgb)
-                if v.pdq.hex != pdq.hex
-            )
-        return Hashes(kind, fmt, md5, sha256, pdq.hex, pdq.quality, variants=extra)
+        if not variants:
+            return Hashes(kind, fmt, md5, sha256, pdq.hex, pdq.quality)
+        extra = tuple(
+            (v.label, v.pdq.hex, v.pdq.quality) for v in query_variants(rgb) if v.pdq.hex != pdq.hex
+        )
+        kps = (keypoints_from_rgb(rgb), keypoints_from_rgb(rgb[:, ::-1]))
+        return Hashes(kind, fmt, md5, sha256, pdq.hex, pdq.quality, variants=extra, keypoints=kps)
     if video_path is None:
         raise UnsupportedFormat("videos can only be hashed from a file path")
     frames = vpdq_from_path(video_path)

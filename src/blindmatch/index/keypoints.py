@@ -36,6 +36,15 @@ _HNSW_LINKS = 16
 _HNSW_EF_SEARCH = 32
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class Candidate:
+    """A listed picture the query's keypoints fit, before the PDQ check."""
+
+    id: int
+    inliers: int
+    transform: np.ndarray  # 2x3 similarity, query -> listed normalised coordinates
+
+
 @dataclass(frozen=True, slots=True)
 class KeypointMatch:
     id: int
@@ -57,7 +66,7 @@ class KeypointIndex:
         mirror_below: int = 31,
     ) -> None:
         self.min_inliers = min_inliers
-        self.candidates = candidates
+        self.max_candidates = candidates
         self.mirror_below = mirror_below
         self._features: dict[int, ListedFeatures] = {}
         self._dead = 0
@@ -115,8 +124,8 @@ class KeypointIndex:
             self.add(list(live), list(live.values()))
 
     # -- search ------------------------------------------------------------
-    def _candidates(self, query: Keypoints) -> list[tuple[int, int, np.ndarray]]:
-        """(id, inliers, 2x3 transform query->listed) for verified fits, most inliers first."""
+    def candidates(self, query: Keypoints) -> list[Candidate]:
+        """Listed pictures the query's keypoints fit, most inliers first."""
         if len(query) < MIN_VOTES or self._ann.ntotal == 0:
             return []
         dist, nn = self._ann.search(np.ascontiguousarray(query.descriptors), 1)
@@ -132,7 +141,7 @@ class KeypointIndex:
         if not len(owner):
             return []
         ids, votes = np.unique(owner, return_counts=True)
-        order = np.lexsort((ids, -votes))[: self.candidates]
+        order = np.lexsort((ids, -votes))[: self.max_candidates]
         out = []
         for k in order:
             if votes[k] < MIN_VOTES:
@@ -150,20 +159,29 @@ class KeypointIndex:
             scale = float(np.hypot(m[0, 0], m[0, 1]))
             n_in = int(inl.sum())
             if SCALE_RANGE[0] <= scale <= SCALE_RANGE[1] and n_in >= self.min_inliers:
-                out.append((int(ids[k]), n_in, m))
-        out.sort(key=lambda c: (-c[1], c[0]))
+                out.append(Candidate(int(ids[k]), n_in, m))
+        out.sort(key=lambda c: (-c.inliers, c.id))
+        return out
+
+    def verify(
+        self, rgb: np.ndarray, candidates: Sequence[Candidate], *, mirrored: bool = False
+    ) -> list[KeypointMatch]:
+        """Score candidates by the PDQ distance of the aligned central windows.
+        ``rgb`` is the picture the query keypoints came from (already mirrored
+        when ``mirrored``); candidates removed meanwhile are skipped."""
+        out = []
+        for c in candidates:
+            f = self._features.get(c.id)
+            if f is None:
+                continue
+            got = window_pdq(rgb, c.transform, f.keypoints.width, f.keypoints.height)
+            listed = np.frombuffer(f.window_pdq, np.uint8)
+            dist = int(_popcount_rows(np.frombuffer(bytes.fromhex(got.hex), np.uint8), listed))
+            out.append(KeypointMatch(c.id, dist, c.inliers, mirrored))
         return out
 
     def _verify(self, rgb: np.ndarray, mirrored: bool) -> list[KeypointMatch]:
-        query = keypoints_from_rgb(rgb)
-        out = []
-        for id_, inliers, m in self._candidates(query):
-            f = self._features[id_]
-            got = window_pdq(rgb, m, f.keypoints.width, f.keypoints.height)
-            listed = np.frombuffer(f.window_pdq, np.uint8)
-            dist = int(_popcount_rows(np.frombuffer(bytes.fromhex(got.hex), np.uint8), listed))
-            out.append(KeypointMatch(id_, dist, inliers, mirrored))
-        return out
+        return self.verify(rgb, self.candidates(keypoints_from_rgb(rgb)), mirrored=mirrored)
 
     def search(self, rgb: np.ndarray) -> list[KeypointMatch]:
         """Every verified candidate for an ``(h, w, 3)`` uint8 RGB picture, closest

@@ -10,6 +10,7 @@ import os
 import tempfile
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from fastapi import Depends, FastAPI, File, Header, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -26,7 +27,7 @@ from blindmatch.errors import (
     ListFormatError,
     ListNotFound,
 )
-from blindmatch.hashing import Hashes, hash_bytes, sniff
+from blindmatch.hashing import Hashes, hash_bytes, open_image, sniff
 from blindmatch.lists import ListEntry, dump_list, normalise_md5, normalise_pdq, normalise_sha256
 from blindmatch.matching import DEFAULT_MIN_QUALITY
 from blindmatch.runtime import Runtime
@@ -123,7 +124,7 @@ def create_app(rt: Runtime) -> FastAPI:
         description="Hash images and videos, match them against hash lists, manage lists. "
         "Ships and tests with benign images only.",
     )
-    matcher = rt.matcher  # loaded once; refreshed after every write
+    matcher = rt.matcher  # loaded once; refreshed after every write and before every match
 
     @app.exception_handler(BlindmatchError)
     async def _bm_error(_: Request, e: BlindmatchError) -> JSONResponse:
@@ -211,6 +212,7 @@ def create_app(rt: Runtime) -> FastAPI:
         """Match a PDQ, MD5 or SHA-256 against lists."""
         if not (q.pdq or q.md5 or q.sha256):
             raise InvalidHash("give at least one of pdq, md5, sha256")
+        matcher.refresh()  # other processes (``blindmatch lists import``) may have written
         found = matcher.match_values(
             pdq=normalise_pdq(q.pdq) if q.pdq else None,
             md5=normalise_md5(q.md5) if q.md5 else None,
@@ -227,9 +229,19 @@ def create_app(rt: Runtime) -> FastAPI:
         threshold: Annotated[int | None, Query(ge=0, le=128)] = None,
         min_quality: Annotated[int, Query(ge=0, le=100)] = DEFAULT_MIN_QUALITY,
     ) -> dict[str, Any]:
-        """Hash an upload and match it against lists."""
+        """Hash an upload and match it against lists (robust: flips, rotations,
+        frames, and listed pictures found inside crops by their keypoints)."""
         h = _hash_upload(file, variants=True)
-        found = matcher.match(h, lists=lists, threshold=threshold, min_quality=min_quality)
+        matcher.refresh()  # other processes (``blindmatch lists add``) may have written
+        file.file.seek(0)
+        data = file.file.read()
+        found = matcher.match(
+            h,
+            lists=lists,
+            threshold=threshold,
+            min_quality=min_quality,
+            image=lambda: np.asarray(open_image(data)),
+        )
         return {"hashes": h.to_json(), "matches": [m.to_json() for m in found]}
 
     @app.get("/v1/lists", tags=["lists"], dependencies=[Read])

@@ -3,10 +3,19 @@
 from blindmatch.store.db import (
     EntryInfo,
     ImportSummary,
+    KeypointChanges,
     ListInfo,
     PdqChanges,
     Store,
     open_store,
 )
 
-__all__ = ["EntryInfo", "ImportSummary", "ListInfo", "PdqChanges", "Store", "open_store"]
+__all__ = [
+    "EntryInfo",
+    "ImportSummary",
+    "KeypointChanges",
+    "ListInfo",
+    "PdqChanges",
+    "Store",
+    "open_store",
+]

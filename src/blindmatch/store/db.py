@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from blindmatch.errors import ListExists, ListNotFound
 from blindmatch.lists import ListEntry, VpdqFrame
-from blindmatch.store.models import ApiKey, Entry, HashList, ImportRecord, Meta
+from blindmatch.store.models import ApiKey, Entry, HashList, ImportRecord, KeypointRecord, Meta
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _SEQ_KEY = "change_seq"
@@ -105,6 +105,18 @@ class PdqChanges:
     full: bool
     added_ids: list[int]
     added_pdq: list[str]
+    removed_ids: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class KeypointChanges:
+    """Keypoint records added and entry ids removed after a sequence number, up
+    to ``seq``; ``full`` as in :class:`PdqChanges`."""
+
+    seq: int
+    full: bool
+    added_ids: list[int]
+    added_features: list[bytes]
     removed_ids: list[int]
 
 
@@ -227,10 +239,13 @@ class Store:
         version: str | None = None,
         file_sha256: str | None = None,
         format: str = "",
+        keypoints: Mapping[str, bytes] | None = None,
     ) -> ImportSummary:
         """Apply entries (adds, changes, tombstones) to a list in one transaction.
 
         Re-applying the same entries changes nothing and reports them unchanged.
+        ``keypoints`` maps source ids to keypoint records (``lists add`` from
+        images); they are stored with the rows this call adds.
         """
         added = changed = removed = unchanged = 0
         with self._session.begin() as s:
@@ -291,6 +306,8 @@ class Store:
                     for r in rows:
                         r["added_seq"] = seq
                     s.execute(insert(Entry), rows)
+                if keypoints:
+                    self._add_keypoints(s, hl.id, seq, keypoints)
             if source is not None:
                 hl.source = source
             if version is not None:
@@ -311,6 +328,20 @@ class Store:
                     )
                 )
         return ImportSummary(name, added, changed, removed, unchanged)
+
+    def _add_keypoints(
+        self, s: Session, list_id: int, seq: int, keypoints: Mapping[str, bytes]
+    ) -> None:
+        wanted = list(keypoints)
+        for i in range(0, len(wanted), 500):
+            q = select(Entry.id, Entry.source_id).where(
+                Entry.list_id == list_id,
+                Entry.added_seq == seq,
+                Entry.source_id.in_(wanted[i : i + 500]),
+            )
+            rows = [{"entry_id": eid, "data": keypoints[sid]} for eid, sid in s.execute(q)]
+            if rows:
+                s.execute(insert(KeypointRecord), rows)
 
     def _live_rows(
         self, s: Session, list_id: int, source_ids: list[str]
@@ -385,6 +416,17 @@ class Store:
 
     def pdq_changes(self, since: int) -> PdqChanges:
         """PDQ entries added (and still live) and removed after sequence ``since``."""
+        seq, full, ids, values, removed = self._changes(since, keypoints=False)
+        return PdqChanges(seq, full, ids, values, removed)
+
+    def keypoint_changes(self, since: int) -> KeypointChanges:
+        """Keypoint records of entries added (and still live) and removed after ``since``."""
+        seq, full, ids, values, removed = self._changes(since, keypoints=True)
+        return KeypointChanges(seq, full, ids, values, removed)
+
+    def _changes(
+        self, since: int, *, keypoints: bool
+    ) -> tuple[int, bool, list[int], list[Any], list[int]]:
         with self._session() as s:
             v = s.get(Meta, _SEQ_KEY)
             seq = int(v.value) if v else 0
@@ -392,25 +434,29 @@ class Store:
             full = since < 0 or (rb is not None and int(rb.value) > since)
             if full:
                 since = -1
+            value: Any = KeypointRecord.data if keypoints else Entry.pdq
             added_ids: list[int] = []
-            added_pdq: list[str] = []
+            added: list[Any] = []
             # Only the sequence range goes to SQL, so the planner uses that
             # index; "still live" and "has a PDQ" would tempt it into a scan.
+            q = select(Entry.id, value, Entry.removed_seq)
+            if keypoints:
+                q = q.join(KeypointRecord, KeypointRecord.entry_id == Entry.id)
             q = (
-                select(Entry.id, Entry.pdq, Entry.removed_seq)
-                .where(Entry.added_seq > since, Entry.added_seq <= seq)
+                q.where(Entry.added_seq > since, Entry.added_seq <= seq)
                 .order_by(Entry.id)
                 .execution_options(yield_per=50_000)
             )
             for i, p, gone in s.execute(q):
                 if p is not None and gone is None:
                     added_ids.append(int(i))
-                    added_pdq.append(p)
-            gone_q = select(Entry.id, Entry.added_seq, Entry.pdq).where(
-                Entry.removed_seq > since, Entry.removed_seq <= seq
-            )
+                    added.append(p)
+            gone_q = select(Entry.id, Entry.added_seq, value)
+            if keypoints:
+                gone_q = gone_q.join(KeypointRecord, KeypointRecord.entry_id == Entry.id)
+            gone_q = gone_q.where(Entry.removed_seq > since, Entry.removed_seq <= seq)
             removed = [int(i) for i, a, p in s.execute(gone_q) if a <= since and p is not None]
-        return PdqChanges(seq, full, added_ids, added_pdq, [] if full else removed)
+        return seq, full, added_ids, added, [] if full else removed
 
     def _next_seq(self, s: Session) -> int:
         v = s.get(Meta, _SEQ_KEY, with_for_update=True)

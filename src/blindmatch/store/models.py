@@ -10,6 +10,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -58,6 +59,20 @@ class Entry(Base):
     added_seq: Mapped[int] = mapped_column(BigInteger)
     removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     removed_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class KeypointRecord(Base):
+    """The keypoint features of a listed picture (``lists add`` from an image):
+    a versioned ``blindmatch.hashing.keypoints.ListedFeatures`` record. Lives
+    and dies with its entry."""
+
+    __tablename__ = "keypoints"
+    entry_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("entries.id", ondelete="CASCADE"),
+        primary_key=True,
+    )
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class ImportRecord(Base):
