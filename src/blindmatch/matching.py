@@ -22,7 +22,7 @@ import numpy as np
 
 from blindmatch.errors import BlindmatchError, IndexFormatError, ListNotFound
 from blindmatch.hashing import MIN_QUALITY, Hashes, Keypoints, VpdqFrame
-from blindmatch.hashing.keypoints import ListedFeatures
+from blindmatch.hashing.keypoints import ListedFeatures, work_copy
 from blindmatch.index import MultiIndexHash
 from blindmatch.index.keypoints import KeypointIndex, KeypointMatch
 from blindmatch.store import EntryInfo, Store
@@ -246,7 +246,7 @@ class Matcher:
                 continue
             if rgb is None:
                 try:
-                    rgb = image()
+                    rgb = work_copy(image())  # what the keypoints were computed on
                 except (BlindmatchError, OSError):
                     return out  # the image cannot be read again: no keypoint evidence
 

@@ -22,7 +22,7 @@ from blindmatch.hashing.image import (
     pdq_from_image_bytes,
     pdq_from_rgb,
 )
-from blindmatch.hashing.keypoints import Keypoints, keypoints_from_rgb
+from blindmatch.hashing.keypoints import Keypoints, keypoints_from_rgb, work_copy
 from blindmatch.hashing.robust import query_variants
 from blindmatch.hashing.sniff import Kind, sniff
 from blindmatch.hashing.video import VpdqFrame, vpdq_from_path
@@ -104,7 +104,8 @@ def hash_bytes(
         extra = tuple(
             (v.label, v.pdq.hex, v.pdq.quality) for v in query_variants(rgb) if v.pdq.hex != pdq.hex
         )
-        kps = (keypoints_from_rgb(rgb), keypoints_from_rgb(rgb[:, ::-1]))
+        small = work_copy(rgb)  # mirror the small copy, not the full-size image
+        kps = (keypoints_from_rgb(small), keypoints_from_rgb(small[:, ::-1]))
         return Hashes(kind, fmt, md5, sha256, pdq.hex, pdq.quality, variants=extra, keypoints=kps)
     if video_path is None:
         raise UnsupportedFormat("videos can only be hashed from a file path")

@@ -90,7 +90,7 @@ class ListedFeatures:
         return cls(kp, bytes(window))
 
 
-def _work_copy(rgb: np.ndarray) -> np.ndarray:
+def work_copy(rgb: np.ndarray) -> np.ndarray:
     """``rgb`` scaled down (area-averaged) to fit ``WORK_SIDE``; never scaled up."""
     h, w = rgb.shape[:2]
     scale = WORK_SIDE / max(h, w)
@@ -103,7 +103,7 @@ def _work_copy(rgb: np.ndarray) -> np.ndarray:
 def keypoints_from_rgb(rgb: np.ndarray, *, max_keypoints: int = MAX_KEYPOINTS) -> Keypoints:
     """ORB keypoints of an ``(h, w, 3)`` uint8 RGB picture (computed on a copy
     that fits ``WORK_SIDE``)."""
-    work = _work_copy(rgb)
+    work = work_copy(rgb)
     h, w = work.shape[:2]
     side = float(max(h, w))
     if min(h, w) < MIN_SIDE:
@@ -128,7 +128,7 @@ def window_pdq(rgb: np.ndarray, transform: np.ndarray | None, width: float, heig
     coordinates to those of a listed picture of shape ``width`` x ``height``
     (None: ``rgb`` is that picture). Both sides go through this same
     resampling, so an unedited picture scores (almost) zero."""
-    work = _work_copy(rgb)
+    work = work_copy(rgb)
     h, w = work.shape[:2]
     side = float(max(h, w))
     lo, hi = WINDOW
