@@ -482,6 +482,10 @@ def build_parser() -> argparse.ArgumentParser:
     dm = sub.add_parser("demo", help="build a demo list from benign images and scan edits")
     dm.add_argument("--json", action="store_true")
     dm.set_defaults(func=cmd_demo)
+
+    from blindmatch.cli.protocol_cmds import register  # table, voucher: private matching
+
+    register(sub, _hash_opts)
     return p
 
 

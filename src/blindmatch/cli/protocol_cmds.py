@@ -1,0 +1,733 @@
+"""``blindmatch table`` and ``blindmatch voucher``: operating the private-matching protocol.
+
+Thin commands over :mod:`blindmatch.protocol` (which is pure): this module does
+the files, keys and output. A table directory holds::
+
+    table.bin      the blinded table (public: ships to every client)
+    manifest.json  the signed manifest (public: ships with the table)
+    trust.json     the public keys the table was signed with (what a client may trust)
+    server.key     the server's secret (mode 0600; never leaves the matching server)
+
+Signing keys are Ed25519 private keys in PEM (PKCS#8), e.g. from
+``blindmatch table keygen FILE`` or ``openssl genpkey -algorithm ed25519``. In
+dev mode (``BLINDMATCH_ENV=dev``, the default) missing keys are generated once
+and reused under ``$BLINDMATCH_HOME/signing/`` and a hotline without
+``--jurisdiction`` is given the pretend jurisdiction ``dev-<hotline>``; with
+``BLINDMATCH_ENV=prod`` every key and jurisdiction must be given, and
+``voucher make`` needs ``--trust FILE``.
+
+Exit codes: ``table`` and ``voucher make`` exit 0 on success and 2 when the
+command or any input failed; ``voucher open`` exits 1 when any voucher matched
+or failed, else 0 (2 when the command itself failed: bad key, table, options).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from blindmatch.batch import hash_many
+from blindmatch.config import Settings, load_settings
+from blindmatch.errors import (
+    BlindmatchError,
+    ConfigError,
+    InputError,
+    InvalidKey,
+    ProtocolError,
+)
+from blindmatch.files import Failure, Limits, image_pixels, iter_files, read_file
+from blindmatch.hashing.image import MIN_QUALITY
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from blindmatch.protocol import OpenResult, TrustPolicy, VerifiedTable
+
+EXIT_CLEAN, EXIT_MATCH, EXIT_FAILED = 0, 1, 2
+TABLE_FILE, MANIFEST_FILE, TRUST_FILE, SERVER_KEY_FILE = (
+    "table.bin",
+    "manifest.json",
+    "trust.json",
+    "server.key",
+)
+TRUST_FORMAT = "blindmatch-trust"
+MAX_TABLE_BYTES = 1 << 31  # 2 GiB: ~50M lookup keys
+MAX_SMALL_FILE_BYTES = 1 << 20  # manifests, trust files, keys, vouchers
+MAX_SERVER_KEY_BYTES = 1 << 31
+
+
+class OutputExists(BlindmatchError, FileExistsError):
+    code = "output_exists"
+
+
+class GovernanceRefused(BlindmatchError, ValueError):
+    """The lists do not meet the governance rule (too few hotlines or jurisdictions)."""
+
+    code = "governance_refused"
+
+
+class LowQuality(InputError):
+    code = "low_quality"
+
+
+class NotAnImage(InputError):
+    code = "not_an_image"
+
+
+class InternalError(BlindmatchError):
+    code = "internal_error"
+
+
+class IoFailed(BlindmatchError, OSError):
+    """Reading or writing a table, key or voucher file failed (disk full, permissions...)."""
+
+    code = "io_error"
+
+
+def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Turn a stray ``OSError`` into a coded error: never a traceback."""
+
+    @functools.wraps(fn)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return fn(args)
+        except BlindmatchError:
+            raise
+        except OSError as e:
+            where = f"{e.filename}: " if e.filename else ""
+            raise IoFailed(f"{where}{e.strerror or e}") from None
+
+    return run
+
+
+# -- output -----------------------------------------------------------------
+def _emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj, separators=(", ", ": ")) + "\n")
+    sys.stdout.flush()
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
+def _warn(text: str) -> None:
+    _err(f"blindmatch: warning: {text}")
+
+
+def _fail_line(path: str, e: BlindmatchError, as_json: bool) -> None:
+    if as_json:
+        _emit({"path": path, "error": e.as_dict()})
+    else:
+        _err(f"{path}: error [{e.code}] {e.message}")
+
+
+# -- files ------------------------------------------------------------------
+def _write_file(path: Path, data: bytes, *, private: bool, replace: bool) -> None:
+    """Write ``data`` to ``path`` via a temporary file and a rename (0600 if ``private``)."""
+    if path.exists() and not replace:
+        raise OutputExists(f"{path} exists; pass --force to replace it")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    mode = 0o600 if private else 0o644
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb", closefd=False) as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    os.replace(tmp, path)
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name or not value:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
+# -- signing keys -----------------------------------------------------------
+def _load_signing_key(path: str) -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    data = read_file(path, MAX_SMALL_FILE_BYTES)
+    try:
+        key = load_pem_private_key(data, password=None)
+    except (ValueError, TypeError):
+        raise InvalidKey(f"{path}: not an unencrypted PEM private key") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise InvalidKey(f"{path}: not an Ed25519 key")
+    return key
+
+
+def _pem(key: Ed25519PrivateKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _public_hex(key: Ed25519PrivateKey) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return raw.hex()
+
+
+def _dev_key(settings: Settings, name: str) -> tuple[Ed25519PrivateKey, Path]:
+    """A dev signing key under ``$BLINDMATCH_HOME/signing/``: made once, then reused."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    folder = settings.home / "signing"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    slug = re.sub(r"[^A-Za-z0-9._-]", "_", name)
+    if slug != name:
+        slug += "-" + name.encode().hex()[:16]
+    path = folder / f"{slug}.pem"
+    if path.exists():
+        return _load_signing_key(str(path)), path
+    key = Ed25519PrivateKey.generate()
+    _write_file(path, _pem(key), private=True, replace=False)
+    return key, path
+
+
+# -- trust ------------------------------------------------------------------
+def _trust_json(
+    platform: Ed25519PrivateKey,
+    hotlines: dict[str, tuple[Ed25519PrivateKey, str]],
+    min_hotlines: int,
+) -> bytes:
+    doc = {
+        "format": TRUST_FORMAT,
+        "version": 1,
+        "platform_key": _public_hex(platform),
+        "hotlines": {
+            h: {"public_key": _public_hex(k), "jurisdiction": j}
+            for h, (k, j) in sorted(hotlines.items())
+        },
+        "min_hotlines": min_hotlines,
+    }
+    return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
+
+
+def _load_trust(path: str) -> TrustPolicy:
+    from blindmatch.protocol import TrustedHotline, TrustPolicy, accept_without_log
+
+    data = read_file(path, MAX_SMALL_FILE_BYTES)
+
+    def key(v: Any) -> bytes:
+        if not isinstance(v, str) or len(v) != 64:
+            raise ValueError
+        return bytes.fromhex(v)
+
+    try:
+        d = json.loads(data)
+        if not isinstance(d, dict) or d.get("format") != TRUST_FORMAT or d.get("version") != 1:
+            raise ValueError
+        hotlines = {}
+        for name, h in d["hotlines"].items():
+            if not isinstance(h["jurisdiction"], str):
+                raise ValueError
+            hotlines[name] = TrustedHotline(key(h["public_key"]), h["jurisdiction"])
+        min_hotlines = d["min_hotlines"]
+        if type(min_hotlines) is not int or min_hotlines < 1:
+            raise ValueError
+        return TrustPolicy(
+            platform_key=key(d["platform_key"]),
+            hotlines=hotlines,
+            # The transparency log does not exist yet (docs/protocol.md): say so out loud.
+            log_check=accept_without_log,
+            min_hotlines=min_hotlines,
+        )
+    except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError):
+        raise ConfigError(
+            f"{path}: not a trust file (JSON with format {TRUST_FORMAT!r}, "
+            "platform_key, hotlines, min_hotlines)"
+        ) from None
+
+
+# -- table build --------------------------------------------------------------
+@dataclass
+class _Signers:
+    platform: Ed25519PrivateKey
+    hotlines: dict[str, tuple[Ed25519PrivateKey, str]]  # name -> (key, jurisdiction)
+
+
+def _signers(args: argparse.Namespace, settings: Settings, sources: list[str]) -> _Signers:
+    hotline_keys = dict(args.hotline_key or [])
+    places = dict(args.jurisdiction or [])
+    unknown = sorted((set(hotline_keys) | set(places)) - set(sources))
+    if unknown:
+        raise ConfigError(f"no list in this table comes from hotline {unknown[0]!r}")
+    missing_keys = [s for s in sources if s not in hotline_keys]
+    missing_places = [s for s in sources if s not in places]
+    if not settings.dev:
+        if not args.platform_key:
+            raise ConfigError("--platform-key FILE is required with BLINDMATCH_ENV=prod")
+        if missing_keys:
+            raise ConfigError(
+                f"--hotline-key {missing_keys[0]}=FILE is required with BLINDMATCH_ENV=prod"
+            )
+        if missing_places:
+            raise ConfigError(
+                f"--jurisdiction {missing_places[0]}=CODE is required with BLINDMATCH_ENV=prod"
+            )
+    generated: list[str] = []
+    if args.platform_key:
+        platform = _load_signing_key(args.platform_key)
+    else:
+        platform, path = _dev_key(settings, "platform")
+        generated.append(str(path))
+    hotlines: dict[str, tuple[Ed25519PrivateKey, str]] = {}
+    for s in sources:
+        if s in hotline_keys:
+            key = _load_signing_key(hotline_keys[s])
+        else:
+            key, path = _dev_key(settings, f"hotline-{s}")
+            generated.append(str(path))
+        hotlines[s] = (key, places.get(s, f"dev-{s}"))
+    if generated or missing_places:
+        _warn(
+            "dev mode: signing with dev keys "
+            + (f"({', '.join(generated)}) " if generated else "")
+            + (
+                f"and pretend jurisdictions dev-<hotline> for {', '.join(missing_places)} "
+                if missing_places
+                else ""
+            )
+            + "— not for production (BLINDMATCH_ENV=prod needs --platform-key, "
+            "--hotline-key and --jurisdiction)"
+        )
+    return _Signers(platform, hotlines)
+
+
+def cmd_table_build(args: argparse.Namespace) -> int:
+    from blindmatch.protocol import (
+        BitSamplingLSH,
+        HotlineList,
+        Policy,
+        SignedManifest,
+        prepare_table,
+        sign_manifest,
+    )
+    from blindmatch.runtime import open_runtime
+
+    settings = load_settings()
+    if args.min_hotlines < 1:
+        raise ValueError("--min-hotlines must be at least 1")
+    if args.min_hotlines < 2:
+        if not settings.dev:
+            raise ConfigError("--min-hotlines below 2 is refused with BLINDMATCH_ENV=prod")
+        _warn("--min-hotlines 1: no second hotline vouches for the entries (testing only)")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise OutputExists(f"{out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not args.force:
+        raise OutputExists(f"{out} is not empty; pass --force to replace the table in it")
+
+    rt = open_runtime(settings)
+    lists: list[HotlineList] = []
+    sources: list[str] = []
+    for name in dict.fromkeys(args.list):
+        info = rt.store.get_list(name)
+        if not info.source:
+            raise ConfigError(
+                f"list {name!r} has no source: the source names its hotline "
+                f"(set it with `blindmatch lists create {name} --source HOTLINE` "
+                "or `lists add/import --source`)"
+            )
+        entries = tuple(
+            (e.source_id, bytes.fromhex(e.pdq))
+            for e in rt.store.live_entries(name)
+            if e.pdq is not None
+        )
+        lists.append(
+            HotlineList(
+                hotline=info.source,
+                jurisdiction="?",  # filled in below, once the signers are known
+                name=name,
+                version=info.version or info.updated_at.isoformat(timespec="seconds"),
+                entries=entries,
+            )
+        )
+        sources.append(info.source)
+    sources = list(dict.fromkeys(sources))
+    if len(sources) < args.min_hotlines:
+        raise GovernanceRefused(
+            f"a table needs lists from at least {args.min_hotlines} hotlines; "
+            f"these lists come from {len(sources)} ({', '.join(sources)})"
+        )
+    signers = _signers(args, settings, sources)
+    lists = [
+        HotlineList(li.hotline, signers.hotlines[li.hotline][1], li.name, li.version, li.entries)
+        for li in lists
+    ]
+    if len({j for _, j in signers.hotlines.values()}) < args.min_hotlines:
+        raise GovernanceRefused(
+            f"a table needs hotlines in at least {args.min_hotlines} distinct jurisdictions"
+        )
+
+    seed = bytes.fromhex(args.lsh_seed) if args.lsh_seed else os.urandom(32)
+    if len(seed) != 32:
+        raise ValueError("--lsh-seed must be 64 hex digits")
+    policy = Policy(args.policy)
+    prep = prepare_table(
+        lists,
+        scheme=BitSamplingLSH(seed=seed),
+        policy=policy,
+        threshold=args.threshold,
+        synthetic_ppm=args.synthetic_ppm,
+        min_hotlines=args.min_hotlines,
+        sequence=args.sequence,
+        issued=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    if prep.manifest.n_entries == 0:
+        raise GovernanceRefused(
+            f"no entry is in lists of at least {args.min_hotlines} hotlines "
+            "(in as many jurisdictions): the table would be empty"
+        )
+    sigs = [sign_manifest(prep.manifest, role="platform", signer="platform", key=signers.platform)]
+    for hotline, (key, _) in sorted(signers.hotlines.items()):
+        sigs.append(sign_manifest(prep.manifest, role="hotline", signer=hotline, key=key))
+    signed = SignedManifest(prep.manifest, tuple(sigs)).to_bytes()
+
+    out.mkdir(parents=True, exist_ok=True)
+    _write_file(out / SERVER_KEY_FILE, prep.server_secret.to_bytes(), private=True, replace=True)
+    _write_file(out / TABLE_FILE, prep.table.to_bytes(), private=False, replace=True)
+    _write_file(out / MANIFEST_FILE, signed + b"\n", private=False, replace=True)
+    trust = _trust_json(signers.platform, signers.hotlines, args.min_hotlines)
+    _write_file(out / TRUST_FILE, trust, private=False, replace=True)
+
+    m = prep.manifest
+    summary = {
+        "out": str(out),
+        "policy": policy.value,
+        "entries": m.n_entries,
+        "keys": m.n_keys,
+        "slots": m.n_slots,
+        "table_bytes": m.table_bytes,
+        "table_digest": m.table_digest.hex(),
+        "lists": [
+            {"name": li.name, "hotline": li.hotline, "jurisdiction": li.jurisdiction}
+            for li in m.lists
+        ],
+    }
+    if args.json:
+        _emit(summary)
+    else:
+        sys.stdout.write(
+            f"{out}: {m.n_entries} entries from {len(sources)} hotlines "
+            f"({', '.join(sources)}), policy {policy.value}, {m.table_bytes:,} B table; "
+            f"server key {out / SERVER_KEY_FILE} (keep it on the server)\n"
+        )
+    return EXIT_CLEAN
+
+
+def cmd_table_keygen(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    Path(args.path).parent.mkdir(parents=True, exist_ok=True)
+    _write_file(Path(args.path), _pem(key), private=True, replace=args.force)
+    sys.stdout.write(_public_hex(key) + "\n")
+    _err(f"wrote Ed25519 signing key {args.path} (mode 0600); its public key is printed above")
+    return EXIT_CLEAN
+
+
+# -- voucher make -------------------------------------------------------------
+def _verified_table(table_dir: Path, trust_path: str) -> VerifiedTable:
+    from blindmatch.protocol import verify_table
+
+    trust = _load_trust(trust_path)
+    table = read_file(str(table_dir / TABLE_FILE), MAX_TABLE_BYTES)
+    manifest = read_file(str(table_dir / MANIFEST_FILE), MAX_SMALL_FILE_BYTES)
+    try:
+        return verify_table(table, manifest.rstrip(b"\n"), trust)
+    except ProtocolError as e:
+        e.message = f"{table_dir}: {e.message}; refusing this table"
+        raise
+
+
+def _account_secret(settings: Settings, path: str | None) -> Any:
+    from blindmatch.protocol import AccountSecret
+
+    p = Path(path) if path else settings.home / "client" / "account.key"
+    if p.exists():
+        data = read_file(str(p), MAX_SMALL_FILE_BYTES)
+        if len(data) != 32:
+            raise InvalidKey(f"{p}: an account key is 32 bytes")
+        return AccountSecret(data)
+    p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    secret = AccountSecret.generate()
+    _write_file(p, secret.to_bytes(), private=True, replace=False)
+    return secret
+
+
+def pdq_confidence(pixels: Any) -> list[float]:
+    """Per-bit confidence of an image's PDQ: |DCT coefficient − median| (lower = weaker).
+
+    Bit order as :mod:`blindmatch.protocol.lookup` expects (``pdqhash``'s own).
+    """
+    import numpy as np
+    import pdqhash
+
+    values, _ = pdqhash.compute_float(np.ascontiguousarray(pixels, dtype=np.uint8))
+    v = np.asarray(values, dtype=np.float64)
+    return [float(x) for x in np.abs(v - np.median(v))]
+
+
+def cmd_voucher_make(args: argparse.Namespace) -> int:
+    from blindmatch.protocol import ClientSession
+
+    settings = load_settings()
+    table_dir = Path(args.table)
+    trust_path = args.trust
+    if not trust_path:
+        if not settings.dev:
+            raise ConfigError(
+                "--trust FILE is required with BLINDMATCH_ENV=prod "
+                "(a client must not trust the keys that came with the table)"
+            )
+        trust_path = str(table_dir / TRUST_FILE)
+        _warn(f"dev mode: trusting the keys in {trust_path}, which came with the table")
+    session = ClientSession(
+        _verified_table(table_dir, trust_path), _account_secret(settings, args.account_key)
+    )
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise OutputExists(f"{out} exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+
+    limits = Limits(max_file_bytes=args.max_file_bytes, max_pixels=args.max_pixels)
+    written: set[str] = set()
+    made = failed = 0
+    for o in hash_many(args.images, limits, args.workers):
+        try:
+            if isinstance(o, Failure):
+                raise o.error
+            h = o.hashes
+            if h.kind != "image" or h.pdq is None:
+                raise NotAnImage("vouchers are made for images only")
+            if h.pdq_quality is None or h.pdq_quality < args.min_quality:
+                raise LowQuality(
+                    f"PDQ quality {h.pdq_quality} is below {args.min_quality}: "
+                    "too flat or featureless to match"
+                )
+            name = Path(o.path).name + ".voucher"
+            if name in written:
+                raise OutputExists(f"another input in this run is also named {Path(o.path).name}")
+            confidence = pdq_confidence(image_pixels(o.path, limits))
+            voucher = session.make_voucher(bytes.fromhex(h.pdq), confidence=confidence)
+            _write_file(out / name, voucher, private=False, replace=args.force)
+            written.add(name)
+        except BlindmatchError as e:
+            path = o.path
+            failed += 1
+            _fail_line(path, e, args.json)
+            continue
+        made += 1
+        if args.json:
+            _emit({"path": o.path, "voucher": str(out / name), "bytes": len(voucher)})
+        else:
+            sys.stdout.write(f"{o.path} -> {out / name}\n")
+    _err(f"made {made} voucher(s) in {out}, {failed} failed")
+    return EXIT_FAILED if failed else EXIT_CLEAN
+
+
+# -- voucher open -------------------------------------------------------------
+def _match_json(result: OpenResult) -> list[dict[str, object]]:
+    return [
+        {
+            "hotline": ref.hotline,
+            "list": ref.list_name,
+            "entry_id": ref.entry_id,
+            "distance": m.distance,
+        }
+        for m in result.matches
+        for ref in m.refs
+    ]
+
+
+def _open_all(
+    server: Any, paths: list[str], account: str
+) -> Iterator[tuple[str, OpenResult | BlindmatchError]]:
+    for item in iter_files(paths):
+        if isinstance(item, Failure):
+            yield item.path, item.error
+            continue
+        try:
+            yield item, server.open(read_file(item, MAX_SMALL_FILE_BYTES), account=account)
+        except BlindmatchError as e:
+            yield item, e
+        except Exception as e:  # noqa: BLE001 - one voucher must never stop a batch
+            yield item, InternalError(f"opening failed: {type(e).__name__}")
+
+
+def cmd_voucher_open(args: argparse.Namespace) -> int:
+    from blindmatch.protocol import Policy, ServerSecret, ServerSession, Table
+
+    key_path = Path(args.key)
+    table_dir = Path(args.table) if args.table else key_path.parent
+    secret = ServerSecret.from_bytes(read_file(str(key_path), MAX_SERVER_KEY_BYTES))
+    if key_path.stat().st_mode & 0o077:
+        _warn(f"{key_path} is readable by other users; chmod 600 it")
+    table = Table.from_bytes(read_file(str(table_dir / TABLE_FILE), MAX_TABLE_BYTES))
+    try:
+        server = ServerSession(secret, table)
+    except InvalidKey as e:
+        e.message = f"{key_path} does not belong to the table in {table_dir}: {e.message}"
+        raise
+    threshold = table.policy is Policy.THRESHOLD
+
+    results: list[tuple[str, OpenResult | BlindmatchError]] = []
+    index: dict[bytes, int] = {}  # voucher id -> position in results
+    seen = matched = failed = 0
+
+    def show(path: str, r: OpenResult | BlindmatchError) -> None:
+        nonlocal seen, matched, failed
+        seen += 1
+        if isinstance(r, BlindmatchError):
+            failed += 1
+            _fail_line(path, r, args.json)
+            return
+        matched += r.matched
+        if args.json:
+            _emit({"path": path, "matched": r.matched, "matches": _match_json(r)})
+        elif r.matched:
+            for m in _match_json(r):
+                sys.stdout.write(
+                    f"{path}: MATCH hotline={m['hotline']} list={m['list']} "
+                    f"entry={m['entry_id']} distance={m['distance']}\n"
+                )
+        elif args.verbose:
+            sys.stdout.write(f"{path}: no match\n")
+
+    for path, r in _open_all(server, args.vouchers, args.account):
+        if not threshold:
+            show(path, r)
+            continue
+        # Under the threshold policy reaching t releases earlier vouchers too, so
+        # lines are printed once the batch is done, each with its final outcome.
+        results.append((path, r))
+        if isinstance(r, BlindmatchError):
+            continue
+        index[r.voucher_id] = len(results) - 1
+        for rel in r.released:
+            i = index.get(rel.voucher_id)
+            if i is not None:
+                p, old = results[i]
+                if not isinstance(old, BlindmatchError):
+                    results[i] = (p, replace(old, matched=True, matches=rel.matches))
+    for path, r in results:
+        show(path, r)
+    summary = (
+        f"opened {seen} voucher(s): {matched} matched, "
+        f"{seen - matched - failed} not matched, {failed} failed"
+    )
+    if threshold:
+        shares, known = server.account_state(args.account)
+        summary += (
+            f"; threshold policy: account {args.account!r} holds {shares} share(s), "
+            f"t={table.threshold}, evidence key {'recovered' if known else 'not recovered'}"
+        )
+    _err(summary)
+    return EXIT_MATCH if matched or failed else EXIT_CLEAN
+
+
+# -- parser -----------------------------------------------------------------
+def register(sub: Any, hash_opts: Callable[[argparse.ArgumentParser], None]) -> None:
+    """Add ``table`` and ``voucher`` to the ``blindmatch`` subcommands."""
+    tp = sub.add_parser("table", help="build a private-matching table from hash lists")
+    ts = tp.add_subparsers(dest="table_command", required=True)
+    b = ts.add_parser(
+        "build",
+        help="blind the hashes listed by ≥ 2 hotlines into a signed table",
+        description="Write table.bin, manifest.json, trust.json and server.key (0600) into OUT.",
+    )
+    b.add_argument("--list", action="append", required=True, help="list name (repeatable)")
+    b.add_argument("--out", required=True, help="directory for the table files")
+    b.add_argument("--force", action="store_true", help="replace a table already in OUT")
+    b.add_argument("--platform-key", default=None, help="platform signing key (PEM Ed25519)")
+    b.add_argument(
+        "--hotline-key",
+        action="append",
+        type=_key_value,
+        metavar="HOTLINE=FILE",
+        help="a hotline's signing key; HOTLINE is the lists' source (repeatable)",
+    )
+    b.add_argument(
+        "--jurisdiction",
+        action="append",
+        type=_key_value,
+        metavar="HOTLINE=CODE",
+        help="a hotline's jurisdiction, e.g. HL-A=GB (repeatable)",
+    )
+    b.add_argument("--min-hotlines", type=int, default=2)
+    b.add_argument("--policy", choices=("block", "threshold"), default="block")
+    b.add_argument("--threshold", type=int, default=30, help="t, for the threshold policy")
+    b.add_argument(
+        "--synthetic-ppm",
+        type=int,
+        default=0,
+        help="synthetic vouchers per million (threshold policy only)",
+    )
+    b.add_argument("--sequence", type=int, default=0, help="table sequence number")
+    b.add_argument("--lsh-seed", default=None, help="public lookup-key seed, 64 hex (random)")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=_guarded(cmd_table_build))
+
+    kg = ts.add_parser("keygen", help="write a new Ed25519 signing key (PEM, mode 0600)")
+    kg.add_argument("path")
+    kg.add_argument("--force", action="store_true")
+    kg.set_defaults(func=_guarded(cmd_table_keygen))
+
+    vp = sub.add_parser("voucher", help="make vouchers (client) or open them (server)")
+    vs = vp.add_subparsers(dest="voucher_command", required=True)
+    mk = vs.add_parser("make", help="one voucher per image, against a verified table")
+    mk.add_argument("images", nargs="+")
+    mk.add_argument("--table", required=True, help="table directory")
+    mk.add_argument("--out", required=True, help="directory for IMAGE.voucher files")
+    mk.add_argument(
+        "--trust", default=None, help="trust file (required in prod; dev: TABLE/trust.json)"
+    )
+    mk.add_argument(
+        "--account-key",
+        default=None,
+        help="32-byte account secret, created if missing "
+        "(default $BLINDMATCH_HOME/client/account.key)",
+    )
+    mk.add_argument("--min-quality", type=int, default=MIN_QUALITY)
+    mk.add_argument("--force", action="store_true", help="replace existing voucher files")
+    mk.add_argument("--json", action="store_true")
+    hash_opts(mk)
+    mk.set_defaults(func=_guarded(cmd_voucher_make))
+
+    op = vs.add_parser("open", help="open vouchers with the server key")
+    op.add_argument("vouchers", nargs="+", help="voucher files or directories")
+    op.add_argument("--key", required=True, help="the table's server.key")
+    op.add_argument("--table", default=None, help="table directory (default: the key's)")
+    op.add_argument(
+        "--account",
+        default="cli",
+        help="account the vouchers came from (threshold state lives for one run)",
+    )
+    op.add_argument("--json", action="store_true")
+    op.add_argument("-v", "--verbose", action="store_true", help="also print unmatched vouchers")
+    op.set_defaults(func=_guarded(cmd_voucher_open))

@@ -1,0 +1,334 @@
+"""Private matching through the CLI: ``table build``, ``voucher make``, ``voucher open``.
+
+Two pretend hotlines list benign synthetic photos; the table holds what both list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import stat
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from blindmatch.cli.main import main
+from blindmatch.demo.synthetic import synthetic_photo
+from tests.conftest import CliResult
+
+SEED = "42" * 32  # a fixed public lookup-key seed: the edited copy's match is deterministic
+
+
+def run(*args: object) -> CliResult:
+    out, err = io.StringIO(), io.StringIO()
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = out, err
+    try:
+        code = main([str(a) for a in args])
+    finally:
+        sys.stdout, sys.stderr = saved
+    res = CliResult(code, out.getvalue(), err.getvalue())
+    assert "Traceback" not in res.err, res.err
+    return res
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class World:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.photos = root / "photos"
+        self.photos.mkdir()
+        for s in (10, 11, 12, 13):
+            synthetic_photo(s).save(self.photos / f"p{s}.jpg", quality=92)
+        self.listed = self.photos / "p10.jpg"  # on both hotlines' lists
+        self.only_b = self.photos / "p13.jpg"  # on one list only: never in the table
+        self.edited = root / "edited.jpg"  # resized and re-encoded
+        im = Image.open(self.listed)
+        im.resize((im.width * 3 // 4, im.height * 3 // 4)).save(self.edited, quality=70)
+        self.other = root / "other.jpg"
+        synthetic_photo(99).save(self.other, quality=92)
+        self.table = root / "table"
+        self.vouchers = root / "vouchers"
+
+    def voucher(self, image: Path) -> Path:
+        return self.vouchers / f"{image.name}.voucher"
+
+
+def add_list(name: str, source: str, *images: Path) -> None:
+    res = run("lists", "add", name, *images, "--source", source, "--no-keypoints", "--workers", 1)
+    assert res.code == 0, res.err
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("protocol-cli")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BLINDMATCH_HOME", str(root / "home"))
+        mp.setenv("BLINDMATCH_ENV", "dev")
+        mp.delenv("BLINDMATCH_DATABASE_URL", raising=False)
+        w = World(root)
+        p = w.photos
+        add_list("a", "hotline-a", p / "p10.jpg", p / "p11.jpg", p / "p12.jpg")
+        add_list("b", "hotline-b", p / "p10.jpg", p / "p11.jpg", p / "p13.jpg")
+        add_list("a2", "hotline-a", p / "p12.jpg")  # a second list of the same hotline
+        res = run("table", "build", "--list", "a", "--list", "b", "--out", w.table,
+                  "--lsh-seed", SEED, "--json")  # fmt: skip
+        assert res.code == 0, res.err
+        assert "dev mode" in res.err  # dev keys are announced
+        (summary,) = res.json_lines
+        assert summary["entries"] == 2  # p10 and p11: listed by both hotlines
+        res = run("voucher", "make", "--table", w.table, "--out", w.vouchers, "--json",
+                  "--workers", 1, w.listed, w.edited, w.other, w.only_b)  # fmt: skip
+        assert res.code == 0, res.err
+        assert [Path(x["voucher"]).name for x in res.json_lines] == [
+            "p10.jpg.voucher", "edited.jpg.voucher", "other.jpg.voucher", "p13.jpg.voucher",
+        ]  # fmt: skip
+        yield w
+
+
+def open_json(key: Path, *vouchers: Path) -> tuple[int, dict[str, dict]]:
+    res = run("voucher", "open", "--key", key, "--json", *vouchers)
+    return res.code, {Path(x["path"]).name: x for x in res.json_lines}
+
+
+def test_round_trip_matches_listed_and_edited_copies_only(world: World) -> None:
+    w = world
+    code, out = open_json(w.table / "server.key", *sorted(w.vouchers.iterdir()))
+    assert code == 1
+    entry = f"sha256:{sha256_of(w.listed)}"
+    listed = out["p10.jpg.voucher"]
+    assert listed["matched"] is True
+    assert {(m["hotline"], m["list"], m["entry_id"], m["distance"]) for m in listed["matches"]} == {
+        ("hotline-a", "a", entry, 0),
+        ("hotline-b", "b", entry, 0),
+    }
+    edited = out["edited.jpg.voucher"]
+    assert edited["matched"] is True
+    assert {m["entry_id"] for m in edited["matches"]} == {entry}
+    assert all(0 < m["distance"] <= 31 for m in edited["matches"])
+    assert out["other.jpg.voucher"] == {"path": str(w.voucher(w.other)), "matched": False,
+                                        "matches": []}  # fmt: skip
+    assert out["p13.jpg.voucher"]["matched"] is False  # listed by one hotline only
+
+    # nothing matched, nothing failed: exit 0
+    assert run("voucher", "open", "--key", w.table / "server.key", w.voucher(w.other)).code == 0
+
+
+def test_table_files_key_mode_and_no_overwrite(world: World) -> None:
+    w = world
+    assert {p.name for p in w.table.iterdir()} == {
+        "table.bin", "manifest.json", "trust.json", "server.key",
+    }  # fmt: skip
+    assert stat.S_IMODE((w.table / "server.key").stat().st_mode) == 0o600
+    before = {p.name: p.read_bytes() for p in w.table.iterdir()}
+    res = run("table", "build", "--list", "a", "--list", "b", "--out", w.table)
+    assert res.code == 2 and "[output_exists]" in res.err and "--force" in res.err
+    assert {p.name: p.read_bytes() for p in w.table.iterdir()} == before
+
+    again = w.root / "rebuilt"
+    shutil.copytree(w.table, again)
+    res = run("table", "build", "--list", "a", "--list", "b", "--out", again, "--force")
+    assert res.code == 0, res.err
+    assert (again / "table.bin").read_bytes() != before["table.bin"]  # a fresh α
+    assert stat.S_IMODE((again / "server.key").stat().st_mode) == 0o600
+    # a server key opens only vouchers of its own table
+    res = run("voucher", "open", "--key", again / "server.key", "--table", w.table,
+              w.voucher(w.listed))  # fmt: skip
+    assert res.code == 2 and "[invalid_key]" in res.err
+
+
+def test_table_from_one_hotline_is_refused(world: World) -> None:
+    out = world.root / "one-hotline"
+    for lists in (["a"], ["a", "a2"]):  # two lists of one hotline count once
+        res = run("table", "build", *(f"--list={n}" for n in lists), "--out", out)
+        assert res.code == 2
+        assert "[governance_refused]" in res.err and "at least 2 hotlines" in res.err
+        assert not out.exists()
+
+
+def test_client_refuses_a_table_signed_by_one_hotline(world: World) -> None:
+    bad = world.root / "one-signature"
+    shutil.copytree(world.table, bad)
+    signed = json.loads((bad / "manifest.json").read_text())
+    signed["signatures"] = [s for s in signed["signatures"] if s["signer"] != "hotline-b"]
+    (bad / "manifest.json").write_text(json.dumps(signed))
+    res = run("voucher", "make", "--table", bad, "--out", world.root / "v-one", world.listed)
+    assert res.code == 2 and "[invalid_manifest]" in res.err and "refusing" in res.err
+    assert not (world.root / "v-one").exists()
+
+
+def _flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _edit_json(path: Path, key: str, value: object) -> None:
+    d = json.loads(path.read_text())
+    d[key] = value
+    path.write_text(json.dumps(d))
+
+
+def _resign_claim(path: Path) -> None:  # change what the manifest says, keep the signatures
+    d = json.loads(path.read_text())
+    d["manifest"]["sequence"] += 1
+    path.write_text(json.dumps(d))
+
+
+TAMPERS = {
+    "table-bit": ("table.bin", lambda p: _flip(p, -7), "invalid_manifest"),
+    "table-truncated": (
+        "table.bin",
+        lambda p: p.write_bytes(p.read_bytes()[:-32]),
+        "invalid_manifest",
+    ),  # fmt: skip
+    "manifest-claim": ("manifest.json", _resign_claim, "invalid_manifest"),
+    "manifest-truncated": (
+        "manifest.json",
+        lambda p: p.write_text(p.read_text()[:200]),
+        "invalid_manifest",
+    ),  # fmt: skip
+    "trust-other-platform": (
+        "trust.json",
+        lambda p: _edit_json(p, "platform_key", "ab" * 32),
+        "invalid_manifest",
+    ),  # fmt: skip
+    "trust-garbage": ("trust.json", lambda p: p.write_text("{"), "bad_config"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERS))
+def test_tampered_table_manifest_or_trust_is_refused(world: World, case: str) -> None:
+    name, tamper, code = TAMPERS[case]
+    bad = world.root / f"tampered-{case}"
+    shutil.copytree(world.table, bad)
+    tamper(bad / name)
+    res = run("voucher", "make", "--table", bad, "--out", world.root / "v-bad", world.listed)
+    assert res.code == 2 and f"[{code}]" in res.err, res.err
+    assert not (world.root / "v-bad").exists()
+
+
+def test_bad_and_tampered_vouchers_are_named_and_the_batch_goes_on(world: World) -> None:
+    good = world.voucher(world.listed)
+    d = world.root / "bad-vouchers"
+    d.mkdir()
+    raw = good.read_bytes()
+    (d / "truncated.voucher").write_bytes(raw[: len(raw) // 2])
+    (d / "flipped-pair.voucher").write_bytes(raw)
+    _flip(d / "flipped-pair.voucher", 100)
+    (d / "flipped-evidence.voucher").write_bytes(raw)
+    _flip(d / "flipped-evidence.voucher", len(raw) - 3)
+    (d / "empty.voucher").write_bytes(b"")
+    (d / "garbage.voucher").write_bytes(b"\xff" * len(raw))
+    names = ["truncated", "flipped-pair", "flipped-evidence", "empty", "garbage"]
+    res = run("voucher", "open", "--key", world.table / "server.key", "--json",
+              *(d / f"{n}.voucher" for n in names), good, d / "missing.voucher")  # fmt: skip
+    assert res.code == 1
+    lines = res.json_lines
+    assert [Path(x["path"]).name for x in lines] == [
+        *(f"{n}.voucher" for n in names), good.name, "missing.voucher",
+    ]  # fmt: skip
+    codes = [x["error"]["code"] if "error" in x else "matched" for x in lines]
+    assert codes == ["invalid_voucher", "invalid_voucher", "invalid_voucher", "empty_file",
+                     "invalid_voucher", "matched", "not_found"]  # fmt: skip
+    assert "6 failed" in res.err
+
+    # a voucher sent twice in one run counts once
+    res = run("voucher", "open", "--key", world.table / "server.key", "--json", good, good)
+    assert [("error" in x) for x in res.json_lines] == [False, True]
+
+
+def test_voucher_make_names_each_bad_image_and_goes_on(world: World) -> None:
+    d = world.root / "bad-images"
+    d.mkdir()
+    (d / "empty.jpg").write_bytes(b"")
+    (d / "text.jpg").write_text("not an image")
+    Image.new("RGB", (300, 300), (128, 128, 128)).save(d / "flat.png")  # PDQ quality 0
+    twin = d / "twin"
+    twin.mkdir()
+    shutil.copy(world.other, twin / world.other.name)
+    out = world.root / "v-mixed"
+    res = run("voucher", "make", "--table", world.table, "--out", out, "--json", "--workers", 1,
+              d / "empty.jpg", d / "text.jpg", d / "flat.png", world.other, twin / world.other.name,
+              d / "missing.jpg")  # fmt: skip
+    assert res.code == 2
+    by = [(Path(x["path"]).name, x.get("error", {}).get("code")) for x in res.json_lines]
+    assert by == [
+        ("empty.jpg", "empty_file"),
+        ("text.jpg", "unsupported_format"),
+        ("flat.png", "low_quality"),
+        ("other.jpg", None),
+        ("other.jpg", "output_exists"),  # same file name twice in one run
+        ("missing.jpg", "not_found"),
+    ]
+    assert [p.name for p in out.iterdir()] == ["other.jpg.voucher"]
+    # an existing voucher is not replaced without --force
+    res = run("voucher", "make", "--table", world.table, "--out", out, world.other)
+    assert res.code == 2 and "[output_exists]" in res.err
+    res = run("voucher", "make", "--table", world.table, "--out", out, world.other, "--force")
+    assert res.code == 0, res.err
+
+
+def test_threshold_policy_matches_only_at_t(world: World) -> None:
+    w = world
+    t_dir, v_dir = w.root / "t-table", w.root / "t-vouchers"
+    res = run("table", "build", "--list", "a", "--list", "b", "--out", t_dir, "--lsh-seed",
+              SEED, "--policy", "threshold", "--threshold", 2)  # fmt: skip
+    assert res.code == 0, res.err
+    res = run("voucher", "make", "--table", t_dir, "--out", v_dir, "--workers", 1,
+              w.listed, w.edited, w.other)  # fmt: skip
+    assert res.code == 0, res.err
+    key = t_dir / "server.key"
+    code, out = open_json(key, v_dir / "p10.jpg.voucher", v_dir / "other.jpg.voucher")
+    assert code == 0 and not any(x["matched"] for x in out.values())  # one share < t
+    code, out = open_json(key, *(v_dir / f"{n}.voucher" for n in ("p10.jpg", "other.jpg",
+                                                                  "edited.jpg")))  # fmt: skip
+    assert code == 1
+    assert {n: x["matched"] for n, x in out.items()} == {
+        "p10.jpg.voucher": True, "other.jpg.voucher": False, "edited.jpg.voucher": True,
+    }  # fmt: skip
+
+
+def test_prod_needs_explicit_keys_jurisdictions_and_trust(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BLINDMATCH_ENV", "prod")
+    r = world.root / "prod"
+    out = r / "table"
+    res = run("table", "build", "--list", "a", "--list", "b", "--out", out)
+    assert res.code == 2 and "[bad_config]" in res.err and "--platform-key" in res.err
+    for k in ("platform", "a", "b"):
+        res = run("table", "keygen", r / f"{k}.pem")
+        assert res.code == 0 and len(res.out.strip()) == 64
+        assert stat.S_IMODE((r / f"{k}.pem").stat().st_mode) == 0o600
+    keys = ["--platform-key", r / "platform.pem", "--hotline-key", f"hotline-a={r / 'a.pem'}",
+            "--hotline-key", f"hotline-b={r / 'b.pem'}"]  # fmt: skip
+    res = run("table", "build", "--list", "a", "--list", "b", "--out", out, *keys)
+    assert res.code == 2 and "--jurisdiction" in res.err
+    places = ["--jurisdiction", "hotline-a=GB", "--jurisdiction", "hotline-b=GB"]
+    res = run("table", "build", "--list", "a", "--list", "b", "--out", out, *keys, *places)
+    assert res.code == 2 and "distinct jurisdictions" in res.err
+    places[-1] = "hotline-b=US"
+    res = run("table", "build", "--list", "a", "--list", "b", "--out", out, *keys, *places)
+    assert res.code == 0, res.err
+    assert "dev mode" not in res.err
+
+    res = run("voucher", "make", "--table", out, "--out", r / "v", world.listed)
+    assert res.code == 2 and "--trust" in res.err
+    # the dev table's trust file does not vouch for the prod table
+    res = run("voucher", "make", "--table", out, "--out", r / "v", "--trust",
+              world.table / "trust.json", world.listed)  # fmt: skip
+    assert res.code == 2 and "[invalid_manifest]" in res.err
+    res = run("voucher", "make", "--table", out, "--out", r / "v", "--trust",
+              out / "trust.json", "--workers", 1, world.listed)  # fmt: skip
+    assert res.code == 0, res.err
+    code, got = open_json(out / "server.key", r / "v" / "p10.jpg.voucher")
+    assert code == 1 and got["p10.jpg.voucher"]["matched"] is True
