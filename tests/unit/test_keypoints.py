@@ -16,7 +16,7 @@ from blindmatch.hashing.keypoints import (
     ListedFeatures,
     keypoints_from_rgb,
     listed_features,
-    window_pdq,
+    window_pdqs,
 )
 from blindmatch.index.keypoints import KeypointIndex
 
@@ -95,10 +95,11 @@ def test_remove_forgets_and_rebuilds(photos) -> None:
     assert _best(idx, photos[0]).id == 0
 
 
-def test_the_identity_window_matches_the_stored_one(photos) -> None:
+def test_the_identity_windows_match_the_stored_ones(photos) -> None:
     f = listed_features(photos[2])
-    again = window_pdq(photos[2], None, f.keypoints.width, f.keypoints.height)
-    assert bytes.fromhex(again.hex) == f.window_pdq
+    again = window_pdqs(photos[2], None, f.keypoints.width, f.keypoints.height)
+    assert tuple(bytes.fromhex(p.hex) for p in again) == f.window_pdqs
+    assert len(set(f.window_pdqs)) == len(f.window_pdqs)  # five different windows
 
 
 def test_featureless_and_tiny_pictures_give_no_keypoints_and_no_error(index) -> None:
@@ -110,10 +111,10 @@ def test_featureless_and_tiny_pictures_give_no_keypoints_and_no_error(index) -> 
 def test_record_round_trip(photos) -> None:
     f = listed_features(photos[3])
     back = ListedFeatures.from_bytes(f.to_bytes())
-    assert back.window_pdq == f.window_pdq
+    assert back.window_pdqs == f.window_pdqs
     assert np.array_equal(back.keypoints.descriptors, f.keypoints.descriptors)
     assert np.allclose(back.keypoints.points, f.keypoints.points, atol=1e-3)
-    assert len(f.to_bytes()) == 43 + 36 * len(f.keypoints)
+    assert len(f.to_bytes()) == 12 + 5 * 32 + 36 * len(f.keypoints)
 
 
 @pytest.mark.parametrize(

@@ -6,12 +6,13 @@ check (RANSAC, similarity transform) on their correspondences finds the listed
 picture inside the edited one. Correspondences alone also link different
 photographs of one scene (two shots of a star cluster share every star), so a
 candidate is confirmed the PDQ way: the query is warped into the listed
-image's frame and the PDQ of a central window is compared with the one the
-list stores. The score is that PDQ distance, in bits, like every other match.
+image's frame and the PDQs of a few windows (the centre and four halves) are
+compared with the ones the list stores. The score is the smallest of those
+PDQ distances, in bits, like every other match.
 
 What a list stores per image (:class:`ListedFeatures`): up to
 ``MAX_KEYPOINTS`` points and 32-byte descriptors, the picture's shape, and the
-window PDQ. Serialised with a magic and a version (:meth:`ListedFeatures.to_bytes`).
+window PDQs. Serialised with a magic and a version (:meth:`ListedFeatures.to_bytes`).
 
 Pure: arrays in, arrays out; no I/O.
 """
@@ -30,13 +31,24 @@ from blindmatch.hashing.image import PDQ, pdq_from_rgb
 WORK_SIDE = 512  # features are computed on a copy that fits this many pixels
 MAX_KEYPOINTS = 500
 FAST_THRESHOLD = 10  # OpenCV's default (20) finds too few corners in dark skies
+UPSCALE = True
 MIN_SIDE = 64  # below this ORB's 31-pixel border leaves nothing to describe
-WINDOW = (0.2, 0.8)  # the verified window: the central 60% of each side
+# The verified windows, as (left, top, right, bottom) fractions of the listed
+# picture: the centre (survives crops from any edge) and four halves (one of
+# them misses a logo or a caption in any corner or along any edge). A
+# candidate's distance is the smallest over the windows.
+WINDOWS = (
+    (0.2, 0.2, 0.8, 0.8),
+    (0.05, 0.05, 0.5, 0.95),
+    (0.5, 0.05, 0.95, 0.95),
+    (0.05, 0.05, 0.95, 0.5),
+    (0.05, 0.5, 0.95, 0.95),
+)
 WINDOW_SIDE = 256  # pixels along the window's longer side when it is resampled
 
 _MAGIC = b"BMKP"
 _VERSION = 1
-_HEADER = struct.Struct(">4sBHee32s")  # magic, version, n, width, height, window PDQ
+_HEADER = struct.Struct(">4sBHeeB")  # magic, version, n, width, height, windows
 
 cv2.setNumThreads(1)  # parallelism comes from processes; threads would oversubscribe
 
@@ -59,35 +71,41 @@ class Keypoints:
 
 @dataclass(frozen=True, eq=False)
 class ListedFeatures:
-    """What a list stores for one image: its keypoints and its window PDQ."""
+    """What a list stores for one image: its keypoints and the PDQ of each of
+    ``WINDOWS``."""
 
     keypoints: Keypoints
-    window_pdq: bytes  # 32 bytes
+    window_pdqs: tuple[bytes, ...]  # 32 bytes each, in ``WINDOWS`` order
 
     def to_bytes(self) -> bytes:
         kp = self.keypoints
-        head = _HEADER.pack(_MAGIC, _VERSION, len(kp), kp.width, kp.height, self.window_pdq)
+        head = _HEADER.pack(_MAGIC, _VERSION, len(kp), kp.width, kp.height, len(self.window_pdqs))
         pts = np.ascontiguousarray(kp.points, dtype=">f2").tobytes()
-        return head + pts + np.ascontiguousarray(kp.descriptors, dtype=np.uint8).tobytes()
+        desc = np.ascontiguousarray(kp.descriptors, dtype=np.uint8).tobytes()
+        return head + b"".join(self.window_pdqs) + pts + desc
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ListedFeatures:
         if len(data) < _HEADER.size:
             raise IndexFormatError("keypoint record truncated")
-        magic, version, n, width, height, window = _HEADER.unpack_from(data)
+        magic, version, n, width, height, k = _HEADER.unpack_from(data)
         if magic != _MAGIC:
             raise IndexFormatError("not a keypoint record")
         if version != _VERSION:
             raise IndexFormatError(f"keypoint record version {version} is not supported")
-        if len(data) != _HEADER.size + n * 4 + n * 32:
+        if len(data) != _HEADER.size + 32 * k + n * 4 + n * 32:
             raise IndexFormatError("keypoint record has the wrong length")
+        if k != len(WINDOWS):
+            raise IndexFormatError(f"keypoint record has {k} windows, expected {len(WINDOWS)}")
         if not (0 < width <= 1 and 0 < height <= 1):
             raise IndexFormatError("keypoint record has a bad shape")
         off = _HEADER.size
+        windows = tuple(bytes(data[off + 32 * i : off + 32 * (i + 1)]) for i in range(k))
+        off += 32 * k
         pts = np.frombuffer(data, dtype=">f2", count=2 * n, offset=off).astype(np.float32)
         desc = np.frombuffer(data, dtype=np.uint8, count=32 * n, offset=off + 4 * n)
         kp = Keypoints(pts.reshape(n, 2), desc.reshape(n, 32).copy(), float(width), float(height))
-        return cls(kp, bytes(window))
+        return cls(kp, windows)
 
 
 def work_copy(rgb: np.ndarray) -> np.ndarray:
@@ -106,11 +124,15 @@ def keypoints_from_rgb(rgb: np.ndarray, *, max_keypoints: int = MAX_KEYPOINTS) -
     work = work_copy(rgb)
     h, w = work.shape[:2]
     side = float(max(h, w))
+    width, height = w / side, h / side
     if min(h, w) < MIN_SIDE:
-        return Keypoints(
-            np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8), w / side, h / side
-        )
+        return Keypoints(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8), width, height)
     grey = cv2.cvtColor(work, cv2.COLOR_RGB2GRAY)
+    if UPSCALE and max(h, w) < WORK_SIDE:
+        up = WORK_SIDE / max(h, w)
+        size = (max(1, round(w * up)), max(1, round(h * up)))
+        grey = cv2.resize(grey, size, interpolation=cv2.INTER_LINEAR)
+        side = float(max(size))
     orb = cv2.ORB_create(nfeatures=max_keypoints, fastThreshold=FAST_THRESHOLD)  # type: ignore[attr-defined]
     found, desc = orb.detectAndCompute(grey, None)
     if desc is None or not found:
@@ -118,11 +140,13 @@ def keypoints_from_rgb(rgb: np.ndarray, *, max_keypoints: int = MAX_KEYPOINTS) -
         desc = np.zeros((0, 32), np.uint8)
     else:
         pts = np.array([k.pt for k in found], dtype=np.float32) / side
-    return Keypoints(pts, np.asarray(desc, dtype=np.uint8), w / side, h / side)
+    return Keypoints(pts, np.asarray(desc, dtype=np.uint8), width, height)
 
 
-def window_pdq(rgb: np.ndarray, transform: np.ndarray | None, width: float, height: float) -> PDQ:
-    """PDQ of the listed picture's central window, sampled from ``rgb``.
+def window_pdqs(
+    rgb: np.ndarray, transform: np.ndarray | None, width: float, height: float
+) -> list[PDQ]:
+    """PDQ of each of the listed picture's ``WINDOWS``, sampled from ``rgb``.
 
     ``transform`` is the 2x3 similarity mapping ``rgb``'s normalised
     coordinates to those of a listed picture of shape ``width`` x ``height``
@@ -131,28 +155,30 @@ def window_pdq(rgb: np.ndarray, transform: np.ndarray | None, width: float, heig
     work = work_copy(rgb)
     h, w = work.shape[:2]
     side = float(max(h, w))
-    lo, hi = WINDOW
-    x0, y0 = lo * width, lo * height
-    span_x, span_y = (hi - lo) * width, (hi - lo) * height
-    step = max(span_x, span_y) / WINDOW_SIDE
-    out_w, out_h = max(8, round(span_x / step)), max(8, round(span_y / step))
-    # output pixel (u, v) -> listed point (x0 + u*step, y0 + v*step)
-    to_listed = np.array([[step, 0.0, x0], [0.0, step, y0], [0.0, 0.0, 1.0]])
     m = np.eye(3) if transform is None else np.vstack([transform, [0.0, 0.0, 1.0]])
-    # listed -> query normalised -> query pixels
-    to_query = np.diag([side, side, 1.0]) @ np.linalg.inv(m) @ to_listed
-    warped = cv2.warpAffine(
-        work,
-        to_query[:2],
-        (out_w, out_h),
-        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-        borderMode=cv2.BORDER_REPLICATE,
-    )
-    return pdq_from_rgb(warped)
+    # listed normalised -> query pixels
+    to_pixels = np.diag([side, side, 1.0]) @ np.linalg.inv(m)
+    out = []
+    for left, top, right, bottom in WINDOWS:
+        x0, y0 = left * width, top * height
+        span_x, span_y = (right - left) * width, (bottom - top) * height
+        step = max(span_x, span_y) / WINDOW_SIDE
+        out_w, out_h = max(8, round(span_x / step)), max(8, round(span_y / step))
+        # output pixel (u, v) -> listed point (x0 + u*step, y0 + v*step)
+        to_listed = np.array([[step, 0.0, x0], [0.0, step, y0], [0.0, 0.0, 1.0]])
+        warped = cv2.warpAffine(
+            work,
+            (to_pixels @ to_listed)[:2],
+            (out_w, out_h),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        out.append(pdq_from_rgb(warped))
+    return out
 
 
 def listed_features(rgb: np.ndarray, *, max_keypoints: int = MAX_KEYPOINTS) -> ListedFeatures:
     """What ``lists add`` stores for a listed picture beside its PDQ."""
     kp = keypoints_from_rgb(rgb, max_keypoints=max_keypoints)
-    window = window_pdq(rgb, None, kp.width, kp.height)
-    return ListedFeatures(kp, bytes.fromhex(window.hex))
+    windows = window_pdqs(rgb, None, kp.width, kp.height)
+    return ListedFeatures(kp, tuple(bytes.fromhex(p.hex) for p in windows))

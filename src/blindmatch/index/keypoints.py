@@ -6,8 +6,9 @@ the listed pictures their nearest neighbours belong to; for the pictures with
 the most votes, RANSAC fits a similarity transform (rotation, scale, shift) to
 the one-to-one correspondences, and a fit with at least ``min_inliers``
 inliers and a sane scale is a candidate. A candidate is scored the PDQ way:
-the query is warped into the listed picture's frame and the PDQ of the central
-window is compared with the one the list stores (see
+the query is warped into the listed picture's frame and the PDQs of its
+windows (centre, four halves) are compared with the ones the list stores; the
+smallest distance is the score (see
 :mod:`blindmatch.hashing.keypoints`). When nothing scores within
 ``mirror_below`` bits, the mirror image is tried too (ORB is not mirror-invariant).
 
@@ -24,7 +25,12 @@ import cv2
 import faiss
 import numpy as np
 
-from blindmatch.hashing.keypoints import Keypoints, ListedFeatures, keypoints_from_rgb, window_pdq
+from blindmatch.hashing.keypoints import (
+    Keypoints,
+    ListedFeatures,
+    keypoints_from_rgb,
+    window_pdqs,
+)
 
 MIN_INLIERS = 10
 MIN_VOTES = 6
@@ -166,7 +172,7 @@ class KeypointIndex:
     def verify(
         self, rgb: np.ndarray, candidates: Sequence[Candidate], *, mirrored: bool = False
     ) -> list[KeypointMatch]:
-        """Score candidates by the PDQ distance of the aligned central windows.
+        """Score candidates by the smallest PDQ distance of the aligned windows.
         ``rgb`` is the picture the query keypoints came from (already mirrored
         when ``mirrored``); candidates removed meanwhile are skipped."""
         out = []
@@ -174,9 +180,12 @@ class KeypointIndex:
             f = self._features.get(c.id)
             if f is None:
                 continue
-            got = window_pdq(rgb, c.transform, f.keypoints.width, f.keypoints.height)
-            listed = np.frombuffer(f.window_pdq, np.uint8)
-            dist = int(_popcount_rows(np.frombuffer(bytes.fromhex(got.hex), np.uint8), listed))
+            got = window_pdqs(rgb, c.transform, f.keypoints.width, f.keypoints.height)
+            dist = min(
+                int(_popcount_rows(np.frombuffer(bytes.fromhex(g.hex), np.uint8),
+                                   np.frombuffer(listed, np.uint8)))
+                for g, listed in zip(got, f.window_pdqs, strict=True)
+            )  # fmt: skip
             out.append(KeypointMatch(c.id, dist, c.inliers, mirrored))
         return out
 
