@@ -470,7 +470,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--corpus", default="auto", help="auto (installed packages), small, or DIR")
     ev.add_argument("--listed", type=int, default=700)
     ev.add_argument("--distractors", type=int, default=20_000)
-    ev.add_argument("--schemes", default="pdq,robust,phash,dhash")
+    ev.add_argument(
+        "--schemes",
+        default="pdq,robust,robust+orb,phash,dhash",
+        help="comma-separated: pdq, robust, robust+listtrim, orb, robust+orb (what scan and "
+        "the service run), phash, dhash, broken, robust-nodihedral, robust-notrim",
+    )
     ev.add_argument("--transforms", default="all", help="comma-separated names, or all")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--workers", type=int, default=None)

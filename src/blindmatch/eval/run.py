@@ -22,7 +22,7 @@ class EvalOptions:
     corpus: str = "auto"  # "auto" (installed packages), "small" (built in), or a folder
     listed: int = 700
     distractors: int | None = 20_000
-    schemes: tuple[str, ...] = ("pdq", "robust", "phash", "dhash")
+    schemes: tuple[str, ...] = ("pdq", "robust", "robust+orb", "phash", "dhash")
     transforms: tuple[str, ...] = tuple(TRANSFORMS)
     seed: int = 0
     workers: int = 1
