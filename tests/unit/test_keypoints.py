@@ -132,3 +132,13 @@ def test_bad_records_raise_the_index_format_error(photos, mangle) -> None:
     data = listed_features(photos[4]).to_bytes()
     with pytest.raises(IndexFormatError):
         ListedFeatures.from_bytes(mangle(data))
+
+
+def test_the_graph_finds_what_brute_force_finds(photos, index) -> None:
+    exact = KeypointIndex(exact=True)
+    exact.add(list(range(len(photos))), [listed_features(p) for p in photos])
+    for i, rgb in enumerate(photos):
+        for t in ("crop10-centre", "rot4"):
+            q = _edit(rgb, t, i)
+            got, want = _best(index, q), _best(exact, q)
+            assert (got.id, got.distance <= 31) == (want.id, want.distance <= 31), (i, t)

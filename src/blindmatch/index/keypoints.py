@@ -70,7 +70,12 @@ class KeypointIndex:
         min_inliers: int = MIN_INLIERS,
         candidates: int = CANDIDATES,
         mirror_below: int = 31,
+        exact: bool = False,
     ) -> None:
+        """``exact`` searches descriptors by brute force (FAISS
+        ``IndexBinaryFlat``) instead of the HNSW graph: slower, the reference
+        the graph is tested and benchmarked against."""
+        self.exact = exact
         self.min_inliers = min_inliers
         self.max_candidates = candidates
         self.mirror_below = mirror_below
@@ -80,8 +85,12 @@ class KeypointIndex:
 
     def _reset(self) -> None:
         faiss.omp_set_num_threads(1)
-        self._ann = faiss.IndexBinaryHNSW(256, _HNSW_LINKS)
-        self._ann.hnsw.efSearch = _HNSW_EF_SEARCH
+        if self.exact:
+            self._ann: faiss.IndexBinary = faiss.IndexBinaryFlat(256)
+        else:
+            graph = faiss.IndexBinaryHNSW(256, _HNSW_LINKS)
+            graph.hnsw.efSearch = _HNSW_EF_SEARCH
+            self._ann = graph
         self._row_owner = np.zeros(0, np.int64)
         self._row_points = np.zeros((0, 2), np.float32)
         self._dead = 0
