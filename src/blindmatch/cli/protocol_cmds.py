@@ -433,7 +433,8 @@ def cmd_table_build(args: argparse.Namespace) -> int:
         _emit(summary)
     else:
         sys.stdout.write(
-            f"{out}: {m.n_entries} entries from {len(sources)} hotlines "
+            f"{out}: {m.n_entries} {'entry' if m.n_entries == 1 else 'entries'} "
+            f"from {len(sources)} hotlines "
             f"({', '.join(sources)}), policy {policy.value}, {m.table_bytes:,} B table; "
             f"server key {out / SERVER_KEY_FILE} (keep it on the server)\n"
         )
