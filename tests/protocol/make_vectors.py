@@ -27,7 +27,7 @@ from blindmatch.protocol.hazmat.cuckoo import cuckoo_place, slot_positions
 from blindmatch.protocol.hazmat.kdf import hkdf_sha256
 from blindmatch.protocol.hazmat.rng import SeededRng
 from blindmatch.protocol.hazmat.shamir import make_shares
-from blindmatch.protocol.lookup import BitSamplingLSH
+from blindmatch.protocol.lookup import BitSamplingLSH, QueryHash, VariantProbeLSH
 from blindmatch.protocol.table import KEY_DOMAIN, Policy, blind_keys
 
 OUT = Path(__file__).resolve().parent.parent / "vectors" / "protocol"
@@ -227,6 +227,51 @@ def lookup_vectors() -> None:
     )
 
 
+def variant_lookup_vectors() -> None:
+    rng = SeededRng(b"kat/variant-lookup")
+    seed = rng(32)
+    scheme = VariantProbeLSH(
+        k=64, tables=2, probes=12, weak=4, max_flips=2, max_variants=4, seed=seed
+    )
+    cases = []
+    for n_variants in (1, 3, 5):  # 5 > max_variants: the lowest prior is dropped
+        variants = []
+        for j in range(n_variants):
+            pdq = rng(32)
+            conf = [int.from_bytes(rng(2), "big") / 65536 - 0.5 for _ in range(256)]
+            variants.append(QueryHash(pdq, conf, 1.0 if j == 0 else (j + 1) / 10))
+        pad_seed = rng(16)
+        probes = scheme.probe_variants(variants, SeededRng(pad_seed))
+        pdq0 = variants[0].pdq
+        cases.append(
+            {
+                "variants": [
+                    {"pdq": q.pdq.hex(), "confidence": q.confidence, "prior": q.prior}
+                    for q in variants
+                ],
+                "pad_seed": pad_seed.hex(),
+                "list_keys": [k.hex() for k in scheme.list_keys(pdq0)],
+                "probe_keys": [k.hex() for k in probes.keys],
+                "hint": probes.hint.hex(),
+                "probe_hashes": [
+                    [k.hex(), h.hex()] for k, h in scheme.probe_hashes(pdq0, probes.hint)
+                ],
+            }
+        )
+    _write(
+        "lookup_variants.json",
+        {
+            "scheme": {
+                "k": 64, "tables": 2, "probes": 12, "weak": 4, "max_flips": 2,
+                "max_variants": 4, "seed": seed.hex(),
+            },
+            "params_bytes": scheme.params_bytes().hex(),
+            "positions": [list(p) for p in scheme.positions],
+            "cases": cases,
+        },
+    )  # fmt: skip
+
+
 def voucher_vectors() -> None:
     from tests.protocol.kat_fixture import kat_scenario
 
@@ -261,6 +306,7 @@ def main() -> None:
     shamir_vectors()
     table_vectors()
     lookup_vectors()
+    variant_lookup_vectors()
     voucher_vectors()
 
 

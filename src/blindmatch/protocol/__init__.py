@@ -35,7 +35,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from blindmatch.protocol.hazmat.rng import Rng, system_rng
-from blindmatch.protocol.lookup import BitSamplingLSH, LookupKeyScheme, ProbeSet, register_scheme
+from blindmatch.protocol.lookup import (
+    BitSamplingLSH,
+    LookupKeyScheme,
+    ProbeSet,
+    QueryHash,
+    VariantProbeLSH,
+    register_scheme,
+)
 from blindmatch.protocol.manifest import (
     LogInclusionCheck,
     Manifest,
@@ -81,6 +88,7 @@ __all__ = [
     "Policy",
     "PreparedTable",
     "ProbeSet",
+    "QueryHash",
     "Release",
     "ServerSecret",
     "ServerSession",
@@ -88,6 +96,7 @@ __all__ = [
     "Table",
     "TrustPolicy",
     "TrustedHotline",
+    "VariantProbeLSH",
     "VerifiedTable",
     "accept_without_log",
     "blind_keys",

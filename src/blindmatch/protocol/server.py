@@ -135,22 +135,20 @@ class ServerSession:
         return f"ServerSession({self.table!r}, <secret hidden>)"
 
     def candidates(self, pdq: bytes, hint: bytes) -> tuple[Match, ...]:
-        """Listed entries reachable from the client's probes and within ``max_distance``."""
+        """Listed entries reachable from the client's probes and within ``max_distance`` of the
+        hash that produced the probe (the image's own hash, or a variant carried in the hint)."""
         try:
-            keys = self.table.scheme.probes_from_hint(pdq, hint)
+            probes = self.table.scheme.probe_hashes(pdq, hint)
         except ValueError:
             raise InvalidVoucher(_BAD) from None
-        seen: set[int] = set()
-        out = []
-        for k in keys:
+        best: dict[int, int] = {}
+        for k, probed in probes:  # each key is confirmed against the hash it came from
             for i in self._keys.get(k, ()):
-                if i in seen:
-                    continue
-                seen.add(i)
                 entry: ListedEntry = self._secret.entries[i]
-                d = hamming(pdq, entry.pdq)
-                if d <= self._max_distance:
-                    out.append(Match(entry.refs, d))
+                d = hamming(probed, entry.pdq)
+                if d <= self._max_distance and d < best.get(i, d + 1):
+                    best[i] = d
+        out = [Match(self._secret.entries[i].refs, d) for i, d in best.items()]
         return tuple(sorted(out, key=lambda m: (m.distance, m.refs)))
 
     def open(self, voucher: bytes, *, account: str) -> OpenResult:

@@ -53,7 +53,7 @@ from blindmatch.protocol.hazmat.cuckoo import slot_positions
 from blindmatch.protocol.hazmat.kdf import hkdf_sha256
 from blindmatch.protocol.hazmat.rng import Rng, randbelow, shuffle, system_rng
 from blindmatch.protocol.hazmat.shamir import evaluate
-from blindmatch.protocol.lookup import PDQ_BYTES
+from blindmatch.protocol.lookup import PDQ_BYTES, QueryHash
 from blindmatch.protocol.manifest import (
     Manifest,
     TrustPolicy,
@@ -272,11 +272,15 @@ class ClientSession:
         confidence: Sequence[float] | None = None,
         evidence: bytes = b"",
         commitment: bytes = bytes(COMMITMENT_BYTES),
+        variants: Sequence[QueryHash] = (),
     ) -> bytes:
         """One voucher for one image hash.
 
         ``confidence`` (256 floats, see :mod:`blindmatch.protocol.lookup`)
-        enables multi-probing; ``evidence`` (at most the table's evidence
+        enables multi-probing; ``variants`` are further hashes of the same image
+        (orientations, trimmed frames) that share the voucher's probes when the
+        table's scheme supports it (:class:`~blindmatch.protocol.lookup.VariantProbeLSH`);
+        ``evidence`` (at most the table's evidence
         size: a small review derivative) opens only at the threshold;
         ``commitment`` is carried for the recipient-side check (property 6).
         Under the threshold policy a synthetic voucher replaces the real one
@@ -285,7 +289,9 @@ class ClientSession:
         synthetic = False
         if self.table.policy is Policy.THRESHOLD and self.table.synthetic_ppm:
             synthetic = randbelow(self._rng, 1_000_000) < self.table.synthetic_ppm
-        return self._build(pdq, confidence, evidence, commitment, synthetic=synthetic)
+        return self._build(
+            pdq, confidence, evidence, commitment, synthetic=synthetic, variants=variants
+        )
 
     def _build(
         self,
@@ -295,6 +301,7 @@ class ClientSession:
         commitment: bytes,
         *,
         synthetic: bool,
+        variants: Sequence[QueryHash] = (),
     ) -> bytes:
         if not isinstance(pdq, bytes) or len(pdq) != PDQ_BYTES:
             raise ValueError("a PDQ hash is 32 bytes")
@@ -308,7 +315,10 @@ class ClientSession:
         voucher_id = rng(ID_BYTES)
         t = transcript(self._header, voucher_id)
         rkey = rng(32)
-        probes = table.scheme.probe(pdq, confidence, rng)
+        if variants:
+            probes = table.scheme.probe_variants([QueryHash(pdq, confidence), *variants], rng)
+        else:
+            probes = table.scheme.probe(pdq, confidence, rng)
         pairs = self._pairs(t, rkey, probes.keys)  # computed either way: same time
         if synthetic:
             pairs = self._synthetic_pairs(t, rkey, lay.n_pairs)
