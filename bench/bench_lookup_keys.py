@@ -282,6 +282,8 @@ class Design:
 
     def label(self) -> str:
         v = {"all": "all", "primary": "1"}.get(self.variants, self.variants)
+        if v == "all" and (self.side_weight, self.trim_weight) != (0.05, 0.3):
+            v += f"({self.side_weight}/{self.trim_weight})"
         return f"k={self.k} L={self.tables} m={self.weak} f={self.max_flips} var={v}"
 
     def variant_weight(self) -> np.ndarray:
@@ -492,16 +494,22 @@ def near_miss_mc(design_args: dict[str, Any], seeds: int, bits: np.ndarray, conf
     return total / seeds
 
 
+CHOSEN = dict(k=64, tables=1, probes=37, variants="all")  # VariantProbeLSH() defaults
+
+
 def default_grid() -> list[dict[str, Any]]:
     grid: list[dict[str, Any]] = [
         # the brief's starting point (what BitSamplingLSH() does): one hash, 37 probes
         dict(k=64, tables=1, probes=37, weak=8, max_flips=2, variants="primary"),
     ]
-    for k in (64, 56, 48, 40, 32):
+    for k in (72, 64, 56, 48, 40, 32):
         for tables in (1, 2):
-            for probes in (24, 44, 96, 256):
+            for probes in (24, 37, 96, 256):
                 for variants in ("primary", "all"):
                     grid.append(dict(k=k, tables=tables, probes=probes, variants=variants))
+    # variant priors around the chosen point
+    for side, trim in ((0.01, 0.3), (0.2, 0.3), (0.05, 0.1), (0.05, 1.0)):
+        grid.append(CHOSEN | dict(side_weight=side, trim_weight=trim))
     return grid
 
 

@@ -3,20 +3,21 @@
 The safe recipes (the ``hazmat`` subpackage holds the primitives beneath them)::
 
     from blindmatch.protocol import (
-        BitSamplingLSH, HotlineList, Policy, prepare_table, sign_manifest,
+        VariantProbeLSH, QueryHash, HotlineList, Policy, prepare_table, sign_manifest,
         SignedManifest, TrustPolicy, TrustedHotline, accept_without_log,
         verify_table, ClientSession, AccountSecret, ServerSession,
     )
 
     # platform + hotlines: build, then everyone signs the same manifest
-    prep = prepare_table(lists, scheme=BitSamplingLSH(), policy=Policy.BLOCK)
+    prep = prepare_table(lists, scheme=VariantProbeLSH(), policy=Policy.BLOCK)
     sigs = [sign_manifest(prep.manifest, role="platform", signer="platform", key=pk), ...]
     signed = SignedManifest(prep.manifest, tuple(sigs)).to_bytes()
 
     # client: verify, then make one voucher per image
     session = ClientSession(verify_table(prep.table.to_bytes(), signed, trust),
                             AccountSecret.generate())
-    voucher = session.make_voucher(pdq_bytes, confidence=floats, evidence=thumb)
+    voucher = session.make_voucher(pdq_bytes, confidence=floats, evidence=thumb,
+                                   variants=[QueryHash(v_pdq, v_floats, prior), ...])
 
     # server
     server = ServerSession(prep.server_secret, prep.table)
@@ -143,7 +144,7 @@ def prepare_table(
     Only hashes present in lists of at least ``min_hotlines`` distinct hotlines
     (in as many jurisdictions, with ``distinct_jurisdictions``) are included.
     """
-    scheme = scheme if scheme is not None else BitSamplingLSH()
+    scheme = scheme if scheme is not None else VariantProbeLSH()
     entries = select_entries(
         lists, min_hotlines=min_hotlines, distinct_jurisdictions=distinct_jurisdictions
     )

@@ -402,7 +402,7 @@ class VariantProbeLSH(LookupKeyScheme):
         *,
         k: int = 64,
         tables: int = 1,
-        probes: int = 40,
+        probes: int = 37,
         weak: int = 10,
         max_flips: int = 3,
         max_variants: int = 12,
