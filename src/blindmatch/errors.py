@@ -17,13 +17,19 @@ resembles, and carries a stable machine-readable ``code`` that the CLI's
     │   ├── DecodeError                         code "decode_error"
     │   ├── TooManyPixels                       code "too_many_pixels"
     │   ├── BadDimensions                       code "bad_dimensions"
-    │   └── VideoError                          code "video_error"
+    │   ├── VideoError                          code "video_error"
+    │   ├── LowQuality                          code "low_quality" (PDQ quality < 50)
+    │   └── NotAnImage                          code "not_an_image" (e.g. a video)
     ├── InvalidHash (ValueError)            code "invalid_hash"
     ├── ListFormatError (ValueError)        code "malformed_list" (with line number)
     ├── ListNotFound (KeyError)             code "list_not_found"
     ├── ListExists (ValueError)             code "list_exists"
     ├── IndexFormatError (ValueError)       code "bad_index_file"
     ├── ConfigError (RuntimeError)          code "bad_config"
+    ├── OutputExists (FileExistsError)      code "output_exists"
+    ├── GovernanceRefused (ValueError)      code "governance_refused" (too few hotlines)
+    ├── IoFailed (OSError)                  code "io_error"
+    ├── InternalError                       code "internal_error" (a bug; reported, never a crash)
     └── ProtocolError (ValueError)          code "protocol_error" (private matching)
         ├── InvalidVoucher                      code "invalid_voucher"
         ├── InvalidTable                        code "invalid_table"
@@ -166,3 +172,31 @@ class InvalidManifest(ProtocolError):
 
 class InvalidKey(ProtocolError):
     code = "invalid_key"
+
+
+class OutputExists(BlindmatchError, FileExistsError):
+    code = "output_exists"
+
+
+class GovernanceRefused(BlindmatchError, ValueError):
+    """The lists do not meet the governance rule (too few hotlines or jurisdictions)."""
+
+    code = "governance_refused"
+
+
+class LowQuality(InputError):
+    code = "low_quality"
+
+
+class NotAnImage(InputError):
+    code = "not_an_image"
+
+
+class InternalError(BlindmatchError):
+    code = "internal_error"
+
+
+class IoFailed(BlindmatchError, OSError):
+    """Reading or writing a table, key or voucher file failed (disk full, permissions...)."""
+
+    code = "io_error"

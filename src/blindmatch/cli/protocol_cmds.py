@@ -40,8 +40,13 @@ from blindmatch.config import Settings, load_settings
 from blindmatch.errors import (
     BlindmatchError,
     ConfigError,
-    InputError,
+    GovernanceRefused,
+    InternalError,
     InvalidKey,
+    IoFailed,
+    LowQuality,
+    NotAnImage,
+    OutputExists,
     ProtocolError,
 )
 from blindmatch.files import Failure, Limits, image_pixels, iter_files, read_file
@@ -63,34 +68,6 @@ TRUST_FORMAT = "blindmatch-trust"
 MAX_TABLE_BYTES = 1 << 31  # 2 GiB: ~50M lookup keys
 MAX_SMALL_FILE_BYTES = 1 << 20  # manifests, trust files, keys, vouchers
 MAX_SERVER_KEY_BYTES = 1 << 31
-
-
-class OutputExists(BlindmatchError, FileExistsError):
-    code = "output_exists"
-
-
-class GovernanceRefused(BlindmatchError, ValueError):
-    """The lists do not meet the governance rule (too few hotlines or jurisdictions)."""
-
-    code = "governance_refused"
-
-
-class LowQuality(InputError):
-    code = "low_quality"
-
-
-class NotAnImage(InputError):
-    code = "not_an_image"
-
-
-class InternalError(BlindmatchError):
-    code = "internal_error"
-
-
-class IoFailed(BlindmatchError, OSError):
-    """Reading or writing a table, key or voucher file failed (disk full, permissions...)."""
-
-    code = "io_error"
 
 
 def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
