@@ -400,7 +400,7 @@ class VariantProbeLSH(LookupKeyScheme):
     def __init__(
         self,
         *,
-        k: int = 64,
+        k: int = 72,
         tables: int = 1,
         probes: int = 37,
         weak: int = 10,
