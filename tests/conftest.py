@@ -36,22 +36,27 @@ class CliResult:
         return [json.loads(line) for line in self.out.splitlines() if line.strip()]
 
 
-@pytest.fixture
-def cli() -> Callable[..., CliResult]:
-    """Run ``blindmatch ARGS...`` in-process and capture its output."""
+def run_cli(*args: object) -> CliResult:
+    """Run ``blindmatch ARGS...`` in-process and capture its output; a
+    traceback on stderr fails the test whatever the exit code."""
     from blindmatch.cli.main import main
 
-    def run(*args: object) -> CliResult:
-        out, err = io.StringIO(), io.StringIO()
-        saved = sys.stdout, sys.stderr
-        sys.stdout, sys.stderr = out, err
-        try:
-            code = main([str(a) for a in args])
-        finally:
-            sys.stdout, sys.stderr = saved
-        return CliResult(code, out.getvalue(), err.getvalue())
+    out, err = io.StringIO(), io.StringIO()
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = out, err
+    try:
+        code = main([str(a) for a in args])
+    finally:
+        sys.stdout, sys.stderr = saved
+    res = CliResult(code, out.getvalue(), err.getvalue())
+    assert "Traceback" not in res.err, res.err
+    return res
 
-    return run
+
+@pytest.fixture
+def cli() -> Callable[..., CliResult]:
+    """``run_cli`` as a fixture."""
+    return run_cli
 
 
 @pytest.fixture

@@ -6,35 +6,19 @@ Two pretend hotlines list benign synthetic photos; the table holds what both lis
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import shutil
 import stat
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from blindmatch.cli.main import main
 from blindmatch.demo.synthetic import synthetic_photo
-from tests.conftest import CliResult
+from tests.conftest import run_cli
 
 SEED = "42" * 32  # a fixed public lookup-key seed: the edited copy's match is deterministic
-
-
-def run(*args: object) -> CliResult:
-    out, err = io.StringIO(), io.StringIO()
-    saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = out, err
-    try:
-        code = main([str(a) for a in args])
-    finally:
-        sys.stdout, sys.stderr = saved
-    res = CliResult(code, out.getvalue(), err.getvalue())
-    assert "Traceback" not in res.err, res.err
-    return res
 
 
 def sha256_of(path: Path) -> str:
@@ -63,7 +47,9 @@ class World:
 
 
 def add_list(name: str, source: str, *images: Path) -> None:
-    res = run("lists", "add", name, *images, "--source", source, "--no-keypoints", "--workers", 1)
+    res = run_cli(
+        "lists", "add", name, *images, "--source", source, "--no-keypoints", "--workers", 1
+    )
     assert res.code == 0, res.err
 
 
@@ -79,13 +65,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         add_list("a", "hotline-a", p / "p10.jpg", p / "p11.jpg", p / "p12.jpg")
         add_list("b", "hotline-b", p / "p10.jpg", p / "p11.jpg", p / "p13.jpg")
         add_list("a2", "hotline-a", p / "p12.jpg")  # a second list of the same hotline
-        res = run("table", "build", "--list", "a", "--list", "b", "--out", w.table,
+        res = run_cli("table", "build", "--list", "a", "--list", "b", "--out", w.table,
                   "--lsh-seed", SEED, "--json")  # fmt: skip
         assert res.code == 0, res.err
         assert "dev mode" in res.err  # dev keys are announced
         (summary,) = res.json_lines
         assert summary["entries"] == 2  # p10 and p11: listed by both hotlines
-        res = run("voucher", "make", "--table", w.table, "--out", w.vouchers, "--json",
+        res = run_cli("voucher", "make", "--table", w.table, "--out", w.vouchers, "--json",
                   "--workers", 1, w.listed, w.edited, w.other, w.only_b)  # fmt: skip
         assert res.code == 0, res.err
         assert [Path(x["voucher"]).name for x in res.json_lines] == [
@@ -95,7 +81,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 
 def open_json(key: Path, *vouchers: Path) -> tuple[int, dict[str, dict]]:
-    res = run("voucher", "open", "--key", key, "--json", *vouchers)
+    res = run_cli("voucher", "open", "--key", key, "--json", *vouchers)
     return res.code, {Path(x["path"]).name: x for x in res.json_lines}
 
 
@@ -119,7 +105,7 @@ def test_round_trip_matches_listed_and_edited_copies_only(world: World) -> None:
     assert out["p13.jpg.voucher"]["matched"] is False  # listed by one hotline only
 
     # nothing matched, nothing failed: exit 0
-    assert run("voucher", "open", "--key", w.table / "server.key", w.voucher(w.other)).code == 0
+    assert run_cli("voucher", "open", "--key", w.table / "server.key", w.voucher(w.other)).code == 0
 
 
 def test_table_files_key_mode_and_no_overwrite(world: World) -> None:
@@ -129,18 +115,18 @@ def test_table_files_key_mode_and_no_overwrite(world: World) -> None:
     }  # fmt: skip
     assert stat.S_IMODE((w.table / "server.key").stat().st_mode) == 0o600
     before = {p.name: p.read_bytes() for p in w.table.iterdir()}
-    res = run("table", "build", "--list", "a", "--list", "b", "--out", w.table)
+    res = run_cli("table", "build", "--list", "a", "--list", "b", "--out", w.table)
     assert res.code == 2 and "[output_exists]" in res.err and "--force" in res.err
     assert {p.name: p.read_bytes() for p in w.table.iterdir()} == before
 
     again = w.root / "rebuilt"
     shutil.copytree(w.table, again)
-    res = run("table", "build", "--list", "a", "--list", "b", "--out", again, "--force")
+    res = run_cli("table", "build", "--list", "a", "--list", "b", "--out", again, "--force")
     assert res.code == 0, res.err
     assert (again / "table.bin").read_bytes() != before["table.bin"]  # a fresh α
     assert stat.S_IMODE((again / "server.key").stat().st_mode) == 0o600
     # a server key opens only vouchers of its own table
-    res = run("voucher", "open", "--key", again / "server.key", "--table", w.table,
+    res = run_cli("voucher", "open", "--key", again / "server.key", "--table", w.table,
               w.voucher(w.listed))  # fmt: skip
     assert res.code == 2 and "[invalid_key]" in res.err
 
@@ -148,7 +134,7 @@ def test_table_files_key_mode_and_no_overwrite(world: World) -> None:
 def test_table_from_one_hotline_is_refused(world: World) -> None:
     out = world.root / "one-hotline"
     for lists in (["a"], ["a", "a2"]):  # two lists of one hotline count once
-        res = run("table", "build", *(f"--list={n}" for n in lists), "--out", out)
+        res = run_cli("table", "build", *(f"--list={n}" for n in lists), "--out", out)
         assert res.code == 2
         assert "[governance_refused]" in res.err and "at least 2 hotlines" in res.err
         assert not out.exists()
@@ -160,7 +146,7 @@ def test_client_refuses_a_table_signed_by_one_hotline(world: World) -> None:
     signed = json.loads((bad / "manifest.json").read_text())
     signed["signatures"] = [s for s in signed["signatures"] if s["signer"] != "hotline-b"]
     (bad / "manifest.json").write_text(json.dumps(signed))
-    res = run("voucher", "make", "--table", bad, "--out", world.root / "v-one", world.listed)
+    res = run_cli("voucher", "make", "--table", bad, "--out", world.root / "v-one", world.listed)
     assert res.code == 2 and "[invalid_manifest]" in res.err and "refusing" in res.err
     assert not (world.root / "v-one").exists()
 
@@ -211,7 +197,7 @@ def test_tampered_table_manifest_or_trust_is_refused(world: World, case: str) ->
     bad = world.root / f"tampered-{case}"
     shutil.copytree(world.table, bad)
     tamper(bad / name)
-    res = run("voucher", "make", "--table", bad, "--out", world.root / "v-bad", world.listed)
+    res = run_cli("voucher", "make", "--table", bad, "--out", world.root / "v-bad", world.listed)
     assert res.code == 2 and f"[{code}]" in res.err, res.err
     assert not (world.root / "v-bad").exists()
 
@@ -229,7 +215,7 @@ def test_bad_and_tampered_vouchers_are_named_and_the_batch_goes_on(world: World)
     (d / "empty.voucher").write_bytes(b"")
     (d / "garbage.voucher").write_bytes(b"\xff" * len(raw))
     names = ["truncated", "flipped-pair", "flipped-evidence", "empty", "garbage"]
-    res = run("voucher", "open", "--key", world.table / "server.key", "--json",
+    res = run_cli("voucher", "open", "--key", world.table / "server.key", "--json",
               *(d / f"{n}.voucher" for n in names), good, d / "missing.voucher")  # fmt: skip
     assert res.code == 1
     lines = res.json_lines
@@ -242,7 +228,7 @@ def test_bad_and_tampered_vouchers_are_named_and_the_batch_goes_on(world: World)
     assert "6 failed" in res.err
 
     # a voucher sent twice in one run counts once
-    res = run("voucher", "open", "--key", world.table / "server.key", "--json", good, good)
+    res = run_cli("voucher", "open", "--key", world.table / "server.key", "--json", good, good)
     assert [("error" in x) for x in res.json_lines] == [False, True]
 
 
@@ -256,7 +242,7 @@ def test_voucher_make_names_each_bad_image_and_goes_on(world: World) -> None:
     twin.mkdir()
     shutil.copy(world.other, twin / world.other.name)
     out = world.root / "v-mixed"
-    res = run("voucher", "make", "--table", world.table, "--out", out, "--json", "--workers", 1,
+    res = run_cli("voucher", "make", "--table", world.table, "--out", out, "--json", "--workers", 1,
               d / "empty.jpg", d / "text.jpg", d / "flat.png", world.other, twin / world.other.name,
               d / "missing.jpg")  # fmt: skip
     assert res.code == 2
@@ -271,19 +257,19 @@ def test_voucher_make_names_each_bad_image_and_goes_on(world: World) -> None:
     ]
     assert [p.name for p in out.iterdir()] == ["other.jpg.voucher"]
     # an existing voucher is not replaced without --force
-    res = run("voucher", "make", "--table", world.table, "--out", out, world.other)
+    res = run_cli("voucher", "make", "--table", world.table, "--out", out, world.other)
     assert res.code == 2 and "[output_exists]" in res.err
-    res = run("voucher", "make", "--table", world.table, "--out", out, world.other, "--force")
+    res = run_cli("voucher", "make", "--table", world.table, "--out", out, world.other, "--force")
     assert res.code == 0, res.err
 
 
 def test_threshold_policy_matches_only_at_t(world: World) -> None:
     w = world
     t_dir, v_dir = w.root / "t-table", w.root / "t-vouchers"
-    res = run("table", "build", "--list", "a", "--list", "b", "--out", t_dir, "--lsh-seed",
+    res = run_cli("table", "build", "--list", "a", "--list", "b", "--out", t_dir, "--lsh-seed",
               SEED, "--policy", "threshold", "--threshold", 2)  # fmt: skip
     assert res.code == 0, res.err
-    res = run("voucher", "make", "--table", t_dir, "--out", v_dir, "--workers", 1,
+    res = run_cli("voucher", "make", "--table", t_dir, "--out", v_dir, "--workers", 1,
               w.listed, w.edited, w.other)  # fmt: skip
     assert res.code == 0, res.err
     key = t_dir / "server.key"
@@ -303,31 +289,31 @@ def test_prod_needs_explicit_keys_jurisdictions_and_trust(
     monkeypatch.setenv("BLINDMATCH_ENV", "prod")
     r = world.root / "prod"
     out = r / "table"
-    res = run("table", "build", "--list", "a", "--list", "b", "--out", out)
+    res = run_cli("table", "build", "--list", "a", "--list", "b", "--out", out)
     assert res.code == 2 and "[bad_config]" in res.err and "--platform-key" in res.err
     for k in ("platform", "a", "b"):
-        res = run("table", "keygen", r / f"{k}.pem")
+        res = run_cli("table", "keygen", r / f"{k}.pem")
         assert res.code == 0 and len(res.out.strip()) == 64
         assert stat.S_IMODE((r / f"{k}.pem").stat().st_mode) == 0o600
     keys = ["--platform-key", r / "platform.pem", "--hotline-key", f"hotline-a={r / 'a.pem'}",
             "--hotline-key", f"hotline-b={r / 'b.pem'}"]  # fmt: skip
-    res = run("table", "build", "--list", "a", "--list", "b", "--out", out, *keys)
+    res = run_cli("table", "build", "--list", "a", "--list", "b", "--out", out, *keys)
     assert res.code == 2 and "--jurisdiction" in res.err
     places = ["--jurisdiction", "hotline-a=GB", "--jurisdiction", "hotline-b=GB"]
-    res = run("table", "build", "--list", "a", "--list", "b", "--out", out, *keys, *places)
+    res = run_cli("table", "build", "--list", "a", "--list", "b", "--out", out, *keys, *places)
     assert res.code == 2 and "distinct jurisdictions" in res.err
     places[-1] = "hotline-b=US"
-    res = run("table", "build", "--list", "a", "--list", "b", "--out", out, *keys, *places)
+    res = run_cli("table", "build", "--list", "a", "--list", "b", "--out", out, *keys, *places)
     assert res.code == 0, res.err
     assert "dev mode" not in res.err
 
-    res = run("voucher", "make", "--table", out, "--out", r / "v", world.listed)
+    res = run_cli("voucher", "make", "--table", out, "--out", r / "v", world.listed)
     assert res.code == 2 and "--trust" in res.err
     # the dev table's trust file does not vouch for the prod table
-    res = run("voucher", "make", "--table", out, "--out", r / "v", "--trust",
+    res = run_cli("voucher", "make", "--table", out, "--out", r / "v", "--trust",
               world.table / "trust.json", world.listed)  # fmt: skip
     assert res.code == 2 and "[invalid_manifest]" in res.err
-    res = run("voucher", "make", "--table", out, "--out", r / "v", "--trust",
+    res = run_cli("voucher", "make", "--table", out, "--out", r / "v", "--trust",
               out / "trust.json", "--workers", 1, world.listed)  # fmt: skip
     assert res.code == 0, res.err
     code, got = open_json(out / "server.key", r / "v" / "p10.jpg.voucher")
