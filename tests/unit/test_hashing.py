@@ -141,3 +141,18 @@ def test_transposed_fast_path_is_bit_exact(size: tuple[int, int]) -> None:
     ref = np.packbits(np.asarray(bits, dtype=np.uint8)).tobytes().hex()
     got = pdq_from_rgb(rgb)
     assert (got.hex, got.quality) == (ref, quality)
+
+
+@pytest.mark.parametrize("size", [(512, 300), (640, 480), (300, 512)])
+def test_pdq_vector_thresholds_to_the_pdq_and_agrees_with_the_reference(size) -> None:
+    import pdqhash
+
+    from blindmatch.demo.synthetic import synthetic_photo
+    from blindmatch.hashing.image import pdq_from_rgb, pdq_vector_from_rgb
+
+    rgb = np.asarray(synthetic_photo(3, size))
+    vec, quality = pdq_vector_from_rgb(rgb)
+    bits = np.packbits((vec > np.median(vec)).astype(np.uint8)).tobytes().hex()
+    assert bits == pdq_from_rgb(rgb).hex and quality == pdq_from_rgb(rgb).quality
+    ref, _ = pdqhash.compute_float(rgb)  # untransposed, the slow way for 512-wide
+    assert np.allclose(np.asarray(ref).reshape(-1), vec, atol=1e-3)

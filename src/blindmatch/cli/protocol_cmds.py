@@ -464,10 +464,10 @@ def pdq_confidence(pixels: Any) -> list[float]:
     Bit order as :mod:`blindmatch.protocol.lookup` expects (``pdqhash``'s own).
     """
     import numpy as np
-    import pdqhash
 
-    values, _ = pdqhash.compute_float(np.ascontiguousarray(pixels, dtype=np.uint8))
-    v = np.asarray(values, dtype=np.float64)
+    from blindmatch.hashing.image import pdq_vector_from_rgb
+
+    v = pdq_vector_from_rgb(pixels)[0].astype(np.float64)
     return [float(x) for x in np.abs(v - np.median(v))]
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pdqhash
@@ -56,8 +57,9 @@ def _twos(n: int) -> int:
     return (n & -n).bit_length() - 1 if n else 0
 
 
-def pdq_from_rgb(pixels: np.ndarray) -> PDQ:
-    """PDQ of an ``(h, w, 3)`` uint8 RGB array, via Meta's reference implementation.
+def _pdq_compute(pixels: np.ndarray, fn: Any) -> tuple[np.ndarray, int]:
+    """``fn`` (pdqhash.compute or compute_float) on ``pixels``, returned as a
+    16x16 matrix in the untransposed image's bit order, and the quality.
 
     The reference code runs 1.3-2.2x slower when the image width is a multiple
     of 128 (cache-set aliasing in its column filter; measured: 12 ms/MP at most
@@ -69,11 +71,23 @@ def pdq_from_rgb(pixels: np.ndarray) -> PDQ:
     transpose = _twos(w) >= 7 and _twos(h) < _twos(w)
     if transpose:
         pixels = pixels.transpose(1, 0, 2)
-    bits, quality = pdqhash.compute(np.ascontiguousarray(pixels, dtype=np.uint8))
-    matrix = np.asarray(bits, dtype=np.uint8).reshape(16, 16)
-    if transpose:
-        matrix = matrix.T
-    return PDQ(np.packbits(matrix).tobytes().hex(), int(quality))
+    values, quality = fn(np.ascontiguousarray(pixels, dtype=np.uint8))
+    matrix = np.asarray(values).reshape(16, 16)
+    return (matrix.T if transpose else matrix), int(quality)
+
+
+def pdq_from_rgb(pixels: np.ndarray) -> PDQ:
+    """PDQ of an ``(h, w, 3)`` uint8 RGB array, via Meta's reference implementation."""
+    matrix, quality = _pdq_compute(pixels, pdqhash.compute)
+    return PDQ(np.packbits(matrix.astype(np.uint8)).tobytes().hex(), quality)
+
+
+def pdq_vector_from_rgb(pixels: np.ndarray) -> tuple[np.ndarray, int]:
+    """PDQ's 256 DCT values before thresholding (float32, in bit order; a bit
+    is 1 where its value exceeds the median), and the quality. How far a value
+    lies from the median says how easily an edit flips that bit."""
+    matrix, quality = _pdq_compute(pixels, pdqhash.compute_float)
+    return matrix.astype(np.float32).reshape(-1), quality
 
 
 def pdq_distance(a: str, b: str) -> int:
