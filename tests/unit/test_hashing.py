@@ -156,3 +156,23 @@ def test_pdq_vector_thresholds_to_the_pdq_and_agrees_with_the_reference(size) ->
     assert bits == pdq_from_rgb(rgb).hex and quality == pdq_from_rgb(rgb).quality
     ref, _ = pdqhash.compute_float(rgb)  # untransposed, the slow way for 512-wide
     assert np.allclose(np.asarray(ref).reshape(-1), vec, atol=1e-3)
+
+
+def test_robust_variants_carry_vectors_that_threshold_to_their_hashes() -> None:
+    from blindmatch.demo.synthetic import synthetic_photo
+    from blindmatch.hashing.image import pdq_from_rgb
+    from blindmatch.hashing.robust import _dihedral_views, query_variants
+
+    rgb = np.asarray(synthetic_photo(8, (512, 384)))
+    boxed = np.zeros((500, 512, 3), np.uint8)
+    boxed[58:442] = rgb
+    for img in (rgb, boxed):
+        variants = query_variants(img)
+        for v in variants:
+            assert v.vector is not None and v.vector.shape == (256,)
+            bits = np.packbits((v.vector > np.median(v.vector)).astype(np.uint8))
+            assert bits.tobytes().hex() == v.pdq.hex
+        # the same hashes the reference computes for each orientation
+        views = _dihedral_views(img)
+        assert [v.pdq for v in variants[:8]] == [pdq_from_rgb(x) for x in views]
+    assert any(v.label.startswith("trim") for v in query_variants(boxed))

@@ -297,10 +297,10 @@ def _signers(args: argparse.Namespace, settings: Settings, sources: list[str]) -
 
 def cmd_table_build(args: argparse.Namespace) -> int:
     from blindmatch.protocol import (
-        BitSamplingLSH,
         HotlineList,
         Policy,
         SignedManifest,
+        VariantProbeLSH,
         prepare_table,
         sign_manifest,
     )
@@ -367,7 +367,7 @@ def cmd_table_build(args: argparse.Namespace) -> int:
     policy = Policy(args.policy)
     prep = prepare_table(
         lists,
-        scheme=BitSamplingLSH(seed=seed),
+        scheme=VariantProbeLSH(seed=seed),
         policy=policy,
         threshold=args.threshold,
         synthetic_ppm=args.synthetic_ppm,
@@ -458,17 +458,38 @@ def _account_secret(settings: Settings, path: str | None) -> Any:
     return secret
 
 
-def pdq_confidence(pixels: Any) -> list[float]:
-    """Per-bit confidence of an image's PDQ: |DCT coefficient − median| (lower = weaker).
+# How likely each robust variant is the one near a listed entry, relative to the
+# image's own hash (measured: bench/bench_lookup_keys.py, docs/protocol.md §11).
+VARIANT_PRIORS = {"orig": 1.0, "trim": 0.3, "other orientation": 0.05}
 
-    Bit order as :mod:`blindmatch.protocol.lookup` expects (``pdqhash``'s own).
-    """
+
+def _confidence(vector: Any) -> list[float]:
+    """Per-bit confidence of a PDQ: |DCT value − median| (lower = weaker)."""
     import numpy as np
 
-    from blindmatch.hashing.image import pdq_vector_from_rgb
-
-    v = pdq_vector_from_rgb(pixels)[0].astype(np.float64)
+    v = np.asarray(vector, dtype=np.float64)
     return [float(x) for x in np.abs(v - np.median(v))]
+
+
+def query_hashes(pixels: Any) -> tuple[bytes, list[float], list[Any]]:
+    """What a client looks up for one image, as plaintext robust matching does:
+    the full-size PDQ with its bit confidence, and the robust variants (8
+    orientations, trimmed frames) as ``QueryHash``es with their priors."""
+    from blindmatch.hashing.image import pdq_with_vector_from_rgb
+    from blindmatch.hashing.robust import query_variants
+    from blindmatch.protocol import QueryHash
+
+    pdq, vector = pdq_with_vector_from_rgb(pixels)
+    variants = []
+    for v in query_variants(pixels):
+        kind = "orig" if v.label == "orig" else ("trim" if v.label.startswith("trim") else
+                                                 "other orientation")  # fmt: skip
+        if v.pdq.quality < MIN_QUALITY or v.vector is None:
+            continue
+        variants.append(
+            QueryHash(bytes.fromhex(v.pdq.hex), _confidence(v.vector), VARIANT_PRIORS[kind])
+        )
+    return bytes.fromhex(pdq.hex), _confidence(vector), variants
 
 
 def cmd_voucher_make(args: argparse.Namespace) -> int:
@@ -511,8 +532,8 @@ def cmd_voucher_make(args: argparse.Namespace) -> int:
             name = Path(o.path).name + ".voucher"
             if name in written:
                 raise OutputExists(f"another input in this run is also named {Path(o.path).name}")
-            confidence = pdq_confidence(image_pixels(o.path, limits))
-            voucher = session.make_voucher(bytes.fromhex(h.pdq), confidence=confidence)
+            pdq, confidence, variants = query_hashes(image_pixels(o.path, limits))
+            voucher = session.make_voucher(pdq, confidence=confidence, variants=variants)
             _write_file(out / name, voucher, private=False, replace=args.force)
             written.add(name)
         except BlindmatchError as e:

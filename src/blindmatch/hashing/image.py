@@ -82,6 +82,13 @@ def pdq_from_rgb(pixels: np.ndarray) -> PDQ:
     return PDQ(np.packbits(matrix.astype(np.uint8)).tobytes().hex(), quality)
 
 
+def pdq_with_vector_from_rgb(pixels: np.ndarray) -> tuple[PDQ, np.ndarray]:
+    """The PDQ and the DCT values it thresholds, from one computation."""
+    vec, quality = pdq_vector_from_rgb(pixels)
+    bits = (vec > np.median(vec)).astype(np.uint8)
+    return PDQ(np.packbits(bits).tobytes().hex(), quality), vec
+
+
 def pdq_vector_from_rgb(pixels: np.ndarray) -> tuple[np.ndarray, int]:
     """PDQ's 256 DCT values before thresholding (float32, in bit order; a bit
     is 1 where its value exceeds the median), and the quality. How far a value

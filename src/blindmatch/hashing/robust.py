@@ -13,11 +13,11 @@ extra chance of a false match, which the evaluation harness measures.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from blindmatch.hashing.image import PDQ, pdq_from_rgb
+from blindmatch.hashing.image import PDQ, pdq_from_rgb, pdq_with_vector_from_rgb
 
 # The 8 orientations: rotations (counter-clockwise) and mirror images.
 DIHEDRAL = ("orig", "rot90", "rot180", "rot270", "flipx", "flipy", "flipplus1", "flipminus1")
@@ -31,6 +31,9 @@ _MAX_TRIM = 0.45  # never trim more than this fraction from one side
 class Variant:
     label: str  # e.g. "orig", "flipx", "trim:orig"
     pdq: PDQ
+    # PDQ's 256 DCT values before thresholding (how firmly each bit is set), for
+    # lookups that probe the weakest bits (private matching)
+    vector: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 def _dihedral_views(pixels: np.ndarray) -> list[np.ndarray]:
@@ -57,6 +60,11 @@ def dihedral_pdqs(pixels: np.ndarray) -> list[PDQ]:
     astronomy photos (512 and 256 px squares) 45% of its flipped hashes landed
     more than 31 bits from the hash of the actually flipped image."""
     return [pdq_from_rgb(v) for v in _dihedral_views(pixels)]
+
+
+def _variant(label: str, pixels: np.ndarray) -> Variant:
+    pdq, vector = pdq_with_vector_from_rgb(pixels)
+    return Variant(label, pdq, vector)
 
 
 def _luma(pixels: np.ndarray) -> np.ndarray:
@@ -154,14 +162,14 @@ def query_variants(
     out: list[Variant] = []
     pixels = _fit(pixels, _VARIANT_SIDE)
     if dihedral:
-        out += [Variant(lab, p) for lab, p in zip(DIHEDRAL, dihedral_pdqs(pixels), strict=True)]
+        out += [_variant(lab, v) for lab, v in zip(DIHEDRAL, _dihedral_views(pixels), strict=True)]
     else:
-        out.append(Variant("orig", pdq_from_rgb(pixels)))
+        out.append(_variant("orig", pixels))
     if not trim:
         return out
     for k, (left, top, right, bottom) in enumerate(find_frames(pixels)):
         inner = pixels[top:bottom, left:right]
-        out.append(Variant(f"trim{k}:orig", pdq_from_rgb(inner)))
+        out.append(_variant(f"trim{k}:orig", inner))
         if dihedral and k == 0:  # a reposted picture is often mirrored too
-            out.append(Variant(f"trim{k}:flipx", pdq_from_rgb(inner[:, ::-1])))
+            out.append(_variant(f"trim{k}:flipx", inner[:, ::-1]))
     return out
