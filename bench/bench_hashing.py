@@ -2,7 +2,7 @@
 
 Compares, in the same run and on the same files:
   blindmatch   hash_file: read, MD5 + SHA-256, DCT-draft decode, EXIF, PDQ
-               (and again with the robust query variants that ``scan`` adds)
+               (and again with the robust query variants and keypoints that ``scan`` adds)
   threatexchange  python-threatexchange's pdq_from_file (full-size decode)
   pdqhash      plain Pillow full-size decode + pdqhash.compute
 and reports each one's worst distance from the reference answer: pdqhash on the
@@ -95,7 +95,7 @@ def main() -> int:
     args = ap.parse_args()
     methods = {
         "blindmatch": blindmatch_pdq,
-        "blindmatch + robust variants (scan)": blindmatch_scan_pdq,
+        "blindmatch + robust variants + keypoints (scan)": blindmatch_scan_pdq,
         "python-threatexchange": threatexchange_pdq,
         "pdqhash full decode": plain_pdqhash,
     }
