@@ -15,6 +15,14 @@ from blindmatch.eval.transforms import TRANSFORMS
 from blindmatch.hashing import MIN_QUALITY
 
 DERIVED_SOURCES = frozenset({"opencv-doc"})  # packages whose other images edit their photos
+# Single files seen to contain another corpus photo (found as distractor "matches" and
+# checked by eye): derived file -> the photo it shows. With that photo listed, such a
+# file is a true match, so it is not used as a distractor.
+_SDDM = "/usr/share/sddm/themes/maldives/"
+DERIVED_FILES = {
+    # the SDDM theme's preview: a login-screen screenshot over the theme's background
+    _SDDM + "maldives.jpg": _SDDM + "background.jpg",
+}
 
 
 @dataclass(frozen=True)
@@ -70,7 +78,9 @@ def corpus_images(opts: EvalOptions) -> tuple[list[ImageSource], list[ImageSourc
     listed, distractors = split(
         images, listed=opts.listed, distractors=opts.distractors, seed=opts.seed
     )
-    return [i.path for i in listed], [i.path for i in distractors]
+    listed_paths = {str(i.path) for i in listed}
+    kept = [i for i in distractors if DERIVED_FILES.get(str(i.path)) not in listed_paths]
+    return [i.path for i in listed], [i.path for i in kept]
 
 
 def run_eval(
