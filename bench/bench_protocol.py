@@ -14,8 +14,10 @@ the same process:
     .venv/bin/python bench/bench_protocol.py                  # ~30 s: 20,000 entries
     .venv/bin/python bench/bench_protocol.py --million         # 1M entries, 2 workers
 
-Lookup-key parameters are the brief's provisional defaults (bit sampling,
-k=64, L=1, flip ≤ 2 of the 8 weakest bits: 37 probes); see docs/protocol.md.
+Lookup keys: the default scheme, ``VariantProbeLSH`` (k=72, 37 probes shared
+across an image's robust variants; docs/protocol.md §11). Each query carries 11
+variant hashes, as ``voucher make`` sends for a photo: its own 512-px hash, 7
+other orientations and 3 trimmed frames (random stand-ins here).
 """
 
 from __future__ import annotations
@@ -35,12 +37,13 @@ import rbcl
 from blindmatch.index import MultiIndexHash
 from blindmatch.protocol import (
     AccountSecret,
-    BitSamplingLSH,
     ClientSession,
     EntryRef,
     ListedEntry,
     Policy,
+    QueryHash,
     ServerSession,
+    VariantProbeLSH,
     blind_keys,
     build_table,
 )
@@ -88,10 +91,10 @@ def main() -> None:
         f"bench_protocol: {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cpus, python {platform.python_version()}"
     )
-    scheme = BitSamplingLSH(seed=rnd.randbytes(32))
+    scheme = VariantProbeLSH(seed=rnd.randbytes(32))
     print(
-        f"lookup keys: {scheme!r}, {scheme.n_probes} probes, "
-        f"{3 * scheme.n_probes} pairs per voucher (provisional: to be settled by measurement)"
+        f"lookup keys: VariantProbeLSH(k={scheme.k}, tables={scheme.tables}), "
+        f"{scheme.n_probes} probes, {3 * scheme.n_probes} pairs per voucher, 11 variant hashes"
     )
 
     # --- baseline: one scalar multiplication
@@ -135,8 +138,13 @@ def main() -> None:
     client_t, vouchers = [], []
     for q in queries:
         conf = [rnd.random() for _ in range(256)]
+        variants = [QueryHash(q, conf, 1.0)]
+        variants += [QueryHash(rnd.randbytes(32), conf, 0.05) for _ in range(7)]
+        variants += [QueryHash(rnd.randbytes(32), conf, 0.3) for _ in range(3)]
         t0 = time.perf_counter()
-        vouchers.append(client.make_voucher(q, confidence=conf, evidence=bytes(1000)))
+        vouchers.append(
+            client.make_voucher(q, confidence=conf, evidence=bytes(1000), variants=variants)
+        )
         client_t.append(time.perf_counter() - t0)
     vb = client.voucher_bytes
     print(
