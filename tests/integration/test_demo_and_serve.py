@@ -21,11 +21,16 @@ def test_demo_runs_and_reports_each_file(cli, home: Path) -> None:
     matched = {Path(x["path"]).name for x in lines if x.get("matches")}
     failed = {Path(x["path"]).name for x in lines if "error" in x}
     assert matched == {
+        "resent-cropped-tilted.jpg",
         "resent-exact-copy.jpg",
         "resent-greyscale.webp",
         "resent-half-size.png",
+        "resent-mirrored.jpg",
         "resent-recompressed.jpg",
     }
+    by = {Path(x["path"]).name: x["matches"][0] for x in lines if x.get("matches")}
+    assert by["resent-cropped-tilted.jpg"]["hash_type"] == "keypoints"
+    assert by["resent-mirrored.jpg"]["variant"] == "flipx"
     assert failed == {"broken.jpg"}
     assert cli("demo").code == 0  # runs again on the same home
 

@@ -12,6 +12,7 @@ import contextlib
 import json
 import shutil
 import sys
+from functools import partial
 from pathlib import Path
 
 from PIL import Image
@@ -19,7 +20,8 @@ from PIL import Image
 from blindmatch.batch import Hashed, hash_many
 from blindmatch.demo.synthetic import synthetic_photo
 from blindmatch.errors import ListNotFound
-from blindmatch.files import Failure
+from blindmatch.files import Failure, image_pixels
+from blindmatch.hashing.keypoints import listed_features
 from blindmatch.lists import ListEntry
 from blindmatch.runtime import open_runtime
 
@@ -50,6 +52,7 @@ def run_demo(json_output: bool = False) -> int:
     with contextlib.suppress(ListNotFound):
         rt.store.remove_list(LIST_NAME)
     entries = []
+    keypoints = {}
     for o in hash_many([str(p) for p in listed], workers=1):
         assert isinstance(o, Hashed)
         h = o.hashes
@@ -57,8 +60,12 @@ def run_demo(json_output: bool = False) -> int:
             ListEntry(source_id=Path(o.path).stem, pdq=h.pdq, md5=h.md5, sha256=h.sha256,
                       category="A1")
         )  # fmt: skip
-    summary = rt.store.import_entries(LIST_NAME, entries, source="demo hotline", version="1")
-    _say(f"1. Hotline list '{LIST_NAME}': {summary.added} pictures hashed and listed.", q)
+        keypoints[Path(o.path).stem] = listed_features(image_pixels(o.path)).to_bytes()
+    summary = rt.store.import_entries(
+        LIST_NAME, entries, source="demo hotline", version="1", keypoints=keypoints
+    )
+    _say(f"1. Hotline list '{LIST_NAME}': {summary.added} pictures hashed and listed "
+         "(PDQ, MD5, SHA-256, keypoints).", q)  # fmt: skip
 
     expected: dict[str, bool] = {}
     im = Image.open(listed[0])
@@ -70,6 +77,13 @@ def run_demo(json_output: bool = False) -> int:
     expected["resent-greyscale.webp"] = True
     shutil.copy(listed[2], incoming / "resent-exact-copy.jpg")
     expected["resent-exact-copy.jpg"] = True
+    Image.open(listed[1]).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(
+        incoming / "resent-mirrored.jpg", quality=85
+    )
+    expected["resent-mirrored.jpg"] = True
+    tilted = Image.open(listed[2]).rotate(6, resample=Image.Resampling.BICUBIC)
+    tilted.crop((110, 60, 760, 560)).save(incoming / "resent-cropped-tilted.jpg", quality=85)
+    expected["resent-cropped-tilted.jpg"] = True
     for seed in (201, 202, 203):
         synthetic_photo(seed, (800, 600)).save(incoming / f"holiday-{seed}.jpg", quality=85)
         expected[f"holiday-{seed}.jpg"] = False
@@ -80,19 +94,20 @@ def run_demo(json_output: bool = False) -> int:
     results = []
     ok = True
     _say("3. Scan:", q)
-    for o in hash_many([str(incoming)]):
+    for o in hash_many([str(incoming)], variants=True):  # as `scan` does
         name = Path(o.path).name
         if isinstance(o, Failure):
             results.append(o.to_json())
             _say(f"   {name:28} FAILED  [{o.error.code}] {o.error.message}", q)
             ok = ok and name == "broken.jpg"
             continue
-        found = matcher.match(o.hashes, lists=[LIST_NAME])
+        found = matcher.match(o.hashes, lists=[LIST_NAME], image=partial(image_pixels, o.path))
         results.append({"path": o.path, "matches": [m.to_json() for m in found]})
         ok = ok and bool(found) == expected.get(name, False)
         if found:
             best = found[0]
-            _say(f"   {name:28} MATCH   {best.entry_id} by {best.hash_type}, "
+            how = f" ({best.variant})" if best.variant not in (None, best.hash_type) else ""
+            _say(f"   {name:28} MATCH   {best.entry_id} by {best.hash_type}{how}, "
                  f"distance {best.distance}", q)  # fmt: skip
         else:
             _say(f"   {name:28} clean", q)
