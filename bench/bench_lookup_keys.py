@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pdqhash
+
+from blindmatch.hashing.image import pdq_vector_from_rgb
 
 CACHE = Path("/tmp/keystudy")
 MAX_VARIANTS = 12
@@ -41,24 +42,10 @@ MIN_QUALITY = 50
 # cache: PDQ bits + float vectors of every robust query variant
 
 
-def _twos(n: int) -> int:
-    return (n & -n).bit_length() - 1 if n else 0
-
-
 def pdq_float(pixels: np.ndarray) -> tuple[np.ndarray, int]:
-    """PDQ's float DCT vector (256, bit order of ``blindmatch.protocol.lookup``) and quality.
-
-    Mirrors ``blindmatch.hashing.image.pdq_from_rgb`` (including its transposition for
-    widths that are multiples of 128), so ``vector > median(vector)`` are its bits."""
-    h, w = pixels.shape[:2]
-    transpose = _twos(w) >= 7 and _twos(h) < _twos(w)
-    if transpose:
-        pixels = pixels.transpose(1, 0, 2)
-    vec, quality = pdqhash.compute_float(np.ascontiguousarray(pixels, dtype=np.uint8))
-    m = np.asarray(vec, dtype=np.float32).reshape(16, 16)
-    if transpose:
-        m = m.T
-    return m.reshape(-1), int(quality)
+    """PDQ's float DCT vector (256, bit order of ``blindmatch.protocol.lookup``) and quality;
+    ``vector > median(vector)`` are the PDQ's bits."""
+    return pdq_vector_from_rgb(pixels)
 
 
 def variant_floats(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
