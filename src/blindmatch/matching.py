@@ -93,27 +93,31 @@ class Matcher:
         self._index, self._seq = index, int(meta["seq"])
 
     def refresh(self) -> int:
-        """Apply the store's changes since the last refresh; returns how many."""
+        """Apply the store's changes since the last refresh; returns how many.
+
+        The two indexes catch up separately: the PDQ index may start from a saved
+        file, already current, while the keypoint index always starts empty."""
         with self._lock:
-            ch = self.store.pdq_changes(self._seq)
-            if ch.seq == self._seq and not ch.full:
-                return 0
-            if ch.full:
-                index = MultiIndexHash()
-                if ch.added_ids:
-                    index.add(_as_array(ch.added_pdq), np.asarray(ch.added_ids, dtype=np.int64))
-                self._index = index
-            else:
-                if ch.removed_ids:
-                    self._index.remove(np.asarray(ch.removed_ids, dtype=np.int64))
-                if ch.added_ids:
-                    self._index.add(
-                        _as_array(ch.added_pdq), np.asarray(ch.added_ids, dtype=np.int64)
-                    )
-            self._seq = ch.seq
-            applied = len(ch.added_ids) + len(ch.removed_ids)
-            self._unsaved += applied + 1
-            return applied + self._refresh_keypoints()
+            return self._refresh_pdq() + self._refresh_keypoints()
+
+    def _refresh_pdq(self) -> int:
+        ch = self.store.pdq_changes(self._seq)
+        if ch.seq == self._seq and not ch.full:
+            return 0
+        if ch.full:
+            index = MultiIndexHash()
+            if ch.added_ids:
+                index.add(_as_array(ch.added_pdq), np.asarray(ch.added_ids, dtype=np.int64))
+            self._index = index
+        else:
+            if ch.removed_ids:
+                self._index.remove(np.asarray(ch.removed_ids, dtype=np.int64))
+            if ch.added_ids:
+                self._index.add(_as_array(ch.added_pdq), np.asarray(ch.added_ids, dtype=np.int64))
+        self._seq = ch.seq
+        applied = len(ch.added_ids) + len(ch.removed_ids)
+        self._unsaved += applied + 1
+        return applied
 
     def _refresh_keypoints(self) -> int:
         kc = self.store.keypoint_changes(self._kp_seq)
@@ -217,9 +221,9 @@ class Matcher:
         """Every match for one file's hashes, best first, one per (list, entry, type).
 
         A PDQ (or vPDQ frame) below ``min_quality`` is not trusted to match.
-        Keypoint matching needs the hashes' keypoints and ``image``, which gives
-        the same RGB pixels they were computed from; it is called only when
-        keypoints found a candidate to verify; it runs only when nothing else matched."""
+        Keypoint matching runs only when nothing else matched, and needs the
+        hashes' keypoints and ``image``, which gives the RGB pixels they were
+        computed from (called only when there is a candidate to verify)."""
         limits = self._thresholds(lists, threshold)
         pdq = hashes.pdq if (hashes.pdq_quality or 0) >= min_quality else None
         found = self._match_all(pdq, hashes.md5, hashes.sha256, hashes.vpdq, limits, min_quality)
@@ -249,7 +253,6 @@ class Matcher:
                     rgb = work_copy(image())  # what the keypoints were computed on
                 except (BlindmatchError, OSError):
                     return out  # the image cannot be read again: no keypoint evidence
-
             pixels = np.ascontiguousarray(rgb[:, ::-1]) if mirrored else rgb
             with self._lock:
                 verified = self._keypoints.verify(pixels, candidates, mirrored=mirrored)

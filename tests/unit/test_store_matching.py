@@ -190,3 +190,29 @@ def test_keypoints_reach_the_matcher_incrementally_and_a_lost_image_is_no_error(
     matcher.refresh()
     assert matcher.match(query, image=lambda: pixels) == []
     assert store.keypoint_changes(-1).added_ids == []
+
+
+def test_a_matcher_starting_from_a_saved_pdq_index_still_loads_the_keypoints(
+    store, tmp_path: Path
+) -> None:
+    import io
+
+    import numpy as np
+
+    from blindmatch.demo.synthetic import synthetic_photo
+    from blindmatch.hashing import hash_bytes, open_image
+    from blindmatch.hashing.keypoints import listed_features
+
+    photo = synthetic_photo(52, (640, 480))
+    buf = io.BytesIO()
+    photo.crop((64, 0, 640, 480)).save(buf, "PNG")
+    query = hash_bytes(buf.getvalue(), variants=True)
+    pixels = np.asarray(open_image(buf.getvalue()))
+    feats = listed_features(np.asarray(photo)).to_bytes()
+    store.import_entries("hl", [ListEntry(source_id="k1", pdq=_hex(random.Random(3)))],
+                         keypoints={"k1": feats})  # fmt: skip
+    first = Matcher(store, tmp_path / "index")
+    first.save()  # the next process finds a current PDQ index on disk
+    again = Matcher(store, tmp_path / "index")
+    (m,) = again.match(query, image=lambda: pixels)
+    assert (m.entry_id, m.hash_type) == ("k1", "keypoints")
