@@ -185,8 +185,7 @@ def create_app(rt: Runtime) -> FastAPI:
     Read = Depends(reader)
     Write = Depends(writer)
 
-    def _hash_upload(upload: UploadFile, variants: bool = False) -> Hashes:
-        data = upload.file.read()
+    def _hash_upload(data: bytes, variants: bool = False) -> Hashes:
         kind = sniff(data[:512])
         if kind is not None and kind[0] == "video":
             fd, path = tempfile.mkstemp(prefix="blindmatch-upload-")
@@ -205,7 +204,7 @@ def create_app(rt: Runtime) -> FastAPI:
     @app.post("/v1/hash", tags=["hashing"], dependencies=[Read])
     def hash_upload(file: Annotated[UploadFile, File()]) -> dict[str, Any]:
         """Hash an uploaded image or video (PDQ or vPDQ, MD5, SHA-256)."""
-        return _hash_upload(file).to_json()
+        return _hash_upload(file.file.read()).to_json()
 
     @app.post("/v1/match/hash", tags=["matching"], dependencies=[Read])
     def match_hash(q: HashQuery) -> dict[str, Any]:
@@ -231,10 +230,9 @@ def create_app(rt: Runtime) -> FastAPI:
     ) -> dict[str, Any]:
         """Hash an upload and match it against lists (robust: flips, rotations,
         frames, and listed pictures found inside crops by their keypoints)."""
-        h = _hash_upload(file, variants=True)
-        matcher.refresh()  # other processes (``blindmatch lists add``) may have written
-        file.file.seek(0)
         data = file.file.read()
+        h = _hash_upload(data, variants=True)
+        matcher.refresh()  # other processes (``blindmatch lists add``) may have written
         found = matcher.match(
             h,
             lists=lists,
