@@ -19,8 +19,8 @@ The safe recipes (the ``hazmat`` subpackage holds the primitives beneath them)::
     voucher = session.make_voucher(pdq_bytes, confidence=floats, evidence=thumb,
                                    variants=[QueryHash(v_pdq, v_floats, prior), ...])
 
-    # server
-    server = ServerSession(prep.server_secret, prep.table)
+    # server (per-account threshold state in a ThresholdStore: in memory by default)
+    server = ServerSession(prep.server_secret, prep.table, store=my_sql_store)
     result = server.open(voucher, account="alice")
 
 Everything here is pure: no files, sockets, databases or logging. The wire
@@ -56,7 +56,17 @@ from blindmatch.protocol.manifest import (
     sign_manifest,
     verify_manifest,
 )
-from blindmatch.protocol.server import MATCH_DISTANCE, Match, OpenResult, Release, ServerSession
+from blindmatch.protocol.server import (
+    MATCH_DISTANCE,
+    AccountState,
+    Match,
+    MemoryThresholdStore,
+    OpenResult,
+    Release,
+    ServerSession,
+    StoredVoucher,
+    ThresholdStore,
+)
 from blindmatch.protocol.table import (
     BlindFn,
     EntryRef,
@@ -74,6 +84,7 @@ from blindmatch.protocol.voucher import AccountSecret, ClientSession, VerifiedTa
 __all__ = [
     "MATCH_DISTANCE",
     "AccountSecret",
+    "AccountState",
     "BitSamplingLSH",
     "BlindFn",
     "ClientSession",
@@ -85,6 +96,7 @@ __all__ = [
     "Manifest",
     "ManifestSignature",
     "Match",
+    "MemoryThresholdStore",
     "OpenResult",
     "Policy",
     "PreparedTable",
@@ -94,7 +106,9 @@ __all__ = [
     "ServerSecret",
     "ServerSession",
     "SignedManifest",
+    "StoredVoucher",
     "Table",
+    "ThresholdStore",
     "TrustPolicy",
     "TrustedHotline",
     "VariantProbeLSH",

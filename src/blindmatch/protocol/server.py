@@ -23,19 +23,52 @@ Finding ``t`` correct shares among synthetic ones is done by trying
 ``t``-subsets that contain the newest share, up to ``max_recovery_trials``
 per voucher; that is fine while synthetic vouchers per account stay few, and a
 Reed–Solomon decoder (Berlekamp–Welch) is the scalable replacement.
+
+Per-account state lives behind a small storage port, :class:`ThresholdStore`,
+so that a deployment (e.g. a homeserver module) can keep it in a database
+across restarts. Its records (:class:`StoredVoucher`) hold only bytes, ints
+and booleans — nothing that needs pickle. :class:`MemoryThresholdStore` is
+the default. What is stored:
+
+* a voucher that **opened and holds a share**: under the block policy a
+  confirmed match; under the threshold policy every voucher that opened
+  (real or synthetic: the server cannot tell before ``t``);
+* the account's evidence key once recovered;
+* whether each stored voucher's evidence was released.
+
+Replay protection: a voucher id already stored for the account is refused
+(:class:`~blindmatch.errors.InvalidVoucher`), so a share never counts twice.
+Under the block policy a voucher that opened but did **not** match (a near
+miss) is deliberately *not* recorded, not even its id: replaying it yields
+the same "opened, not matched" result and adds nothing towards ``t``, so
+replay does not matter there, while recording it would keep a trace of a
+non-match — exactly what the block policy promises to drop. Under the
+threshold policy every opened voucher is stored, so every opened id is
+covered. Vouchers that do not open are never recorded (replaying one only
+costs the sender's own traffic and the server's time, as any fresh voucher
+would).
+
+A :class:`ServerSession` is not safe for concurrent :meth:`~ServerSession.open`
+calls on one account; a store shared by several processes must serialise
+them per account (e.g. one database transaction or advisory lock per
+account around ``open``). A store holds one threshold ``t``'s shares: shares
+of different ``t`` lie on different polynomials, so a new ``t`` needs a new
+store (or a new account namespace).
 """
 
 from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from blindmatch.errors import InvalidKey, InvalidVoucher
 from blindmatch.protocol.hazmat import group
 from blindmatch.protocol.hazmat.aead import open_sealed
 from blindmatch.protocol.hazmat.kdf import hkdf_sha256
-from blindmatch.protocol.hazmat.shamir import Share, recover_secret
+from blindmatch.protocol.hazmat.shamir import ORDER, Share, recover_secret
 from blindmatch.protocol.lookup import PDQ_BYTES, hamming
 from blindmatch.protocol.table import EntryRef, ListedEntry, Policy, ServerSecret, Table
 from blindmatch.protocol.voucher import (
@@ -91,21 +124,120 @@ class OpenResult:
     released: tuple[Release, ...] = ()
 
 
-@dataclass
-class _Stored:
+@dataclass(frozen=True)
+class StoredVoucher:
+    """One voucher whose share the server keeps for an account (plain values only).
+
+    ``voucher_id`` (16 bytes) and ``transcript`` (``T``, 32 bytes) identify it and
+    key its layers; ``share_x``, ``share_y`` are its Shamir share, integers in
+    ``[0, ℓ)`` (below 2^253: a SQL adapter stores each as 32 bytes little-endian);
+    ``match_layer`` is ``M``: its plaintext ``flag ‖ PDQ ‖ commitment ‖ hint`` when
+    ``match_sealed`` is false (block policy: the server read it at once), else the
+    sealed ``M`` (threshold policy, until the account's key is known);
+    ``evidence`` is ``C_ev``, sealed under the account's evidence key;
+    ``released``: this voucher has been dealt with once the key was known
+    (its evidence released if it was a confirmed match).
+    """
+
     voucher_id: bytes
-    t: bytes
-    share: Share
-    match_layer: bytes  # M, sealed (block: already read)
-    evidence: bytes  # C_ev, sealed under ek
-    matches: tuple[Match, ...] | None = None  # None = not yet known
+    transcript: bytes
+    share_x: int
+    share_y: int
+    match_layer: bytes = field(repr=False)
+    match_sealed: bool
+    evidence: bytes = field(repr=False)
     released: bool = False
 
+    def __post_init__(self) -> None:
+        for name, value, size in (
+            ("voucher_id", self.voucher_id, 16),
+            ("transcript", self.transcript, 32),
+        ):
+            if not isinstance(value, bytes) or len(value) != size:
+                raise ValueError(f"{name} must be {size} bytes")
+        for name, v in (("share_x", self.share_x), ("share_y", self.share_y)):
+            if type(v) is not int or not 0 <= v < ORDER:
+                raise ValueError(f"{name} must be an integer in [0, ℓ)")
+        if self.share_x == 0:
+            raise ValueError("share_x must not be 0")
+        if not isinstance(self.match_layer, bytes) or not isinstance(self.evidence, bytes):
+            raise ValueError("match_layer and evidence must be bytes")
+        if type(self.match_sealed) is not bool or type(self.released) is not bool:
+            raise ValueError("match_sealed and released must be booleans")
 
-@dataclass
-class _Account:
-    stored: list[_Stored] = field(default_factory=list)
-    ek: bytes | None = None
+    @property
+    def share(self) -> Share:
+        return Share(self.share_x, self.share_y)
+
+
+@dataclass(frozen=True)
+class AccountState:
+    """What a :class:`ThresholdStore` holds for one account."""
+
+    vouchers: tuple[StoredVoucher, ...] = ()
+    evidence_key: bytes | None = field(default=None, repr=False)
+
+
+class ThresholdStore(Protocol):
+    """Where a :class:`ServerSession` keeps per-account threshold state.
+
+    Accounts are opaque strings; voucher ids are unique per account. Implementations
+    must keep records in insertion order and make each call atomic; the session
+    serialises nothing (see the module docstring on concurrency).
+    """
+
+    def load(self, account: str) -> AccountState:
+        """Every stored voucher of ``account`` (in the order added) and its evidence key."""
+        ...
+
+    def contains(self, account: str, voucher_id: bytes) -> bool:
+        """Whether ``voucher_id`` is already stored for ``account`` (replay check)."""
+        ...
+
+    def append(self, account: str, voucher: StoredVoucher) -> None:
+        """Store a new voucher; a voucher id already stored for the account must raise
+        :class:`~blindmatch.errors.InvalidVoucher` (e.g. from a unique constraint)."""
+        ...
+
+    def mark_released(self, account: str, voucher_id: bytes) -> None:
+        """Set ``released`` on one stored voucher."""
+        ...
+
+    def set_evidence_key(self, account: str, key: bytes) -> None:
+        """Remember the account's recovered 32-byte evidence key."""
+        ...
+
+
+class MemoryThresholdStore:
+    """The default :class:`ThresholdStore`: a dict, gone when the process ends."""
+
+    def __init__(self) -> None:
+        self._vouchers: dict[str, dict[bytes, StoredVoucher]] = defaultdict(dict)
+        self._keys: dict[str, bytes] = {}
+
+    def __repr__(self) -> str:
+        return f"MemoryThresholdStore(<{len(self._vouchers)} accounts>)"
+
+    def load(self, account: str) -> AccountState:
+        return AccountState(
+            tuple(self._vouchers.get(account, {}).values()), self._keys.get(account)
+        )
+
+    def contains(self, account: str, voucher_id: bytes) -> bool:
+        return voucher_id in self._vouchers.get(account, {})
+
+    def append(self, account: str, voucher: StoredVoucher) -> None:
+        stored = self._vouchers[account]
+        if voucher.voucher_id in stored:
+            raise InvalidVoucher(_BAD)
+        stored[voucher.voucher_id] = voucher
+
+    def mark_released(self, account: str, voucher_id: bytes) -> None:
+        stored = self._vouchers[account]
+        stored[voucher_id] = replace(stored[voucher_id], released=True)
+
+    def set_evidence_key(self, account: str, key: bytes) -> None:
+        self._keys[account] = key
 
 
 class ServerSession:
@@ -118,6 +250,7 @@ class ServerSession:
         *,
         max_distance: int = MATCH_DISTANCE,
         max_recovery_trials: int = 1_000,
+        store: ThresholdStore | None = None,
     ) -> None:
         if secret.table_digest != table.digest:
             raise InvalidKey("server key does not belong to this table")
@@ -129,7 +262,7 @@ class ServerSession:
         for i, e in enumerate(secret.entries):
             for k in table.scheme.list_keys(e.pdq):
                 self._keys[k].append(i)
-        self._accounts: dict[str, _Account] = defaultdict(_Account)
+        self._store: ThresholdStore = store if store is not None else MemoryThresholdStore()
 
     def __repr__(self) -> str:
         return f"ServerSession({self.table!r}, <secret hidden>)"
@@ -169,22 +302,24 @@ class ServerSession:
         y = int.from_bytes(mid[:32], "little")
         if y >= group.ORDER:
             raise InvalidVoucher(_BAD)
-        share = Share(shamir_x(self.table.table_id, v.voucher_id), y)
-        rec = _Stored(v.voucher_id, t, share, mid[32:], v.evidence)
-        acct = self._accounts[account]
-        if any(s.voucher_id == v.voucher_id for s in acct.stored):
+        if self._store.contains(account, v.voucher_id):
             raise InvalidVoucher(_BAD)  # a replayed voucher must not count twice
+        x = shamir_x(self.table.table_id, v.voucher_id)
 
+        matches: tuple[Match, ...] | None = None
         if self.table.policy is Policy.BLOCK:
-            rec.matches = self._read_match(rec, hkdf_sha256(rkey, salt=t, info=INFO_MATCH))
-            if rec.matches is None:
+            plain = open_sealed(hkdf_sha256(rkey, salt=t, info=INFO_MATCH), mid[32:])
+            if plain is None or (matches := self._matches_in(plain)) is None:
                 raise InvalidVoucher(_BAD)
-            if not rec.matches:
+            if not matches:  # a near miss: nothing is kept, not even the id
                 return OpenResult(v.voucher_id, opened=True, matched=False)
-        acct.stored.append(rec)
-        released = self._advance(acct, rec)
-        matches = rec.matches or ()
-        return OpenResult(v.voucher_id, True, bool(matches), matches, released)
+            rec = StoredVoucher(v.voucher_id, t, x, y, plain, False, v.evidence)
+        else:
+            rec = StoredVoucher(v.voucher_id, t, x, y, mid[32:], True, v.evidence)
+        self._store.append(account, rec)
+        released, newest = self._advance(account, rec)
+        matches = matches if matches is not None else newest
+        return OpenResult(v.voucher_id, True, bool(matches), matches or (), released)
 
     def _unwrap(self, v: ParsedVoucher, t: bytes) -> bytes | None:
         """The hot loop: one scalar multiplication, one HKDF and one AEAD trial per pair."""
@@ -199,46 +334,60 @@ class ServerSession:
                 return rkey
         return None
 
-    def _read_match(self, rec: _Stored, key: bytes) -> tuple[Match, ...] | None:
-        """Matches in M (``()`` for a synthetic voucher), or None if M does not open."""
-        inner = open_sealed(key, rec.match_layer)
-        if inner is None:
-            return None
-        flag, pdq = inner[0], inner[1 : 1 + PDQ_BYTES]
-        hint = inner[1 + PDQ_BYTES + COMMITMENT_BYTES :]
+    def _matches_in(self, plain: bytes) -> tuple[Match, ...] | None:
+        """Matches named by M's plaintext (``()`` for a synthetic voucher), None if malformed."""
+        flag, pdq = plain[0], plain[1 : 1 + PDQ_BYTES]
+        hint = plain[1 + PDQ_BYTES + COMMITMENT_BYTES :]
         if flag == FLAG_SYNTHETIC and self.table.policy is Policy.THRESHOLD:
             return ()
         if flag != FLAG_REAL:
             return None
         return self.candidates(pdq, hint)
 
-    def _advance(self, acct: _Account, newest: _Stored) -> tuple[Release, ...]:
-        if acct.ek is None:
-            acct.ek = self._recover(acct, newest)
-            if acct.ek is None:
-                return ()
+    def _read_match(self, rec: StoredVoucher, ek: bytes) -> tuple[Match, ...] | None:
+        """Matches of a stored voucher once ``ek`` is known, or None if M does not open."""
+        if not rec.match_sealed:
+            return self._matches_in(rec.match_layer)
+        plain = open_sealed(hkdf_sha256(ek, salt=rec.transcript, info=INFO_MATCH), rec.match_layer)
+        return None if plain is None else self._matches_in(plain)
+
+    def _advance(
+        self, account: str, newest: StoredVoucher
+    ) -> tuple[tuple[Release, ...], tuple[Match, ...] | None]:
+        """Recover the account's key if possible; once known, deal with every stored voucher
+        not yet released. Returns the releases and the newest voucher's matches (None while
+        the key is unknown)."""
+        state = self._store.load(account)
+        ek = state.evidence_key
+        if ek is None:
+            ek = self._recover(state.vouchers, newest)
+            if ek is None:
+                return (), None
+            self._store.set_evidence_key(account, ek)
         out = []
-        for rec in acct.stored:
+        newest_matches: tuple[Match, ...] = ()
+        for rec in state.vouchers:
             if rec.released:
                 continue
-            if rec.matches is None:
-                key = hkdf_sha256(acct.ek, salt=rec.t, info=INFO_MATCH)
-                rec.matches = self._read_match(rec, key)
-                if rec.matches is None:
-                    rec.matches = ()  # not made with this account's key: never evidence
-            rec.released = True
-            if not rec.matches:
+            try:
+                matches = self._read_match(rec, ek)
+            except InvalidVoucher:
+                matches = None
+            self._store.mark_released(account, rec.voucher_id)
+            if rec.voucher_id == newest.voucher_id:
+                newest_matches = matches or ()
+            if not matches:  # synthetic, or not made with this account's key: never evidence
                 continue
-            ev = open_sealed(hkdf_sha256(acct.ek, salt=rec.t, info=INFO_EVIDENCE), rec.evidence)
+            ev = open_sealed(hkdf_sha256(ek, salt=rec.transcript, info=INFO_EVIDENCE), rec.evidence)
             if ev is None or int.from_bytes(ev[:4], "big") > len(ev) - 4:
                 continue
             n = int.from_bytes(ev[:4], "big")
-            out.append(Release(rec.voucher_id, rec.matches, ev[4 : 4 + n]))
-        return tuple(out)
+            out.append(Release(rec.voucher_id, matches, ev[4 : 4 + n]))
+        return tuple(out), newest_matches
 
-    def _recover(self, acct: _Account, newest: _Stored) -> bytes | None:
+    def _recover(self, stored: Sequence[StoredVoucher], newest: StoredVoucher) -> bytes | None:
         t = self.table.threshold
-        others = [s for s in acct.stored if s is not newest]
+        others = [s for s in stored if s.voucher_id != newest.voucher_id]
         if len(others) + 1 < t:
             return None
         for trial, subset in enumerate(itertools.combinations(others, t - 1)):
@@ -248,15 +397,25 @@ class ServerSession:
             if len({s.x for s in shares}) < t:
                 continue
             ek = evidence_key(recover_secret(shares))
-            k_ev = hkdf_sha256(ek, salt=newest.t, info=INFO_EVIDENCE)
+            k_ev = hkdf_sha256(ek, salt=newest.transcript, info=INFO_EVIDENCE)
             if open_sealed(k_ev, newest.evidence) is not None:
                 return ek
         return None
 
     def account_state(self, account: str) -> tuple[int, bool]:
         """(vouchers holding a share, whether the account's evidence key is known)."""
-        a = self._accounts.get(account)
-        return (len(a.stored), a.ek is not None) if a else (0, False)
+        state = self._store.load(account)
+        return len(state.vouchers), state.evidence_key is not None
 
 
-__all__ = ["MATCH_DISTANCE", "Match", "OpenResult", "Release", "ServerSession"]
+__all__ = [
+    "MATCH_DISTANCE",
+    "AccountState",
+    "Match",
+    "MemoryThresholdStore",
+    "OpenResult",
+    "Release",
+    "ServerSession",
+    "StoredVoucher",
+    "ThresholdStore",
+]
