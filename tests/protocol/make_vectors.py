@@ -31,6 +31,7 @@ from blindmatch.protocol.lookup import BitSamplingLSH, QueryHash, VariantProbeLS
 from blindmatch.protocol.table import KEY_DOMAIN, Policy, blind_keys
 
 OUT = Path(__file__).resolve().parent.parent / "vectors" / "protocol"
+H = bytes.fromhex
 
 #: RFC 9496 Appendix A.3, first vector: the one-way map of SHA-512 of this label.
 RFC9496_LABEL = b"Ristretto is traditionally a short shot of espresso coffee"
@@ -299,6 +300,121 @@ def voucher_vectors() -> None:
     )
 
 
+#: NIST SP 800-38A, F.5.5 (CTR-AES256.Encrypt).
+SP800_38A_CTR_AES256 = {
+    "key": "603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4",
+    "iv": "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff",
+    "plaintext": "6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51"
+    "30c81c46a35ce411e5fbc1191a0a52eff69f2445df4f9b17ad2b417be66c3710",
+    "ciphertext": "601ec313775789a5b7a7f504bbf3d228f443e3ca4d62b59aca84e990cacaf5c5"
+    "2b0930daa23de94ce87017ba2d84988ddfc9c58db67aada613c2dd08457941a6",
+}
+#: RFC 4231 test case 2 (HMAC-SHA256 with a short key).
+RFC4231_TC2 = {
+    "key": b"Jefe".hex(),
+    "message": b"what do ya want for nothing?".hex(),
+    "mac": "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+}
+#: Examples from the Matrix specification (appendix, "Canonical JSON").
+MATRIX_CANONICAL_JSON = [
+    ({}, "{}"),
+    ({"one": 1, "two": "Two"}, '{"one":1,"two":"Two"}'),
+    ({"b": "2", "a": "1"}, '{"a":"1","b":"2"}'),
+    (
+        {"auth": {"success": True, "mxid": "@john.doe:example.com", "profile": {
+            "display_name": "John Doe", "three_pids": [
+                {"medium": "email", "address": "john.doe@example.org"},
+                {"medium": "msisdn", "address": "123456789"}]}}},
+        '{"auth":{"mxid":"@john.doe:example.com","profile":{"display_name":"John Doe",'
+        '"three_pids":[{"address":"john.doe@example.org","medium":"email"},'
+        '{"address":"123456789","medium":"msisdn"}]},"success":true}}',
+    ),
+    ({"a": "日本語"}, '{"a":"日本語"}'),
+    ({"本": 2, "日": 1}, '{"日":1,"本":2}'),
+    ({"a": "\u65E5"}, '{"a":"日"}'),
+    ({"a": None}, '{"a":null}'),
+]  # fmt: skip
+
+
+def franking_vectors() -> None:
+    import hmac
+
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    from blindmatch.protocol.franking import (
+        FrankingContext,
+        FrankingKeyring,
+        canonical_json,
+        commit,
+        encrypt_attachment,
+        frank,
+    )
+
+    canonical = []
+    for value, text in MATRIX_CANONICAL_JSON:
+        assert canonical_json(value) == text.encode(), (value, text)
+        canonical.append({"source": "Matrix specification", "input": value, "canonical": text})
+    nasty = {"z": [1, -(2**53) + 1, 2**53 - 1, True, False, None], "é": "\u0000\n\"\\/\u2028",
+             "": {"A": "a", "a": "A", "\U0001F600": "emoji"}}  # fmt: skip
+    canonical.append(
+        {"source": "generated", "input": nasty, "canonical": canonical_json(nasty).decode()}
+    )
+    ctr = SP800_38A_CTR_AES256
+    enc = Cipher(algorithms.AES(H(ctr["key"])), modes.CTR(H(ctr["iv"]))).encryptor()
+    assert (enc.update(H(ctr["plaintext"])) + enc.finalize()).hex() == ctr["ciphertext"]
+    tc = RFC4231_TC2
+    assert hmac.digest(H(tc["key"]), H(tc["message"]), "sha256").hex() == tc["mac"]
+
+    rng = SeededRng(b"kat/franking")
+    keyring = FrankingKeyring({7: rng(32), 8: rng(32)}, 8)
+    attachment = rng(100)
+    ciphertext, file = encrypt_attachment(attachment, url="mxc://example.org/abc", rng=rng)
+    payload = {
+        "type": "m.room.message",
+        "room_id": "!room:example.org",
+        "content": {"msgtype": "m.image", "body": "a.png", "file": file.to_json()},
+    }
+    franked = frank(payload, rng=rng)
+    contexts = [
+        FrankingContext("@alice:example.org", "!room:example.org", 1_700_000_000_000),
+        FrankingContext("@bob:example.org", "!room:example.org", 0),
+    ]
+    tags = []
+    for key_id in (7, 8):
+        ring = FrankingKeyring({7: keyring.key(7), 8: keyring.key(8)}, key_id)
+        for ctx in contexts:
+            tags.append(
+                {
+                    "key_id": key_id,
+                    "sender": ctx.sender,
+                    "room": ctx.room,
+                    "timestamp_ms": ctx.timestamp_ms,
+                    "tag": ring.tag(franked.commitment, ctx).hex(),
+                }
+            )
+    _write(
+        "franking.json",
+        {
+            "canonical_json": canonical,
+            "hmac_sha256": [{"source": "RFC 4231 test case 2", **tc}],
+            "aes256_ctr": [{"source": "NIST SP 800-38A F.5.5", **ctr}],
+            "commitment": {
+                "franking_key": franked.franking_key.hex(),
+                "payload": franked.payload,
+                "message": franked.message.decode(),
+                "commitment": commit(franked.franking_key, franked.message).hex(),
+            },
+            "server_keys": {"7": keyring.key(7).hex(), "8": keyring.key(8).hex()},
+            "tags": tags,
+            "attachment": {
+                "plaintext": attachment.hex(),
+                "ciphertext": ciphertext.hex(),
+                "file": file.to_json(),
+            },
+        },
+    )
+
+
 def main() -> None:
     group_vectors()
     kdf_vectors()
@@ -308,6 +424,7 @@ def main() -> None:
     lookup_vectors()
     variant_lookup_vectors()
     voucher_vectors()
+    franking_vectors()
 
 
 if __name__ == "__main__":

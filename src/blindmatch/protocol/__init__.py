@@ -19,6 +19,12 @@ The safe recipes (the ``hazmat`` subpackage holds the primitives beneath them)::
     voucher = session.make_voucher(pdq_bytes, confidence=floats, evidence=thumb,
                                    variants=[QueryHash(v_pdq, v_floats, prior), ...])
 
+    # message franking (property 5): sender, server tag, recipient check, verified report
+    franked = frank(payload)      # encrypt franked.payload; send franked.commitment outside
+    tag = keyring.tag(franked.commitment, FrankingContext(sender, room, ts))
+    open_franked(decrypted_payload, commitment)   # recipient
+    keyring.verify_report(FrankingReport.from_payload(decrypted_payload, commitment, tag, ctx))
+
     # server (per-account threshold state in a ThresholdStore: in memory by default)
     server = ServerSession(prep.server_secret, prep.table, store=my_sql_store)
     result = server.open(voucher, account="alice")
@@ -35,6 +41,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from blindmatch.protocol.franking import (
+    EncryptedFile,
+    Franked,
+    FrankingContext,
+    FrankingKeyring,
+    FrankingReport,
+    canonical_json,
+    decrypt_attachment,
+    encrypt_attachment,
+    frank,
+    open_franked,
+    verify_attachment,
+)
 from blindmatch.protocol.hazmat.rng import Rng, system_rng
 from blindmatch.protocol.lookup import (
     BitSamplingLSH,
@@ -88,7 +107,12 @@ __all__ = [
     "BitSamplingLSH",
     "BlindFn",
     "ClientSession",
+    "EncryptedFile",
     "EntryRef",
+    "Franked",
+    "FrankingContext",
+    "FrankingKeyring",
+    "FrankingReport",
     "HotlineList",
     "ListedEntry",
     "LogInclusionCheck",
@@ -116,11 +140,17 @@ __all__ = [
     "accept_without_log",
     "blind_keys",
     "build_table",
+    "canonical_json",
+    "decrypt_attachment",
+    "encrypt_attachment",
+    "frank",
     "make_manifest",
+    "open_franked",
     "prepare_table",
     "register_scheme",
     "select_entries",
     "sign_manifest",
+    "verify_attachment",
     "verify_manifest",
     "verify_table",
 ]
