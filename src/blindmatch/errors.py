@@ -30,6 +30,7 @@ resembles, and carries a stable machine-readable ``code`` that the CLI's
     ├── GovernanceRefused (ValueError)      code "governance_refused" (too few hotlines)
     ├── IoFailed (OSError)                  code "io_error"
     ├── InternalError                       code "internal_error" (a bug; reported, never a crash)
+    ├── EventRejected (ValueError)          code "event_rejected" (Matrix module; see ``reason``)
     └── ProtocolError (ValueError)          code "protocol_error" (private matching)
         ├── InvalidVoucher                      code "invalid_voucher"
         ├── InvalidTable                        code "invalid_table"
@@ -200,3 +201,21 @@ class IoFailed(BlindmatchError, OSError):
     """Reading or writing a table, key or voucher file failed (disk full, permissions...)."""
 
     code = "io_error"
+
+
+class EventRejected(BlindmatchError, ValueError):
+    """The Matrix module refused an event; ``reason`` is a code of docs/matrix.md,
+    ``case_id`` the review case it opened (a match), if any."""
+
+    code = "event_rejected"
+
+    def __init__(self, reason: str, message: str, case_id: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.case_id = case_id
+
+    def as_dict(self) -> dict[str, object]:
+        d: dict[str, object] = {"code": self.code, "reason": self.reason, "message": self.message}
+        if self.case_id:
+            d["case"] = self.case_id
+        return d

@@ -491,6 +491,9 @@ def build_parser() -> argparse.ArgumentParser:
     from blindmatch.cli.protocol_cmds import register  # table, voucher: private matching
 
     register(sub, _hash_opts)
+    from blindmatch.cli.cases_cmds import register as register_cases  # review cases
+
+    register_cases(sub)
     return p
 
 

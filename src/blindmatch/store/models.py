@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -104,3 +105,107 @@ class Meta(Base):
     value: Mapped[str] = mapped_column(Text)
 
     __table_args__ = (UniqueConstraint("key"),)
+
+
+# -- the Matrix integration (blindmatch.integrations.matrix; migration 0003) ------------
+_ID = String(255)  # Matrix user, room, event and media ids are at most 255 bytes
+
+
+class MatrixBlob(Base):
+    """A blob uploaded to the homeserver, as the module saw it at upload time.
+
+    ``kind`` is what its first bytes look like: ``opaque`` (an encrypted
+    attachment looks random) or a plaintext ``image``/``video``. The uploader is
+    not known at upload time (Synapse records it after the spam check); the
+    module reads it from Synapse's media table when an event binds the blob.
+    """
+
+    __tablename__ = "matrix_blobs"
+    media_id: Mapped[str] = mapped_column(_ID, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(16))
+    uploaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    quarantined_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    quarantine_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class MatrixVoucher(Base):
+    """A voucher the module accepted or blocked, and the blob it binds (each at most once)."""
+
+    __tablename__ = "matrix_vouchers"
+    __table_args__ = (Index("ix_matrix_vouchers_account", "account"),)
+    voucher_id: Mapped[str] = mapped_column(String(32), primary_key=True)  # 16 bytes, hex
+    media_id: Mapped[str] = mapped_column(_ID, unique=True)
+    account: Mapped[str] = mapped_column(_ID)
+    room: Mapped[str] = mapped_column(_ID)
+    event_id: Mapped[str] = mapped_column(_ID)
+    voucher_sha256: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))  # "accepted" | "blocked"
+    case_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class MatrixRejection(Base):
+    """An event the module refused, and why (a reason code of docs/matrix.md)."""
+
+    __tablename__ = "matrix_rejections"
+    __table_args__ = (Index("ix_matrix_rejections_account", "account"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account: Mapped[str] = mapped_column(_ID)
+    room: Mapped[str] = mapped_column(_ID)
+    event_id: Mapped[str] = mapped_column(_ID)
+    reason: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Case(Base):
+    """A review case: a blocked match, a threshold release, or (later) a user report.
+
+    ``voucher_ids``, ``blobs`` and ``entry_refs`` are JSON lists; ``evidence``
+    holds the released review derivative under the threshold policy.
+    """
+
+    __tablename__ = "cases"
+    __table_args__ = (Index("ix_cases_account", "account"), Index("ix_cases_created", "created_at"))
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "match" | "report" | "threshold"
+    account: Mapped[str] = mapped_column(_ID)
+    room: Mapped[str | None] = mapped_column(_ID, nullable=True)
+    event_id: Mapped[str | None] = mapped_column(_ID, nullable=True)
+    voucher_ids: Mapped[str] = mapped_column(Text, default="[]")
+    blobs: Mapped[str] = mapped_column(Text, default="[]")
+    entry_refs: Mapped[str] = mapped_column(Text, default="[]")
+    evidence: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# -- the server's per-account threshold state (protocol.ThresholdStore; migration 0003) ----
+class ThresholdVoucher(Base):
+    """One :class:`blindmatch.protocol.StoredVoucher`: a voucher whose share the server
+    keeps for an account. Shares are 32 bytes little-endian; ``id`` keeps insertion order."""
+
+    __tablename__ = "threshold_vouchers"
+    __table_args__ = (UniqueConstraint("account", "voucher_id"),)
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    account: Mapped[str] = mapped_column(String(255))
+    voucher_id: Mapped[bytes] = mapped_column(LargeBinary(16))
+    transcript: Mapped[bytes] = mapped_column(LargeBinary(32))
+    share_x: Mapped[bytes] = mapped_column(LargeBinary(32))
+    share_y: Mapped[bytes] = mapped_column(LargeBinary(32))
+    match_layer: Mapped[bytes] = mapped_column(LargeBinary)
+    match_sealed: Mapped[bool] = mapped_column(Boolean)
+    evidence: Mapped[bytes] = mapped_column(LargeBinary)
+    released: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ThresholdKey(Base):
+    """An account's recovered evidence key (32 bytes)."""
+
+    __tablename__ = "threshold_keys"
+    account: Mapped[str] = mapped_column(String(255), primary_key=True)
+    evidence_key: Mapped[bytes] = mapped_column(LargeBinary(32))

@@ -1,0 +1,210 @@
+"""The voucher field of an ``m.room.encrypted`` event: build it (client) and parse it (server).
+
+Pure: no Synapse, no I/O. The format (docs/matrix.md has the full account)::
+
+    "org.blindmatch.voucher": {
+        "v": 1,
+        "voucher": "<standard base64 of the voucher bytes, padded>",
+        "blob": "mxc://<server>/<media id>",
+        "blob_sha256": "<lowercase hex SHA-256 of the uploaded (encrypted) bytes>"
+    }
+
+or a list of 1..4 such objects when one event carries several attachments (an
+image and its encrypted thumbnail). The field sits beside ``algorithm``,
+``ciphertext``, ``sender_key``, ``session_id`` and ``device_id`` in the
+*outer* (unencrypted) content, so the homeserver sees it.
+
+A refusal from the server is a 403 ``M_FORBIDDEN`` whose body carries
+``org.blindmatch.reason`` (one of :class:`Reason`), ``org.blindmatch.message``,
+and for a match ``org.blindmatch.case`` and ``org.blindmatch.appeal``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from blindmatch.errors import EventRejected
+
+VOUCHER_FIELD = "org.blindmatch.voucher"
+REASON_FIELD = "org.blindmatch.reason"
+MESSAGE_FIELD = "org.blindmatch.message"
+CASE_FIELD = "org.blindmatch.case"
+APPEAL_FIELD = "org.blindmatch.appeal"
+FIELD_VERSION = 1
+MAX_ATTACHMENTS = 4
+_KEYS = frozenset({"v", "voucher", "blob", "blob_sha256"})
+_MXC = re.compile(r"mxc://([A-Za-z0-9.\-:\[\]]{1,255})/([A-Za-z0-9_\-]{1,255})")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_VOUCHER_MAGIC = b"BMVC"
+_TABLE_ID = slice(8, 24)  # where a voucher names its table (docs/protocol.md §5)
+
+
+class Reason(StrEnum):
+    """Why the module refused an event (``org.blindmatch.reason``)."""
+
+    LISTED_IMAGE = "listed_image"  # block policy: the voucher matched a listed image
+    VOUCHER_REQUIRED = "voucher_required"  # encrypted event after an upload, no voucher for it
+    MALFORMED_VOUCHER = "malformed_voucher"  # not the documented JSON / base64 / voucher layout
+    UNSUPPORTED_VERSION = "unsupported_version"  # "v" is not 1
+    VOUCHER_OVERSIZED = "voucher_oversized"  # larger than this table's vouchers
+    WRONG_TABLE = "wrong_table"  # made against another table (e.g. before a table update)
+    INVALID_VOUCHER = "invalid_voucher"  # right size and table, but does not verify (forged)
+    VOUCHER_REPLAYED = "voucher_replayed"  # this voucher id was already used
+    BLOB_UNKNOWN = "blob_unknown"  # no such upload on this server
+    BLOB_NOT_YOURS = "blob_not_yours"  # the blob was uploaded by another account
+    BLOB_HASH_MISMATCH = "blob_hash_mismatch"  # blob_sha256 is not the uploaded bytes' hash
+    BLOB_ALREADY_BOUND = "blob_already_bound"  # the blob is bound to another voucher/event
+    BLOB_QUARANTINED = "blob_quarantined"  # the blob was quarantined (match, or left unbound)
+    INTERNAL_ERROR = "internal_error"  # the module failed: it refuses rather than lets through
+
+
+MESSAGES: dict[Reason, str] = {
+    Reason.LISTED_IMAGE: "this image matches a known abuse image and was not sent",
+    Reason.VOUCHER_REQUIRED: "an encrypted message after an upload must carry a voucher "
+    "binding every blob you uploaded and have not sent yet",
+    Reason.MALFORMED_VOUCHER: "the voucher field is malformed",
+    Reason.UNSUPPORTED_VERSION: "unsupported voucher field version",
+    Reason.VOUCHER_OVERSIZED: "the voucher is larger than this table's vouchers",
+    Reason.WRONG_TABLE: "the voucher was made for another table; fetch the current one",
+    Reason.INVALID_VOUCHER: "the voucher did not verify",
+    Reason.VOUCHER_REPLAYED: "this voucher was already used",
+    Reason.BLOB_UNKNOWN: "the attachment was not uploaded to this server",
+    Reason.BLOB_NOT_YOURS: "the attachment was uploaded by another account",
+    Reason.BLOB_HASH_MISMATCH: "blob_sha256 does not match the uploaded attachment",
+    Reason.BLOB_ALREADY_BOUND: "this attachment was already sent with another voucher",
+    Reason.BLOB_QUARANTINED: "this attachment is quarantined",
+    Reason.INTERNAL_ERROR: "the server could not check this message; try again later",
+}
+
+
+def rejected(reason: Reason, detail: str = "", case_id: str | None = None) -> EventRejected:
+    msg = MESSAGES[reason] + (f" ({detail})" if detail else "")
+    return EventRejected(reason.value, msg, case_id)
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """One parsed ``org.blindmatch.voucher`` object."""
+
+    voucher: bytes
+    server_name: str
+    media_id: str
+    blob_sha256: str
+
+    @property
+    def mxc(self) -> str:
+        return f"mxc://{self.server_name}/{self.media_id}"
+
+    @property
+    def voucher_id(self) -> bytes:
+        return self.voucher[24:40]  # docs/protocol.md §5: 16 bytes after the header
+
+
+def b64_len(n: int) -> int:
+    """Length of the padded standard base64 of ``n`` bytes."""
+    return 4 * ((n + 2) // 3)
+
+
+def voucher_field(
+    attachments: Sequence[tuple[bytes, str, bytes | str]],
+) -> dict[str, Any] | list[dict[str, Any]]:
+    """The field's value for ``(voucher, mxc URI, blob SHA-256)`` triples (client side).
+
+    One attachment gives an object, several a list, as the server expects.
+    """
+    if not 1 <= len(attachments) <= MAX_ATTACHMENTS:
+        raise ValueError(f"an event carries 1 to {MAX_ATTACHMENTS} vouchers")
+    out = []
+    for voucher, mxc, digest in attachments:
+        hexdigest = digest.hex() if isinstance(digest, bytes) else digest.lower()
+        if not _MXC.fullmatch(mxc) or not _HEX64.fullmatch(hexdigest):
+            raise ValueError("blob must be an mxc:// URI and blob_sha256 a SHA-256")
+        out.append(
+            {
+                "v": FIELD_VERSION,
+                "voucher": base64.b64encode(voucher).decode("ascii"),
+                "blob": mxc,
+                "blob_sha256": hexdigest,
+            }
+        )
+    return out[0] if len(out) == 1 else out
+
+
+def parse_voucher_field(
+    content: Mapping[str, Any], *, server_name: str, voucher_bytes: int, table_id: bytes
+) -> list[Attachment] | None:
+    """The attachments an event's outer content binds, or None when it has no voucher field.
+
+    Checks everything that needs no database and no key: the JSON shape, the
+    version, base64, the exact voucher size, the table, the blob URI (on
+    ``server_name``) and hash syntax, and that no blob or voucher appears twice.
+    Raises :class:`~blindmatch.errors.EventRejected` with the reason.
+    """
+    if VOUCHER_FIELD not in content:
+        return None
+    raw = content[VOUCHER_FIELD]
+    items = raw if isinstance(raw, list) else [raw]
+    if not 1 <= len(items) <= MAX_ATTACHMENTS:
+        raise rejected(Reason.MALFORMED_VOUCHER, f"1 to {MAX_ATTACHMENTS} vouchers per event")
+    out = [_parse_one(x, server_name, voucher_bytes, table_id) for x in items]
+    if len({a.media_id for a in out}) != len(out):
+        raise rejected(Reason.BLOB_ALREADY_BOUND, "the same blob twice in one event")
+    if len({a.voucher_id for a in out}) != len(out):
+        raise rejected(Reason.VOUCHER_REPLAYED, "the same voucher twice in one event")
+    return out
+
+
+def _parse_one(item: Any, server_name: str, voucher_bytes: int, table_id: bytes) -> Attachment:
+    if not isinstance(item, dict):
+        raise rejected(Reason.MALFORMED_VOUCHER, "expected an object")
+    v = item.get("v")
+    if type(v) is not int:
+        raise rejected(Reason.MALFORMED_VOUCHER, '"v" must be an integer')
+    if v != FIELD_VERSION:
+        raise rejected(Reason.UNSUPPORTED_VERSION, f"v={v}; this server reads v=1")
+    if set(item) != _KEYS:
+        raise rejected(Reason.MALFORMED_VOUCHER, "expected exactly v, voucher, blob, blob_sha256")
+    text, blob, digest = item["voucher"], item["blob"], item["blob_sha256"]
+    if not isinstance(text, str) or not isinstance(blob, str) or not isinstance(digest, str):
+        raise rejected(Reason.MALFORMED_VOUCHER, "voucher, blob and blob_sha256 are strings")
+    if len(text) > b64_len(voucher_bytes):
+        raise rejected(Reason.VOUCHER_OVERSIZED, f"this table's vouchers are {voucher_bytes} B")
+    try:
+        voucher = base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raise rejected(Reason.MALFORMED_VOUCHER, "voucher is not standard base64") from None
+    if len(voucher) != voucher_bytes or voucher[:4] != _VOUCHER_MAGIC:
+        raise rejected(Reason.MALFORMED_VOUCHER, f"this table's vouchers are {voucher_bytes} B")
+    if voucher[_TABLE_ID] != table_id:
+        raise rejected(Reason.WRONG_TABLE)
+    m = _MXC.fullmatch(blob)
+    if m is None:
+        raise rejected(Reason.MALFORMED_VOUCHER, "blob must be mxc://server/media_id")
+    if m.group(1) != server_name:
+        raise rejected(Reason.BLOB_UNKNOWN, f"{blob} is not on {server_name}")
+    if not _HEX64.fullmatch(digest):
+        raise rejected(Reason.MALFORMED_VOUCHER, "blob_sha256 must be 64 lowercase hex digits")
+    return Attachment(voucher, m.group(1), m.group(2), digest)
+
+
+__all__ = [
+    "APPEAL_FIELD",
+    "CASE_FIELD",
+    "FIELD_VERSION",
+    "MAX_ATTACHMENTS",
+    "MESSAGE_FIELD",
+    "REASON_FIELD",
+    "VOUCHER_FIELD",
+    "Attachment",
+    "Reason",
+    "b64_len",
+    "parse_voucher_field",
+    "rejected",
+    "voucher_field",
+]

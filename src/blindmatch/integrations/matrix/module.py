@@ -1,0 +1,619 @@
+"""The Synapse module: serve the table, bind vouchers to uploads, open them at send time.
+
+Load it from ``homeserver.yaml``::
+
+    modules:
+      - module: blindmatch.integrations.matrix.module.BlindmatchModule
+        config:
+          table_dir: /etc/blindmatch/table      # table.bin, manifest.json, trust.json, server.key
+          database_url: sqlite:////var/lib/blindmatch/blindmatch.db
+
+What it does (docs/matrix.md has the event format and the exact rules):
+
+* serves ``/_blindmatch/v1/{table,manifest,trust,info}`` with ETags;
+* ``check_media_file_for_spam``: records the SHA-256, size and kind (opaque =
+  encrypted-looking, or a plaintext image/video) of every local upload;
+* ``check_event_for_spam``: for ``m.room.encrypted`` events of local users,
+  parses ``org.blindmatch.voucher``, checks each blob (uploaded by the sender,
+  hash, not quarantined, not bound elsewhere), refuses an event when the sender
+  has uploaded opaque blobs in the last ``bind_window_seconds`` that the event
+  does not bind (``require_voucher``), opens the vouchers with the table's
+  :class:`~blindmatch.protocol.ServerSession` (state in SQL through
+  :class:`~blindmatch.store.threshold.SqlThresholdStore`), and under the block
+  policy refuses a match with ``M_FORBIDDEN``, a case id and an appeal note,
+  quarantining the event's blobs;
+* a background sweep quarantines opaque uploads left unbound past the window.
+
+Every failure inside the module refuses the event (fail closed) and is logged;
+blocking work (SQL, voucher opening) runs in Synapse's thread pool.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from synapse.api.errors import Codes
+from synapse.module_api import NOT_SPAM, ModuleApi
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+from blindmatch.errors import BlindmatchError, ConfigError, EventRejected, InvalidVoucher
+from blindmatch.hashing.sniff import sniff
+from blindmatch.integrations.matrix.events import (
+    APPEAL_FIELD,
+    CASE_FIELD,
+    FIELD_VERSION,
+    MAX_ATTACHMENTS,
+    MESSAGE_FIELD,
+    REASON_FIELD,
+    VOUCHER_FIELD,
+    Attachment,
+    Reason,
+    parse_voucher_field,
+    rejected,
+)
+from blindmatch.integrations.matrix.state import (
+    Binding,
+    BindingConflict,
+    MatrixState,
+    cutoff,
+    new_case_id,
+)
+
+logger = logging.getLogger(__name__)
+
+TABLE_PATH = "/_blindmatch/v1/table"
+MANIFEST_PATH = "/_blindmatch/v1/manifest"
+TRUST_PATH = "/_blindmatch/v1/trust"
+INFO_PATH = "/_blindmatch/v1/info"
+STATS_PATH = "/_blindmatch/v1/stats"
+DEFAULT_APPEAL = (
+    "If you think this is a mistake, appeal to this server's operators and quote the case id."
+)
+_CONFIG_KEYS = {
+    "table_dir", "table", "manifest", "trust", "server_key", "database_url", "policy",
+    "require_voucher", "bind_window_seconds", "quarantine_unbound", "sweep_interval_seconds",
+    "appeal", "expose_stats",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ModuleConfig:
+    table: Path
+    manifest: Path
+    trust: Path
+    server_key: Path
+    database_url: str
+    policy: str | None = None
+    require_voucher: bool = True
+    bind_window_seconds: float = 600.0
+    quarantine_unbound: bool = True
+    sweep_interval_seconds: float = 60.0
+    appeal: str = DEFAULT_APPEAL
+    expose_stats: bool = False
+
+
+def parse_config(config: dict[str, Any]) -> ModuleConfig:
+    """Check the module's ``config:`` block; raises :class:`~blindmatch.errors.ConfigError`."""
+    if not isinstance(config, dict):
+        raise ConfigError("blindmatch module config must be a mapping")
+    unknown = sorted(set(config) - _CONFIG_KEYS)
+    if unknown:
+        raise ConfigError(f"blindmatch module: unknown config key {unknown[0]!r}")
+    base = config.get("table_dir")
+    paths: dict[str, Path] = {}
+    for key, name in (("table", "table.bin"), ("manifest", "manifest.json"),
+                      ("trust", "trust.json"), ("server_key", "server.key")):  # fmt: skip
+        value = config.get(key, None if base is None else str(Path(base) / name))
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"blindmatch module: set table_dir, or {key} (a path)")
+        paths[key] = Path(value)
+    url = config.get("database_url")
+    if url is None:
+        from blindmatch.config import load_settings
+
+        url = load_settings().database_url
+    if not isinstance(url, str) or not url:
+        raise ConfigError("blindmatch module: database_url must be an SQLAlchemy URL")
+    policy = config.get("policy")
+    if policy not in (None, "block", "threshold"):
+        raise ConfigError("blindmatch module: policy must be 'block' or 'threshold'")
+    flags: dict[str, Any] = {}
+    for key in ("require_voucher", "quarantine_unbound", "expose_stats"):
+        v = config.get(key, getattr(ModuleConfig, key))
+        if not isinstance(v, bool):
+            raise ConfigError(f"blindmatch module: {key} must be true or false")
+        flags[key] = v
+    numbers: dict[str, Any] = {}
+    for key in ("bind_window_seconds", "sweep_interval_seconds"):
+        v = config.get(key, getattr(ModuleConfig, key))
+        if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
+            raise ConfigError(f"blindmatch module: {key} must be a positive number")
+        numbers[key] = float(v)
+    appeal = config.get("appeal", DEFAULT_APPEAL)
+    if not isinstance(appeal, str):
+        raise ConfigError("blindmatch module: appeal must be a string")
+    return ModuleConfig(
+        table=paths["table"],
+        manifest=paths["manifest"],
+        trust=paths["trust"],
+        server_key=paths["server_key"],
+        database_url=url,
+        policy=policy,
+        appeal=appeal,
+        **flags,
+        **numbers,
+    )
+
+
+class _Static(Resource):
+    """One immutable document with a strong ETag; ``If-None-Match`` gets a 304."""
+
+    isLeaf = True
+
+    def __init__(self, body: bytes, content_type: str) -> None:
+        super().__init__()
+        self.body = body
+        self.content_type = content_type.encode()
+        self.etag = b'"' + hashlib.sha256(body).hexdigest().encode() + b'"'
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"ETag", self.etag)
+        request.setHeader(b"Cache-Control", b"no-cache")
+        request.setHeader(b"Access-Control-Allow-Origin", b"*")
+        inm = request.getHeader(b"If-None-Match")
+        if inm is not None:
+            tags = [t.strip() for t in inm.split(b",")]
+            if self.etag in tags or b"*" in tags:
+                request.setResponseCode(304)
+                return b""
+        request.setHeader(b"Content-Type", self.content_type)
+        return self.body
+
+
+class _Stats(Resource):
+    isLeaf = True
+
+    def __init__(self, module: BlindmatchModule) -> None:
+        super().__init__()
+        self.module = module
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"Content-Type", b"application/json")
+        request.setHeader(b"Cache-Control", b"no-store")
+        return json.dumps(self.module.stats.to_json()).encode()
+
+
+@dataclass
+class Stats:
+    """Counters of the module's own work (``expose_stats`` serves them)."""
+
+    events_checked: int = 0
+    events_rejected: int = 0
+    vouchers_opened: int = 0
+    open_seconds: float = 0.0
+    check_seconds: float = 0.0
+    uploads_recorded: int = 0
+    reasons: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "events_checked": self.events_checked,
+            "events_rejected": self.events_rejected,
+            "vouchers_opened": self.vouchers_opened,
+            "open_seconds": self.open_seconds,
+            "check_seconds": self.check_seconds,
+            "uploads_recorded": self.uploads_recorded,
+            "reasons": dict(self.reasons),
+        }
+
+
+@dataclass(frozen=True)
+class _SynapseMedia:
+    user_id: str | None
+    sha256: str | None
+    quarantined: bool
+
+
+class BlindmatchModule:
+    """Loaded by Synapse from ``modules:`` (see the module docstring)."""
+
+    @staticmethod
+    def parse_config(config: dict[str, Any]) -> ModuleConfig:
+        return parse_config(config)
+
+    def __init__(self, config: ModuleConfig, api: ModuleApi) -> None:
+        from blindmatch.protocol import (
+            AccountSecret,
+            ClientSession,
+            ServerSecret,
+            ServerSession,
+            Table,
+            verify_table,
+        )
+        from blindmatch.store.threshold import SqlThresholdStore
+
+        self.config = config
+        self.api = api
+        self.server_name = api.server_name
+        try:
+            table_bytes = config.table.read_bytes()
+            manifest = config.manifest.read_bytes().rstrip(b"\n")
+            trust_bytes = config.trust.read_bytes()
+            key_bytes = config.server_key.read_bytes()
+        except OSError as e:
+            raise ConfigError(f"blindmatch module: cannot read {e.filename}: {e.strerror}") from e
+        from blindmatch.cli.protocol_cmds import _load_trust
+
+        # The server checks its own table as a client will: a table clients would refuse
+        # is a configuration error, not something to serve.
+        verified = verify_table(table_bytes, manifest, _load_trust(str(config.trust)))
+        self.table: Table = verified.table
+        if config.policy is not None and config.policy != self.table.policy.value:
+            raise ConfigError(
+                f"blindmatch module: policy {config.policy!r} but the table's policy is "
+                f"{self.table.policy.value!r}"
+            )
+        self.voucher_bytes = ClientSession(verified, AccountSecret.generate()).voucher_bytes
+        self.state = MatrixState.open(config.database_url)
+        # Shares of tables with a different t lie on different polynomials: one namespace
+        # per table digest keeps them apart in one database.
+        store = SqlThresholdStore(self.state.engine, namespace=self.table.digest.hex()[:16] + ":")
+        self.session = ServerSession(ServerSecret.from_bytes(key_bytes), self.table, store=store)
+        self.stats = Stats()
+        self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._locks_guard = threading.Lock()
+        info = {
+            "format": "blindmatch-matrix-info",
+            "version": 1,
+            "table_digest": self.table.digest.hex(),
+            "table_bytes": len(table_bytes),
+            "voucher_bytes": self.voucher_bytes,
+            "policy": self.table.policy.value,
+            "voucher_field": VOUCHER_FIELD,
+            "field_version": FIELD_VERSION,
+            "max_attachments": MAX_ATTACHMENTS,
+            "require_voucher": config.require_voucher,
+            "bind_window_seconds": config.bind_window_seconds,
+        }
+        resources: dict[str, Resource] = {
+            TABLE_PATH: _Static(table_bytes, "application/octet-stream"),
+            MANIFEST_PATH: _Static(manifest, "application/json"),
+            TRUST_PATH: _Static(trust_bytes, "application/json"),
+            INFO_PATH: _Static(json.dumps(info, sort_keys=True).encode(), "application/json"),
+        }
+        if config.expose_stats:
+            resources[STATS_PATH] = _Stats(self)
+        for path, res in resources.items():
+            api.register_web_resource(path, res)
+        api.register_spam_checker_callbacks(
+            check_event_for_spam=self.check_event_for_spam,
+            check_media_file_for_spam=self.check_media_file_for_spam,
+        )
+        if config.quarantine_unbound:
+            api.looping_background_call(
+                self.sweep_unbound, config.sweep_interval_seconds * 1000, desc="blindmatch_sweep"
+            )
+        logger.info(
+            "blindmatch: table %s (%s policy, %d-byte vouchers), database %s",
+            self.table.digest.hex()[:16],
+            self.table.policy.value,
+            self.voucher_bytes,
+            self.state.engine.url.render_as_string(hide_password=True),
+        )
+
+    # -- uploads -----------------------------------------------------------------
+    async def check_media_file_for_spam(self, file_wrapper: Any, file_info: Any) -> Any:
+        """Record what every local upload hashes to; never refuses an upload."""
+        if file_info.server_name is not None or file_info.url_cache or file_info.thumbnail:
+            return NOT_SPAM
+        try:
+            await self.api.defer_to_thread(
+                self._record_upload, file_wrapper.path, file_info.file_id
+            )
+        except Exception:  # an unrecorded blob cannot be bound later: it fails closed there
+            logger.exception("blindmatch: could not record upload %s", file_info.file_id)
+        return NOT_SPAM
+
+    def _record_upload(self, path: str, media_id: str) -> None:
+        h = hashlib.sha256()
+        size = 0
+        head = b""
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                if len(head) < 512:
+                    head += chunk[: 512 - len(head)]
+                h.update(chunk)
+                size += len(chunk)
+        found = sniff(head)
+        kind = found[0] if found else "opaque"
+        self.state.record_upload(media_id, h.hexdigest(), size, kind)
+        self.stats.uploads_recorded += 1
+
+    # -- events --------------------------------------------------------------------
+    async def check_event_for_spam(self, event: Any) -> Literal["NOT_SPAM"] | tuple[Codes, dict]:
+        if event.type != "m.room.encrypted" or not self.api.is_mine(event.sender):
+            return NOT_SPAM
+        start = time.perf_counter()
+        self.stats.events_checked += 1
+        try:
+            await self._check(event)
+            return NOT_SPAM
+        except EventRejected as e:
+            return await self._refuse(event, e)
+        except Exception:
+            logger.exception("blindmatch: failed to check %s; refusing it", event.event_id)
+            return await self._refuse(event, rejected(Reason.INTERNAL_ERROR))
+        finally:
+            self.stats.check_seconds += time.perf_counter() - start
+
+    async def _refuse(self, event: Any, e: EventRejected) -> tuple[Codes, dict]:
+        self.stats.events_rejected += 1
+        self.stats.reasons[e.reason] += 1
+        body: dict[str, Any] = {REASON_FIELD: e.reason, MESSAGE_FIELD: e.message}
+        case = e.case_id
+        if case:
+            body[CASE_FIELD] = case
+            body[APPEAL_FIELD] = {"case": case, "how": self.config.appeal}
+        logger.info("blindmatch: refused %s from %s: %s", event.event_id, event.sender, e.reason)
+        try:
+            await self.api.defer_to_thread(
+                self.state.add_rejection, event.sender, event.room_id, event.event_id, e.reason,
+                e.message,
+            )  # fmt: skip
+        except Exception:
+            logger.exception("blindmatch: could not record the refusal of %s", event.event_id)
+        return Codes.FORBIDDEN, body
+
+    async def _check(self, event: Any) -> None:
+        sender = event.sender
+        content = event.content
+        atts = parse_voucher_field(
+            content,
+            server_name=self.server_name,
+            voucher_bytes=self.voucher_bytes,
+            table_id=self.table.table_id,
+        )
+        fresh: list[Attachment] = []
+        if atts:
+            # A retry of an event already decided is answered as before (its blob may be
+            # quarantined by now); any other re-use of a voucher or blob is refused.
+            fresh = await self._not_yet_bound(event, atts)
+            await self._check_blobs(sender, fresh)
+        if self.config.require_voucher:
+            pending = await self._pending_uploads(sender)
+            missing = sorted(set(pending) - {a.media_id for a in atts or ()})
+            if missing:
+                raise rejected(
+                    Reason.VOUCHER_REQUIRED,
+                    "unbound: " + ", ".join(f"mxc://{self.server_name}/{m}" for m in missing[:4]),
+                )
+        if not fresh:
+            return
+        outcome = await self.api.defer_to_thread(self._open_and_bind, event, fresh)
+        if outcome is not None:  # a match under the block policy
+            case_id, blobs = outcome
+            for media_id in blobs:
+                await self._quarantine(media_id, "match")
+            raise rejected(Reason.LISTED_IMAGE, f"case {case_id}", case_id)
+
+    async def _check_blobs(self, sender: str, atts: Sequence[Attachment]) -> None:
+        """Each blob exists here, was uploaded by ``sender``, is not quarantined, and hashes
+        to what the field says."""
+        if not atts:
+            return
+        media = await self._synapse_media([a.media_id for a in atts])
+        ours = await self.api.defer_to_thread(self.state.blobs, [a.media_id for a in atts])
+        for a in atts:
+            m = media.get(a.media_id)
+            if m is None:
+                raise rejected(Reason.BLOB_UNKNOWN, a.mxc)
+            if m.user_id != sender:
+                raise rejected(Reason.BLOB_NOT_YOURS, a.mxc)
+            rec = ours.get(a.media_id)
+            if m.quarantined or (rec is not None and rec.quarantined):
+                raise rejected(Reason.BLOB_QUARANTINED, a.mxc)
+            digest = rec.sha256 if rec is not None else m.sha256
+            if digest != a.blob_sha256:
+                raise rejected(Reason.BLOB_HASH_MISMATCH, a.mxc)
+
+    async def _not_yet_bound(self, event: Any, atts: Sequence[Attachment]) -> list[Attachment]:
+        """The attachments not bound yet; a retry of the same event is answered as before."""
+        vids = [a.voucher_id.hex() for a in atts]
+        existing = await self.api.defer_to_thread(
+            self.state.bindings, voucher_ids=vids, media_ids=[a.media_id for a in atts]
+        )
+        done: set[str] = set()
+        for b in existing:
+            a = next((x for x in atts if x.voucher_id.hex() == b.voucher_id), None)
+            retry = (
+                a is not None
+                and b.media_id == a.media_id
+                and b.account == event.sender
+                and b.room == event.room_id
+                and b.voucher_sha256 == hashlib.sha256(a.voucher).hexdigest()
+            )
+            if not retry:
+                replay = b.voucher_id in vids
+                raise rejected(Reason.VOUCHER_REPLAYED if replay else Reason.BLOB_ALREADY_BOUND)
+            if b.outcome == "blocked":
+                raise rejected(Reason.LISTED_IMAGE, f"case {b.case_id}", b.case_id)
+            done.add(b.voucher_id)
+        return [a for a in atts if a.voucher_id.hex() not in done]
+
+    def _lock(self, account: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks[account]
+
+    def _open_and_bind(
+        self, event: Any, atts: Sequence[Attachment]
+    ) -> tuple[str, list[str]] | None:
+        """In a thread: open every voucher, record the bindings (and cases) in one transaction.
+
+        Returns ``(case id, blobs to quarantine)`` for a match under the block policy.
+        """
+        from blindmatch.protocol import Policy
+
+        sender, room, event_id = event.sender, event.room_id, event.event_id
+        results = []
+        with self._lock(sender):
+            for a in atts:
+                start = time.perf_counter()
+                try:
+                    results.append((a, self.session.open(a.voucher, account=sender)))
+                except InvalidVoucher:
+                    raise rejected(Reason.INVALID_VOUCHER, a.mxc) from None
+                finally:
+                    self.stats.vouchers_opened += 1
+                    self.stats.open_seconds += time.perf_counter() - start
+        matched = [(a, r) for a, r in results if r.matched]
+        block = self.table.policy is Policy.BLOCK and bool(matched)
+        case_id = new_case_id() if block else None
+        case = None
+        if block:
+            case = {
+                "id": case_id,
+                "kind": "match",
+                "account": sender,
+                "room": room,
+                "event_id": event_id,
+                "voucher_ids": [a.voucher_id.hex() for a, _ in matched],
+                "blobs": [a.mxc for a in atts],
+                "entry_refs": [_refs_json(m) for _, r in matched for m in r.matches],
+            }
+        bindings = [
+            Binding(
+                a.voucher_id.hex(),
+                a.media_id,
+                sender,
+                room,
+                event_id,
+                hashlib.sha256(a.voucher).hexdigest(),
+                "blocked" if block else "accepted",
+                case_id,
+            )  # fmt: skip
+            for a in atts
+        ]
+        try:
+            self.state.bind(bindings, case)
+        except BindingConflict:
+            raise rejected(Reason.VOUCHER_REPLAYED, "bound by a concurrent event") from None
+        for a, r in results:
+            for rel in r.released:
+                cid = self.state.add_case(
+                    kind="threshold",
+                    account=sender,
+                    room=room,
+                    event_id=event_id,
+                    voucher_ids=[rel.voucher_id.hex()],
+                    blobs=[a.mxc] if rel.voucher_id == a.voucher_id else [],
+                    entry_refs=[_refs_json(m) for m in rel.matches],
+                    evidence=rel.evidence,
+                )
+                logger.warning("blindmatch: %s reached the threshold: case %s", sender, cid)
+        if block:
+            assert case_id is not None
+            logger.warning("blindmatch: blocked %s from %s: case %s", event_id, sender, case_id)
+            return case_id, [a.media_id for a in atts]
+        return None
+
+    # -- Synapse's media table -----------------------------------------------------
+    async def _synapse_media(self, media_ids: Sequence[str]) -> dict[str, _SynapseMedia]:
+        def txn(cur: Any) -> dict[str, _SynapseMedia]:
+            out = {}
+            for mid in media_ids:
+                cur.execute(
+                    "SELECT user_id, sha256, quarantined_by FROM local_media_repository "
+                    "WHERE media_id = ?",
+                    (mid,),
+                )
+                row = cur.fetchone()
+                if row is not None:
+                    out[mid] = _SynapseMedia(row[0], row[1], row[2] is not None)
+            return out
+
+        return await self.api.run_db_interaction("blindmatch_media", txn)
+
+    async def _pending_uploads(self, sender: str) -> list[str]:
+        """Opaque blobs ``sender`` uploaded within the window, not bound, not quarantined."""
+        since_ms = int((time.time() - self.config.bind_window_seconds) * 1000)
+
+        def txn(cur: Any) -> list[str]:
+            cur.execute(
+                "SELECT media_id FROM local_media_repository WHERE user_id = ? "
+                "AND created_ts >= ? AND quarantined_by IS NULL AND url_cache IS NULL",
+                (sender, since_ms),
+            )
+            return [r[0] for r in cur.fetchall()]
+
+        recent = await self.api.run_db_interaction("blindmatch_pending", txn)
+        if not recent:
+            return []
+        return await self.api.defer_to_thread(self._unbound_opaque, recent)
+
+    def _unbound_opaque(self, media_ids: list[str]) -> list[str]:
+        blobs = self.state.blobs(media_ids)
+        bound = self.state.bound_media(media_ids)
+        return [
+            m
+            for m, b in blobs.items()
+            if b.kind == "opaque" and not b.quarantined and m not in bound
+        ]
+
+    async def _quarantine(self, media_id: str, reason: str) -> None:
+        """Refuse downloads of a blob (Synapse's own quarantine: by media id and by hash,
+        so a re-upload of the same bytes is quarantined on arrival)."""
+        by = f"@blindmatch:{self.server_name}"
+
+        def txn(cur: Any) -> None:
+            cur.execute("SELECT sha256 FROM local_media_repository WHERE media_id = ?", (media_id,))
+            row = cur.fetchone()
+            cur.execute(
+                "UPDATE local_media_repository SET quarantined_by = ? WHERE media_id = ? "
+                "AND safe_from_quarantine = ?",
+                (by, media_id, False),
+            )
+            if row is not None and row[0]:
+                cur.execute(
+                    "UPDATE local_media_repository SET quarantined_by = ? WHERE sha256 = ? "
+                    "AND quarantined_by IS NULL AND safe_from_quarantine = ?",
+                    (by, row[0], False),
+                )
+
+        await self.api.run_db_interaction("blindmatch_quarantine", txn)
+        await self.api.defer_to_thread(self.state.mark_quarantined, media_id, reason)
+        logger.info("blindmatch: quarantined mxc://%s/%s (%s)", self.server_name, media_id, reason)
+
+    async def sweep_unbound(self) -> None:
+        """Quarantine opaque uploads nobody bound within the window."""
+        try:
+            stale = await self.api.defer_to_thread(
+                self.state.unbound_opaque_before, cutoff(self.config.bind_window_seconds)
+            )
+            for media_id in stale:
+                await self._quarantine(media_id, "unbound")
+        except BlindmatchError:
+            logger.exception("blindmatch: sweep failed")
+        except Exception:
+            logger.exception("blindmatch: sweep failed")
+
+
+def _refs_json(m: Any) -> dict[str, Any]:
+    return {
+        "distance": m.distance,
+        "refs": [
+            {"hotline": r.hotline, "list": r.list_name, "entry_id": r.entry_id} for r in m.refs
+        ],
+    }
+
+
+__all__ = ["BlindmatchModule", "ModuleConfig", "Stats", "parse_config"]

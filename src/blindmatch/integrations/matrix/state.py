@@ -1,0 +1,305 @@
+"""The Matrix module's state in blindmatch's database (SQLAlchemy; migration 0003).
+
+Blocking calls: the module runs them in a thread (``ModuleApi.defer_to_thread``),
+never on Twisted's reactor. Every method is one short transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import sessionmaker
+
+from blindmatch.store.db import open_store
+from blindmatch.store.models import Case, MatrixBlob, MatrixRejection, MatrixVoucher
+
+CASE_KINDS = ("match", "report", "threshold")
+_CASE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read over the phone
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_case_id() -> str:
+    """``BM-XXXX-XXXX-XXXX``: 60 random bits, unambiguous letters and digits."""
+    s = "".join(secrets.choice(_CASE_ALPHABET) for _ in range(12))
+    return f"BM-{s[:4]}-{s[4:8]}-{s[8:]}"
+
+
+@dataclass(frozen=True)
+class Blob:
+    media_id: str
+    sha256: str
+    size: int
+    kind: str
+    uploaded_at: datetime
+    quarantined: bool
+
+
+@dataclass(frozen=True)
+class Binding:
+    voucher_id: str
+    media_id: str
+    account: str
+    room: str
+    event_id: str
+    voucher_sha256: str
+    outcome: str
+    case_id: str | None
+
+
+@dataclass(frozen=True)
+class CaseRecord:
+    id: str
+    kind: str
+    account: str
+    room: str | None
+    event_id: str | None
+    voucher_ids: list[str]
+    blobs: list[str]
+    entry_refs: list[dict[str, Any]]
+    has_evidence: bool
+    status: str
+    created_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "account": self.account,
+            "room": self.room,
+            "event_id": self.event_id,
+            "voucher_ids": self.voucher_ids,
+            "blobs": self.blobs,
+            "entries": self.entry_refs,
+            "evidence": self.has_evidence,
+            "status": self.status,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+class BindingConflict(Exception):
+    """A voucher id or a blob was bound by a concurrent event (internal signal only)."""
+
+
+def _aware(t: datetime) -> datetime:
+    return t if t.tzinfo else t.replace(tzinfo=UTC)  # SQLite returns naive datetimes
+
+
+class MatrixState:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._session = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str) -> MatrixState:
+        """Open (creating or migrating) the database at ``url``."""
+        return cls(open_store(url).engine)
+
+    # -- blobs ----------------------------------------------------------------
+    def record_upload(self, media_id: str, sha256: str, size: int, kind: str) -> None:
+        with self._session.begin() as s:
+            row = s.get(MatrixBlob, media_id)
+            if row is None:
+                s.add(MatrixBlob(media_id=media_id, sha256=sha256, size=size, kind=kind,
+                                 uploaded_at=now()))  # fmt: skip
+            else:  # a media id re-used by an async upload (create, then PUT the content)
+                row.sha256, row.size, row.kind, row.uploaded_at = sha256, size, kind, now()
+
+    def blobs(self, media_ids: Sequence[str]) -> dict[str, Blob]:
+        if not media_ids:
+            return {}
+        with self._session() as s:
+            rows = s.scalars(select(MatrixBlob).where(MatrixBlob.media_id.in_(list(media_ids))))
+            return {
+                r.media_id: Blob(
+                    r.media_id,
+                    r.sha256,
+                    r.size,
+                    r.kind,
+                    _aware(r.uploaded_at),
+                    r.quarantined_at is not None,
+                )  # fmt: skip
+                for r in rows
+            }
+
+    def mark_quarantined(self, media_id: str, reason: str) -> None:
+        with self._session.begin() as s:
+            s.execute(
+                update(MatrixBlob)
+                .where(MatrixBlob.media_id == media_id, MatrixBlob.quarantined_at.is_(None))
+                .values(quarantined_at=now(), quarantine_reason=reason)
+            )
+
+    def unbound_opaque_before(self, cutoff: datetime, limit: int = 500) -> list[str]:
+        """Encrypted-looking blobs uploaded before ``cutoff``, never bound nor quarantined."""
+        with self._session() as s:
+            bound = select(MatrixVoucher.media_id)
+            q = (
+                select(MatrixBlob.media_id)
+                .where(
+                    MatrixBlob.kind == "opaque",
+                    MatrixBlob.uploaded_at < cutoff,
+                    MatrixBlob.quarantined_at.is_(None),
+                    MatrixBlob.media_id.not_in(bound),
+                )
+                .limit(limit)
+            )
+            return list(s.scalars(q))
+
+    # -- vouchers -------------------------------------------------------------
+    def bindings(
+        self, *, voucher_ids: Iterable[str] = (), media_ids: Iterable[str] = ()
+    ) -> list[Binding]:
+        vids, mids = list(voucher_ids), list(media_ids)
+        if not vids and not mids:
+            return []
+        with self._session() as s:
+            q = select(MatrixVoucher).where(
+                MatrixVoucher.voucher_id.in_(vids) | MatrixVoucher.media_id.in_(mids)
+            )
+            return [
+                Binding(
+                    r.voucher_id,
+                    r.media_id,
+                    r.account,
+                    r.room,
+                    r.event_id,
+                    r.voucher_sha256,
+                    r.outcome,
+                    r.case_id,
+                )  # fmt: skip
+                for r in s.scalars(q)
+            ]
+
+    def bound_media(self, media_ids: Sequence[str]) -> set[str]:
+        if not media_ids:
+            return set()
+        with self._session() as s:
+            q = select(MatrixVoucher.media_id).where(MatrixVoucher.media_id.in_(list(media_ids)))
+            return set(s.scalars(q))
+
+    def bind(self, bindings: Sequence[Binding], case: dict[str, Any] | None = None) -> None:
+        """Record the bindings of one event (and its case) in one transaction.
+
+        A voucher id or blob bound meanwhile by another event raises
+        :class:`BindingConflict` and records nothing.
+        """
+        try:
+            with self._session.begin() as s:
+                if case is not None:
+                    s.add(_case_row(**case))
+                    s.flush()
+                for b in bindings:
+                    s.add(
+                        MatrixVoucher(
+                            voucher_id=b.voucher_id,
+                            media_id=b.media_id,
+                            account=b.account,
+                            room=b.room,
+                            event_id=b.event_id,
+                            voucher_sha256=b.voucher_sha256,
+                            outcome=b.outcome,
+                            case_id=b.case_id,
+                            created_at=now(),
+                        )
+                    )
+        except IntegrityError:
+            raise BindingConflict from None
+
+    # -- cases and rejections ---------------------------------------------------
+    def add_case(self, **fields: Any) -> str:
+        with self._session.begin() as s:
+            row = _case_row(**fields)
+            s.add(row)
+            return row.id
+
+    def cases(self, *, kind: str | None = None, account: str | None = None,
+              limit: int | None = None) -> list[CaseRecord]:  # fmt: skip
+        with self._session() as s:
+            q = select(Case).order_by(Case.created_at, Case.id)
+            if kind:
+                q = q.where(Case.kind == kind)
+            if account:
+                q = q.where(Case.account == account)
+            if limit:
+                q = q.limit(limit)
+            return [
+                CaseRecord(
+                    r.id,
+                    r.kind,
+                    r.account,
+                    r.room,
+                    r.event_id,
+                    json.loads(r.voucher_ids),
+                    json.loads(r.blobs),
+                    json.loads(r.entry_refs),
+                    r.evidence is not None,
+                    r.status,
+                    _aware(r.created_at),
+                )  # fmt: skip
+                for r in s.scalars(q)
+            ]
+
+    def case_evidence(self, case_id: str) -> bytes | None:
+        with self._session() as s:
+            row = s.get(Case, case_id)
+            return bytes(row.evidence) if row is not None and row.evidence is not None else None
+
+    def add_rejection(self, account: str, room: str, event_id: str, reason: str,
+                      detail: str) -> None:  # fmt: skip
+        with self._session.begin() as s:
+            s.add(MatrixRejection(account=account, room=room, event_id=event_id, reason=reason,
+                                  detail=detail[:2000], created_at=now()))  # fmt: skip
+
+    def rejections(self, account: str | None = None) -> list[tuple[str, str, str]]:
+        """``(account, event_id, reason)`` in order."""
+        with self._session() as s:
+            q = select(MatrixRejection).order_by(MatrixRejection.id)
+            if account:
+                q = q.where(MatrixRejection.account == account)
+            return [(r.account, r.event_id, r.reason) for r in s.scalars(q)]
+
+
+def _case_row(
+    *,
+    kind: str,
+    account: str,
+    id: str | None = None,
+    room: str | None = None,
+    event_id: str | None = None,
+    voucher_ids: Sequence[str] = (),
+    blobs: Sequence[str] = (),
+    entry_refs: Sequence[dict[str, Any]] = (),
+    evidence: bytes | None = None,
+) -> Case:
+    if kind not in CASE_KINDS:
+        raise ValueError(f"case kind must be one of {CASE_KINDS}")
+    return Case(
+        id=id or new_case_id(),
+        kind=kind,
+        account=account,
+        room=room,
+        event_id=event_id,
+        voucher_ids=json.dumps(list(voucher_ids)),
+        blobs=json.dumps(list(blobs)),
+        entry_refs=json.dumps(list(entry_refs), sort_keys=True),
+        evidence=evidence,
+        status="open",
+        created_at=now(),
+    )
+
+
+def cutoff(seconds: float) -> datetime:
+    return now() - timedelta(seconds=seconds)
+
+
+__all__ = ["Binding", "BindingConflict", "Blob", "CaseRecord", "MatrixState", "new_case_id"]

@@ -1,0 +1,209 @@
+"""A real Synapse with the blindmatch module, started once per test session.
+
+Benign pictures only: synthetic abstract photos stand in for the listed images.
+The table lists ``synthetic_photo(10)`` (on both demo hotlines' lists).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("synapse", reason="the matrix extra (matrix-synapse) is not installed")
+pytest.importorskip("nio", reason="the matrix extra (matrix-nio) is not installed")
+
+from blindmatch.cli.protocol_cmds import _load_trust, query_hashes  # noqa: E402
+from blindmatch.demo.synthetic import synthetic_photo  # noqa: E402
+from blindmatch.hashing.image import pdq_with_vector_from_rgb  # noqa: E402
+from blindmatch.integrations.matrix.events import voucher_field  # noqa: E402
+from blindmatch.integrations.matrix.homeserver import (  # noqa: E402
+    Homeserver,
+    Response,
+    User,
+    build_table_dir,
+)
+from blindmatch.protocol import (  # noqa: E402
+    AccountSecret,
+    ClientSession,
+    TrustPolicy,
+    verify_table,
+)
+
+LISTED_SEED = 10
+
+
+def jpeg(img: Image.Image, quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def listed_pdq() -> bytes:
+    pdq, _ = pdq_with_vector_from_rgb(np.asarray(synthetic_photo(LISTED_SEED)))
+    return bytes.fromhex(pdq.hex)
+
+
+@dataclass
+class Sender:
+    """A fresh account (so no earlier test's uploads are pending for it) and its room."""
+
+    world: MatrixWorld
+    user: User
+    room_id: str
+    session: ClientSession
+    txn: int = 0
+
+    def upload(self, data: bytes, content_type: str = "application/octet-stream") -> str:
+        r = self.world.hs.http.request(
+            "POST",
+            "/_matrix/media/v3/upload",
+            data=data,
+            token=self.user.access_token,
+            headers={"Content-Type": content_type},
+        )
+        assert r.status == 200, r.body
+        return str(r.json()["content_uri"])
+
+    def voucher_for(self, image: Image.Image) -> bytes:
+        pdq, confidence, variants = query_hashes(np.asarray(image.convert("RGB")))
+        return self.session.make_voucher(pdq, confidence=confidence, variants=variants)
+
+    def encrypted_upload(self, image_bytes: bytes) -> tuple[str, str, dict[str, Any]]:
+        """Encrypt as Matrix clients do (AES-CTR, nio), upload; (mxc, sha256 hex, file info)."""
+        from nio.crypto.attachments import encrypt_attachment
+
+        blob, keys = encrypt_attachment(image_bytes)
+        mxc = self.upload(blob)
+        return mxc, hashlib.sha256(blob).hexdigest(), {"url": mxc, **keys}
+
+    def send(self, field_value: Any = None, *, raw: dict[str, Any] | None = None) -> Response:
+        """Send an ``m.room.encrypted`` event (an opaque Megolm-shaped body) with the field."""
+        self.txn += 1
+        content: dict[str, Any] = raw or {
+            "algorithm": "m.megolm.v1.aes-sha2",
+            "ciphertext": base64.b64encode(secrets.token_bytes(300)).decode().rstrip("="),
+            "sender_key": base64.b64encode(secrets.token_bytes(32)).decode().rstrip("="),
+            "session_id": base64.b64encode(secrets.token_bytes(32)).decode().rstrip("="),
+            "device_id": self.user.device_id,
+        }
+        if field_value is not None:
+            content["org.blindmatch.voucher"] = field_value
+        return self.world.hs.http.request(
+            "PUT",
+            f"/_matrix/client/v3/rooms/{self.room_id}/send/m.room.encrypted/t{self.txn}",
+            json_body=content,
+            token=self.user.access_token,
+        )
+
+    def send_image(self, image: Image.Image, *, voucher: bytes | None = None) -> Response:
+        mxc, digest, _ = self.encrypted_upload(jpeg(image))
+        v = voucher if voucher is not None else self.voucher_for(image)
+        return self.send(voucher_field([(v, mxc, digest)]))
+
+
+@dataclass
+class MatrixWorld:
+    hs: Homeserver
+    table_dir: Path
+    database_url: str
+    trust: TrustPolicy
+    recipient: User
+    counter: int = 0
+    senders: list[Sender] = field(default_factory=list)
+
+    def client_session(self) -> ClientSession:
+        """What a client does: fetch the table and manifest from the server, verify them
+        against the trust it was configured with (not the server's copy)."""
+        table = self.hs.http.request("GET", "/_blindmatch/v1/table").body
+        manifest = self.hs.http.request("GET", "/_blindmatch/v1/manifest").body
+        return ClientSession(verify_table(table, manifest, self.trust), AccountSecret.generate())
+
+    def new_sender(self, invite_recipient: bool = False) -> Sender:
+        self.counter += 1
+        user = self.hs.register_user(f"sender{self.counter}", secrets.token_hex(12))
+        body: dict[str, Any] = {
+            "preset": "private_chat",
+            "initial_state": [
+                {
+                    "type": "m.room.encryption",
+                    "state_key": "",
+                    "content": {"algorithm": "m.megolm.v1.aes-sha2"},
+                }
+            ],
+        }
+        if invite_recipient:
+            body["invite"] = [self.recipient.user_id]
+        r = self.hs.http.request(
+            "POST", "/_matrix/client/v3/createRoom", json_body=body, token=user.access_token
+        )
+        assert r.status == 200, r.body
+        room_id = r.json()["room_id"]
+        if invite_recipient:
+            j = self.hs.http.request(
+                "POST",
+                f"/_matrix/client/v3/rooms/{room_id}/join",
+                json_body={},
+                token=self.recipient.access_token,
+            )
+            assert j.status == 200, j.body
+        s = Sender(self, user, room_id, self.client_session())
+        self.senders.append(s)
+        return s
+
+    def download(self, mxc: str, user: User) -> Response:
+        server_media = mxc.removeprefix("mxc://")
+        return self.hs.http.request(
+            "GET", f"/_matrix/client/v1/media/download/{server_media}", token=user.access_token
+        )
+
+
+def rejection(r: Response) -> dict[str, Any]:
+    assert r.status == 403, (r.status, r.body)
+    body = r.json()
+    assert body["errcode"] == "M_FORBIDDEN"
+    return dict(body)
+
+
+@pytest.fixture(scope="session")
+def matrix_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MatrixWorld]:
+    root = tmp_path_factory.mktemp("matrix")
+    table_dir = build_table_dir(
+        root / "table", {"listed-10": listed_pdq()}, threshold=3, seed=b"\x42" * 32
+    )
+    url = f"sqlite:///{root / 'blindmatch.db'}"
+    hs = Homeserver(
+        root / "hs",
+        module_config={
+            "table_dir": str(table_dir),
+            "database_url": url,
+            "policy": "block",
+            "bind_window_seconds": 600,
+            "sweep_interval_seconds": 3600,
+            "expose_stats": True,
+        },
+    )
+    hs.start()
+    try:
+        recipient = hs.register_user("recipient", secrets.token_hex(12))
+        # The client's trust is pinned out of band: here, the file the platform published.
+        trust = _load_trust(str(table_dir / "trust.json"))
+        yield MatrixWorld(hs, table_dir, url, trust, recipient)
+    finally:
+        hs.stop()
+        log = hs.log_tail(200)
+        assert "Traceback" not in log or "blindmatch" not in log, log
+
+
+def stats(world: MatrixWorld) -> dict[str, Any]:
+    return dict(json.loads(world.hs.http.request("GET", "/_blindmatch/v1/stats").body))
