@@ -50,6 +50,7 @@ class World:
         synthetic_photo(99).save(self.other, quality=92)
         self.table = root / "table"
         self.vouchers = root / "vouchers"
+        self.openings = root / "openings"
 
     def voucher(self, image: Path) -> Path:
         return self.vouchers / f"{image.name}.voucher"
@@ -81,8 +82,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         (summary,) = res.json_lines
         assert summary["entries"] == 2  # p10 and p11: listed by both hotlines
         res = run_cli("voucher", "make", "--table", w.table, "--out", w.vouchers, "--json",
-                  "--workers", 1, w.listed, w.edited, w.other, w.only_b, *w.resized)  # fmt: skip
+                  "--openings", w.openings, "--workers", 1, w.listed, w.edited, w.other, w.only_b,
+                  *w.resized)  # fmt: skip
         assert res.code == 0, res.err
+        assert [Path(x["opening"]).name for x in res.json_lines] == [
+            Path(x["voucher"]).name.replace(".voucher", ".opening") for x in res.json_lines
+        ]
         assert [Path(x["voucher"]).name for x in res.json_lines] == [
             "p10.jpg.voucher", "edited.jpg.voucher", "other.jpg.voucher", "p13.jpg.voucher",
             "resized-0.jpg.voucher", "resized-1.jpg.voucher", "resized-2.jpg.voucher",
@@ -371,3 +376,61 @@ def test_resized_copies_open_for_most_public_seeds(world: World) -> None:
             opened += bool(result.matched)
             assert all(r.entry_id == "e1" for m in result.matches for r in m.refs)
     assert opened >= 0.6 * 12 * len(queries), opened
+
+
+def check(world: World, *images: Path, **dirs: Path) -> tuple[int, list[dict], str]:
+    vouchers = dirs.get("vouchers", world.vouchers)
+    openings = dirs.get("openings", world.openings)
+    res = run_cli("voucher", "check", "--table", world.table, "--vouchers", vouchers,
+                  "--openings", openings, "--json", "--workers", 1, *images)  # fmt: skip
+    return res.code, res.json_lines, res.err
+
+
+def test_recipient_check_verifies_each_voucher_for_its_image(world: World) -> None:
+    w = world
+    images = [w.listed, w.edited, w.other, w.only_b, *w.resized]
+    code, lines, err = check(w, *images)
+    assert code == 0, err
+    assert [x["verified"] for x in lines] == [True] * len(images)
+    assert "7 verified, 0 did not verify, 0 failed" in err
+    for p in w.openings.iterdir():
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600 and p.read_bytes()[:5] == b"BMOP\x01"
+
+
+def test_recipient_check_catches_a_voucher_for_another_image(world: World) -> None:
+    w = world
+    d = w.root / "swapped"
+    (d / "v").mkdir(parents=True)
+    (d / "o").mkdir()
+    # the listed picture's voucher and opening, presented as those of the other picture
+    shutil.copy(w.voucher(w.listed), d / "v" / "other.jpg.voucher")
+    shutil.copy(w.openings / "p10.jpg.opening", d / "o" / "other.jpg.opening")
+    # and the right voucher and opening for a file that is not the one they were made for:
+    # the same picture re-encoded (same name, other bytes: the commitment differs)
+    shutil.copy(w.voucher(w.listed), d / "v" / "edited.jpg.voucher")
+    shutil.copy(w.openings / "p10.jpg.opening", d / "o" / "edited.jpg.opening")
+    # another voucher's opening for the right voucher
+    shutil.copy(w.voucher(w.only_b), d / "v" / "p13.jpg.voucher")
+    shutil.copy(w.openings / "resized-0.jpg.opening", d / "o" / "p13.jpg.opening")
+    code, lines, err = check(w, w.other, w.edited, w.only_b, vouchers=d / "v", openings=d / "o")
+    assert code == 1
+    assert [x["error"]["code"] for x in lines] == ["invalid_voucher"] * 3
+    assert "not made for this image" in lines[0]["error"]["message"]
+    assert "0 verified, 3 did not verify" in err
+
+
+def test_recipient_check_names_missing_and_bad_files(world: World) -> None:
+    w = world
+    d = w.root / "check-bad"
+    d.mkdir()
+    shutil.copy(w.voucher(w.other), d / "other.jpg.voucher")
+    (d / "other.jpg.opening").write_bytes(b"BMOP\x02" + bytes(32))  # unknown version
+    code, lines, err = check(w, w.other, w.listed, w.root / "missing.jpg", vouchers=d, openings=d)
+    assert code == 2, err
+    codes = [x["error"]["code"] for x in lines]
+    assert codes == ["protocol_error", "not_found", "not_found"]
+    assert "not an opening file" in lines[0]["error"]["message"]
+    # a mismatch outranks other failures in the exit code
+    (d / "other.jpg.opening").write_bytes((w.openings / "edited.jpg.opening").read_bytes())
+    code, lines, _ = check(w, w.other, w.root / "missing.jpg", vouchers=d, openings=d)
+    assert code == 1 and [x["error"]["code"] for x in lines] == ["invalid_voucher", "not_found"]

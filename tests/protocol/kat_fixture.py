@@ -20,6 +20,7 @@ from blindmatch.protocol import (
     SignedManifest,
     TrustedHotline,
     TrustPolicy,
+    VerifiedTable,
     accept_without_log,
     prepare_table,
     sign_manifest,
@@ -68,7 +69,9 @@ class KatScenario:
     table_bytes: bytes
     manifest: bytes
     server_key: bytes
-    vouchers: list[tuple[str, bytes, bytes, bytes, bytes, bool]]
+    #: (name, rng seed, pdq, evidence, voucher, matched, opening seed, commitment)
+    vouchers: list[tuple[str, bytes, bytes, bytes, bytes, bool, bytes, bytes]]
+    verified: VerifiedTable
 
 
 def kat_lists() -> list[HotlineList]:
@@ -100,6 +103,10 @@ def kat_scenario() -> KatScenario:
         seed = b"kat/voucher/" + name.encode()
         session = ClientSession(verified, account, rng=SeededRng(seed))
         ev = name.encode()
-        v = session.make_voucher(pdq, evidence=ev)
-        vouchers.append((name, seed, pdq, ev, v, matched))
-    return KatScenario(prep.table.to_bytes(), signed, prep.server_secret.to_bytes(), vouchers)
+        opening = SeededRng(seed + b"/opening")(32)
+        commitment = SeededRng(seed + b"/commitment")(32)
+        v = session.make_voucher(pdq, evidence=ev, commitment=commitment, opening_seed=opening)
+        vouchers.append((name, seed, pdq, ev, v, matched, opening, commitment))
+    return KatScenario(
+        prep.table.to_bytes(), signed, prep.server_secret.to_bytes(), vouchers, verified
+    )

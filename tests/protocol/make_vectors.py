@@ -280,7 +280,9 @@ def voucher_vectors() -> None:
     _write(
         "voucher.json",
         {
-            "description": "table from kat_fixture.kat_scenario(); vouchers from SeededRng",
+            "description": "table from kat_fixture.kat_scenario(); vouchers from SeededRng "
+            "(r, the share's randomness) and a seeded opening seed (everything else)",
+            "format_version": 2,
             "table_sha256": hashlib.sha256(sc.table_bytes).hexdigest(),
             "server_key_sha256": hashlib.sha256(sc.server_key).hexdigest(),
             "policy": Policy.BLOCK.value,
@@ -288,16 +290,52 @@ def voucher_vectors() -> None:
                 {
                     "name": name,
                     "rng_seed": seed.hex(),
+                    "opening_seed": opening.hex(),
+                    "commitment": commitment.hex(),
                     "pdq": pdq.hex(),
                     "evidence": ev.hex(),
                     "voucher": v.hex(),
                     "voucher_sha256": hashlib.sha256(v).hexdigest(),
                     "matched": matched,
                 }
-                for name, seed, pdq, ev, v, matched in sc.vouchers
+                for name, seed, pdq, ev, v, matched, opening, commitment in sc.vouchers
             ],
         },
     )
+
+
+#: RFC 8439 Appendix A.1, test vectors 1 and 2 (ChaCha20 block function; key and nonce zero,
+#: block counter 0 and 1). ``cryptography``'s 16-byte nonce is the LE counter then the nonce.
+RFC8439_A1 = [
+    ("00" * 16, "76b8e0ada0f13d90405d6ae55386bd28bdd219b8a08ded1aa836efcc8b770dc7"
+                "da41597c5157488d7724e03fb8d84a376a43b8f41518a11cc387b669b2ee6586"),
+    ("01" + "00" * 15, "9f07e7be5551387a98ba977c732d080dcb0f29a048e3656912c6533e32ee7aed"
+                       "29b721769ce64e43d57133b074d839d531ed1f28510afb45ace10a1f4b794d6f"),
+]  # fmt: skip
+
+
+def drbg_vectors() -> None:
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
+    from blindmatch.protocol.voucher import opening_stream
+
+    chacha = []
+    for nonce, stream in RFC8439_A1:
+        enc = Cipher(algorithms.ChaCha20(bytes(32), H(nonce)), mode=None).encryptor()
+        assert enc.update(bytes(64)).hex() == stream
+        chacha.append({"source": "RFC 8439 A.1", "key": "00" * 32, "nonce": nonce,
+                       "keystream": stream})  # fmt: skip
+    rng = SeededRng(b"kat/drbg")
+    streams = []
+    for purpose in ("id", "rkey", "probe-padding", "pairs", "synthetic-coin",
+                    "synthetic-pairs", "shuffle"):  # fmt: skip
+        seed, header = rng(32), rng(24)
+        draws = [16, 64, 1, 100]
+        s = opening_stream(seed, header, purpose)
+        out = b"".join(s(n) for n in draws)
+        streams.append({"purpose": purpose, "seed": seed.hex(), "header": header.hex(),
+                        "draws": draws, "output": out.hex()})  # fmt: skip
+    _write("drbg.json", {"chacha20": chacha, "opening_streams": streams})
 
 
 #: NIST SP 800-38A, F.5.5 (CTR-AES256.Encrypt).
@@ -425,6 +463,7 @@ def main() -> None:
     variant_lookup_vectors()
     voucher_vectors()
     franking_vectors()
+    drbg_vectors()
 
 
 if __name__ == "__main__":

@@ -117,3 +117,24 @@ def test_randbelow_and_shuffle() -> None:
     items = list(range(50))
     shuffle(rng, items)
     assert sorted(items) == list(range(50)) and items != list(range(50))
+
+
+def test_drbg_streams_are_deterministic_separated_and_chunking_free() -> None:
+    from blindmatch.protocol.hazmat.drbg import Drbg
+
+    seed = bytes(range(32))
+    whole = Drbg(seed, salt=b"h", label=b"a")(1000)
+    parts = Drbg(seed, salt=b"h", label=b"a")
+    assert b"".join(parts(n) for n in (1, 0, 63, 64, 872)) == whole
+    others = [
+        Drbg(seed, salt=b"h", label=b"b")(1000),
+        Drbg(seed, salt=b"i", label=b"a")(1000),
+        Drbg(bytes(32), salt=b"h", label=b"a")(1000),
+    ]
+    assert len({whole, *others}) == 4
+    assert 0.45 < sum(bin(b).count("1") for b in whole) / 8000 < 0.55
+    for bad in (bytes(31), "x" * 32):
+        with pytest.raises(ValueError):
+            Drbg(bad, salt=b"", label=b"a")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        Drbg(seed, salt=b"", label=b"a")(-1)

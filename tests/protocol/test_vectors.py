@@ -14,11 +14,13 @@ from blindmatch.protocol import ServerSecret, ServerSession, Table
 from blindmatch.protocol.hazmat import group
 from blindmatch.protocol.hazmat.aead import open_sealed, seal
 from blindmatch.protocol.hazmat.cuckoo import cuckoo_place, slot_positions
+from blindmatch.protocol.hazmat.drbg import Drbg
 from blindmatch.protocol.hazmat.kdf import hkdf_sha256
 from blindmatch.protocol.hazmat.rng import SeededRng
 from blindmatch.protocol.hazmat.shamir import Share, make_shares, recover_secret
 from blindmatch.protocol.lookup import BitSamplingLSH
 from blindmatch.protocol.table import blind_keys
+from blindmatch.protocol.voucher import OPENING_LABEL, opening_stream, verify_voucher_for_image
 from tests.protocol.kat_fixture import kat_scenario
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "protocol"
@@ -117,13 +119,35 @@ def test_lookup_keys() -> None:
 def test_voucher_known_answer() -> None:
     v = load("voucher.json")
     sc = kat_scenario()
+    assert v["format_version"] == 2
     assert hashlib.sha256(sc.table_bytes).hexdigest() == v["table_sha256"]
     assert hashlib.sha256(sc.server_key).hexdigest() == v["server_key_sha256"]
     server = ServerSession(ServerSecret.from_bytes(sc.server_key), Table.from_bytes(sc.table_bytes))
-    for stored, (name, _seed, pdq, _ev, voucher, matched) in zip(
+    for stored, (name, _seed, pdq, _ev, voucher, matched, opening, commitment) in zip(
         v["vouchers"], sc.vouchers, strict=True
     ):
         assert stored["name"] == name and stored["pdq"] == pdq.hex()
+        assert stored["opening_seed"] == opening.hex() and stored["commitment"] == commitment.hex()
         assert voucher.hex() == stored["voucher"]
         assert server.open(H(stored["voucher"]), account="kat").matched is stored["matched"]
         assert matched is stored["matched"]
+        verify_voucher_for_image(
+            sc.verified, H(stored["voucher"]), H(stored["opening_seed"]), pdq,
+            commitment=H(stored["commitment"]),
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("v", load("drbg.json")["chacha20"])
+def test_chacha20_keystream(v: dict[str, str]) -> None:
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
+    enc = Cipher(algorithms.ChaCha20(H(v["key"]), H(v["nonce"])), mode=None).encryptor()
+    assert enc.update(bytes(len(H(v["keystream"])))).hex() == v["keystream"]
+
+
+@pytest.mark.parametrize("v", load("drbg.json")["opening_streams"])
+def test_opening_streams(v: dict[str, Any]) -> None:
+    stream = opening_stream(H(v["seed"]), H(v["header"]), v["purpose"])
+    assert b"".join(stream(n) for n in v["draws"]).hex() == v["output"]
+    drbg = Drbg(H(v["seed"]), salt=H(v["header"]), label=OPENING_LABEL + v["purpose"].encode())
+    assert drbg(sum(v["draws"])).hex() == v["output"]  # one stream, however it is drawn

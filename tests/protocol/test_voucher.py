@@ -10,7 +10,7 @@ from blindmatch.errors import InvalidVoucher
 from blindmatch.protocol import AccountSecret, ClientSession, Policy, ServerSession, verify_table
 from blindmatch.protocol.hazmat import group
 from blindmatch.protocol.lookup import PDQ_BITS, hamming
-from blindmatch.protocol.voucher import HEADER_BYTES, PAIR_BYTES, Layout
+from blindmatch.protocol.voucher import HEADER_BYTES, PAIR_BYTES, Layout, voucher_is_synthetic
 from tests.protocol.conftest import World, flip_bits
 from tests.protocol.kat_fixture import trust
 
@@ -37,7 +37,10 @@ def regions(world: World, voucher: bytes) -> dict[str, int]:
         "voucher_id": HEADER_BYTES + 3,
         "first_q": lay.pairs_offset + 5,
         "first_w": lay.pairs_offset + 40,
-        "last_pair": lay.mid_offset - 1,
+        "last_pair": lay.r_offset - 1,
+        "r": lay.r_offset + 3,
+        "share": lay.share_offset + 5,
+        "share_tag": lay.mid_offset - 1,
         "mid": lay.mid_offset + 10,
         "mid_tag": lay.ev_offset - 1,
         "evidence": lay.ev_offset + 3,
@@ -188,7 +191,9 @@ def test_tampered_vouchers_are_rejected_or_stay_closed(block_world: World) -> No
 def test_header_and_mid_layer_tampering_raise(block_world: World) -> None:
     v = block_world.client.make_voucher(block_world.listed[42])
     reg = regions(block_world, v)
-    for name in ("magic", "version", "n_pairs", "table_id", "mid", "mid_tag", "evidence"):
+    names = ("magic", "version", "n_pairs", "table_id", "r", "share", "share_tag", "mid", "mid_tag",
+             "evidence", "last")  # fmt: skip
+    for name in names:
         bad = bytearray(v)
         bad[reg[name]] ^= 0x01
         with pytest.raises(InvalidVoucher):
@@ -269,13 +274,19 @@ def test_t_minus_one_real_plus_synthetic_release_nothing(threshold_world: World)
 
 
 def test_synthetic_rate_is_applied_by_make_voucher(threshold_world: World) -> None:
-    # 5% synthetic: among 60 unlisted images a few open anyway (p(none) ≈ 0.05; seeded here)
+    # the seed's coin: 5% synthetic, as the table says (20,000 seeds: sd 0.15%)
     verified = verify_table(threshold_world.prep.table.to_bytes(), threshold_world.signed, trust())
-    client = ClientSession(verified, AccountSecret.generate(), rng=random.Random(99).randbytes)
+    seeds = [random.Random(99).randbytes(32)] + [rnd.randbytes(32) for _ in range(19_999)]
+    coins = [voucher_is_synthetic(verified, s) for s in seeds]
+    assert 0.044 <= sum(coins) / len(coins) <= 0.056
+    # ...and make_voucher obeys it: an unlisted image opens exactly when the coin says synthetic
+    client = ClientSession(verified, AccountSecret.generate())
     server = threshold_world.new_server()
-    unlisted = [bytes(31) + bytes([i]) for i in range(60)]
-    opened = sum(server.open(client.make_voucher(p), account="s").opened for p in unlisted)
-    assert 1 <= opened <= 12
+    fake = next(s for s, c in zip(seeds, coins, strict=True) if c)
+    real = next(s for s, c in zip(seeds, coins, strict=True) if not c)
+    unlisted = rnd.randbytes(32)
+    assert server.open(client.make_voucher(unlisted, opening_seed=fake), account="s").opened
+    assert not server.open(client.make_voucher(unlisted, opening_seed=real), account="s").opened
 
 
 def test_block_policy_never_makes_synthetic_vouchers(block_world: World) -> None:

@@ -16,9 +16,18 @@ and reused under ``$BLINDMATCH_HOME/signing/`` and a hotline without
 ``BLINDMATCH_ENV=prod`` every key and jurisdiction must be given, and
 ``voucher make`` needs ``--trust FILE``.
 
+``voucher make`` commits each voucher to the SHA-256 of its image file (the
+voucher's 32-byte ``commitment``) and, with ``--openings DIR``, writes the
+voucher's opening seed to ``DIR/IMAGE.opening`` (mode 0600; format ``BMOP``,
+version 1, then the 32-byte seed). ``voucher check`` is the recipient's side of
+property 6: it recomputes each voucher from its image and opening and says
+whether the voucher was made for that very file.
+
 Exit codes: ``table`` and ``voucher make`` exit 0 on success and 2 when the
 command or any input failed; ``voucher open`` exits 1 when any voucher matched
-or failed, else 0 (2 when the command itself failed: bad key, table, options).
+or failed, else 0 (2 when the command itself failed: bad key, table, options);
+``voucher check`` exits 0 when every voucher verified, 1 when any did not, and
+2 when only other inputs failed (unreadable image, missing voucher or opening).
 """
 
 from __future__ import annotations
@@ -68,6 +77,7 @@ TRUST_FORMAT = "blindmatch-trust"
 MAX_TABLE_BYTES = 1 << 31  # 2 GiB: ~50M lookup keys
 MAX_SMALL_FILE_BYTES = 1 << 20  # manifests, trust files, keys, vouchers
 MAX_SERVER_KEY_BYTES = 1 << 31
+OPENING_MAGIC, OPENING_VERSION = b"BMOP", 1
 
 
 def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -492,10 +502,25 @@ def query_hashes(pixels: Any) -> tuple[bytes, list[float], list[Any]]:
     return bytes.fromhex(pdq.hex), _confidence(vector), variants
 
 
-def cmd_voucher_make(args: argparse.Namespace) -> int:
-    from blindmatch.protocol import ClientSession
+def _encode_opening(seed: bytes) -> bytes:
+    return OPENING_MAGIC + bytes([OPENING_VERSION]) + seed
 
-    settings = load_settings()
+
+def _read_opening(path: Path) -> bytes:
+    from blindmatch.protocol.voucher import OPENING_SEED_BYTES
+
+    data = read_file(str(path), MAX_SMALL_FILE_BYTES)
+    if (
+        len(data) != 5 + OPENING_SEED_BYTES
+        or data[:4] != OPENING_MAGIC
+        or data[4] != OPENING_VERSION
+    ):
+        raise ProtocolError(f"{path}: not an opening file (BMOP, version 1, 32-byte seed)")
+    return data[5:]
+
+
+def _client_table(settings: Settings, args: argparse.Namespace) -> VerifiedTable:
+    """The table a client may use: verified against --trust (dev: the table's own trust file)."""
     table_dir = Path(args.table)
     trust_path = args.trust
     if not trust_path:
@@ -506,13 +531,26 @@ def cmd_voucher_make(args: argparse.Namespace) -> int:
             )
         trust_path = str(table_dir / TRUST_FILE)
         _warn(f"dev mode: trusting the keys in {trust_path}, which came with the table")
-    session = ClientSession(
-        _verified_table(table_dir, trust_path), _account_secret(settings, args.account_key)
-    )
-    out = Path(args.out)
+    return _verified_table(table_dir, trust_path)
+
+
+def _out_dir(path: str) -> Path:
+    out = Path(path)
     if out.exists() and not out.is_dir():
         raise OutputExists(f"{out} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def cmd_voucher_make(args: argparse.Namespace) -> int:
+    from blindmatch.protocol import ClientSession, new_opening_seed
+
+    settings = load_settings()
+    session = ClientSession(
+        _client_table(settings, args), _account_secret(settings, args.account_key)
+    )
+    out = _out_dir(args.out)
+    openings = _out_dir(args.openings) if args.openings else None
 
     limits = Limits(max_file_bytes=args.max_file_bytes, max_pixels=args.max_pixels)
     written: set[str] = set()
@@ -532,10 +570,23 @@ def cmd_voucher_make(args: argparse.Namespace) -> int:
             name = Path(o.path).name + ".voucher"
             if name in written:
                 raise OutputExists(f"another input in this run is also named {Path(o.path).name}")
+            opening_name = Path(o.path).name + ".opening"
+            if openings is not None and (openings / opening_name).exists() and not args.force:
+                raise OutputExists(f"{openings / opening_name} exists; pass --force to replace it")
             pdq, confidence, variants = query_hashes(image_pixels(o.path, limits))
-            voucher = session.make_voucher(pdq, confidence=confidence, variants=variants)
+            seed = new_opening_seed()
+            voucher = session.make_voucher(
+                pdq,
+                confidence=confidence,
+                variants=variants,
+                commitment=bytes.fromhex(h.sha256),
+                opening_seed=seed,
+            )
             _write_file(out / name, voucher, private=False, replace=args.force)
             written.add(name)
+            if openings is not None:
+                opening = _encode_opening(seed)
+                _write_file(openings / opening_name, opening, private=True, replace=True)
         except BlindmatchError as e:
             path = o.path
             failed += 1
@@ -543,10 +594,71 @@ def cmd_voucher_make(args: argparse.Namespace) -> int:
             continue
         made += 1
         if args.json:
-            _emit({"path": o.path, "voucher": str(out / name), "bytes": len(voucher)})
+            line: dict[str, Any] = {
+                "path": o.path,
+                "voucher": str(out / name),
+                "bytes": len(voucher),
+            }
+            if openings is not None:
+                line["opening"] = str(openings / opening_name)
+            _emit(line)
         else:
             sys.stdout.write(f"{o.path} -> {out / name}\n")
     _err(f"made {made} voucher(s) in {out}, {failed} failed")
+    return EXIT_FAILED if failed else EXIT_CLEAN
+
+
+# -- voucher check ------------------------------------------------------------
+def cmd_voucher_check(args: argparse.Namespace) -> int:
+    from blindmatch.errors import InvalidVoucher
+    from blindmatch.protocol import verify_voucher_for_image
+
+    settings = load_settings()
+    verified = _client_table(settings, args)
+    vouchers = Path(args.vouchers)
+    openings = Path(args.openings) if args.openings else vouchers
+    limits = Limits(max_file_bytes=args.max_file_bytes, max_pixels=args.max_pixels)
+    good = bad = failed = 0
+    for o in hash_many(args.images, limits, args.workers):
+        voucher_path = vouchers / (Path(o.path).name + ".voucher")
+        try:
+            if isinstance(o, Failure):
+                raise o.error
+            h = o.hashes
+            if h.kind != "image" or h.pdq is None:
+                raise NotAnImage("vouchers are made for images only")
+            voucher = read_file(str(voucher_path), MAX_SMALL_FILE_BYTES)
+            seed = _read_opening(openings / (Path(o.path).name + ".opening"))
+            pdq, confidence, variants = query_hashes(image_pixels(o.path, limits))
+            verify_voucher_for_image(
+                verified,
+                voucher,
+                seed,
+                pdq,
+                confidence=confidence,
+                variants=variants,
+                commitment=bytes.fromhex(h.sha256),
+            )
+        except InvalidVoucher as e:
+            bad += 1
+            e.message = f"{voucher_path}: {e.message}"
+            _fail_line(o.path, e, args.json)
+            continue
+        except BlindmatchError as e:
+            failed += 1
+            _fail_line(o.path, e, args.json)
+            continue
+        good += 1
+        if args.json:
+            _emit({"path": o.path, "voucher": str(voucher_path), "verified": True})
+        else:
+            sys.stdout.write(f"{o.path}: voucher {voucher_path} verified\n")
+    _err(
+        f"checked {good + bad + failed} voucher(s): {good} verified, "
+        f"{bad} did not verify, {failed} failed"
+    )
+    if bad:
+        return EXIT_MATCH
     return EXIT_FAILED if failed else EXIT_CLEAN
 
 
@@ -713,10 +825,36 @@ def register(sub: Any, hash_opts: Callable[[argparse.ArgumentParser], None]) -> 
         "(default $BLINDMATCH_HOME/client/account.key)",
     )
     mk.add_argument("--min-quality", type=int, default=MIN_QUALITY)
+    mk.add_argument(
+        "--openings",
+        default=None,
+        metavar="DIR",
+        help="also write each voucher's opening seed to DIR/IMAGE.opening (0600), "
+        "for `voucher check`; a messenger sends it inside the encrypted message",
+    )
     mk.add_argument("--force", action="store_true", help="replace existing voucher files")
     mk.add_argument("--json", action="store_true")
     hash_opts(mk)
     mk.set_defaults(func=_guarded(cmd_voucher_make))
+
+    ck = vs.add_parser(
+        "check",
+        help="recipient: check that each voucher was made for its image (property 6)",
+        description="For each IMAGE, recompute VOUCHERS/IMAGE.voucher from the image and "
+        "OPENINGS/IMAGE.opening and compare: exit 0 if all verified, 1 if any did not.",
+    )
+    ck.add_argument("images", nargs="+")
+    ck.add_argument("--table", required=True, help="table directory")
+    ck.add_argument("--vouchers", required=True, help="directory of IMAGE.voucher files")
+    ck.add_argument(
+        "--openings", default=None, help="directory of IMAGE.opening files (default: --vouchers)"
+    )
+    ck.add_argument(
+        "--trust", default=None, help="trust file (required in prod; dev: TABLE/trust.json)"
+    )
+    ck.add_argument("--json", action="store_true")
+    hash_opts(ck)
+    ck.set_defaults(func=_guarded(cmd_voucher_check))
 
     op = vs.add_parser("open", help="open vouchers with the server key")
     op.add_argument("vouchers", nargs="+", help="voucher files or directories")

@@ -16,8 +16,14 @@ The safe recipes (the ``hazmat`` subpackage holds the primitives beneath them)::
     # client: verify, then make one voucher per image
     session = ClientSession(verify_table(prep.table.to_bytes(), signed, trust),
                             AccountSecret.generate())
+    seed = new_opening_seed()   # goes to the recipient inside the E2EE payload only
     voucher = session.make_voucher(pdq_bytes, confidence=floats, evidence=thumb,
-                                   variants=[QueryHash(v_pdq, v_floats, prior), ...])
+                                   variants=[QueryHash(v_pdq, v_floats, prior), ...],
+                                   commitment=sha256_of_encrypted_blob, opening_seed=seed)
+
+    # recipient (property 6): the voucher was made for this very image
+    verify_voucher_for_image(verified, voucher, seed, pdq_bytes, confidence=floats,
+                             variants=[...], commitment=sha256_of_encrypted_blob)
 
     # message franking (property 5): sender, server tag, recipient check, verified report
     franked = frank(payload)      # encrypt franked.payload; send franked.commitment outside
@@ -98,7 +104,15 @@ from blindmatch.protocol.table import (
     build_table,
     select_entries,
 )
-from blindmatch.protocol.voucher import AccountSecret, ClientSession, VerifiedTable, verify_table
+from blindmatch.protocol.voucher import (
+    AccountSecret,
+    ClientSession,
+    VerifiedTable,
+    new_opening_seed,
+    verify_table,
+    verify_voucher_for_image,
+    voucher_is_synthetic,
+)
 
 __all__ = [
     "MATCH_DISTANCE",
@@ -145,6 +159,7 @@ __all__ = [
     "encrypt_attachment",
     "frank",
     "make_manifest",
+    "new_opening_seed",
     "open_franked",
     "prepare_table",
     "register_scheme",
@@ -153,6 +168,8 @@ __all__ = [
     "verify_attachment",
     "verify_manifest",
     "verify_table",
+    "verify_voucher_for_image",
+    "voucher_is_synthetic",
 ]
 
 

@@ -3,7 +3,8 @@
 The session holds α and the listed entries (:class:`ServerSecret`) and the
 public table. :meth:`ServerSession.open` tries every pair of a voucher
 (``α·Q``, derive ``K``, try to unwrap ``rkey``); if one opens it decrypts the
-middle layer (a Shamir share and the match layer ``M``). What happens next
+middle layer (the match layer ``M``), the share layer (``y``, under ``rkey`` and
+``α·R``) and the outer evidence layer (under ``rkey``). What happens next
 depends on the table's policy:
 
 * **block** — ``M`` is under ``rkey``: the server reads the client's PDQ and
@@ -76,12 +77,14 @@ from blindmatch.protocol.voucher import (
     FLAG_REAL,
     FLAG_SYNTHETIC,
     INFO_EVIDENCE,
+    INFO_EVIDENCE_OUTER,
     INFO_MATCH,
     INFO_MID,
     ParsedVoucher,
     evidence_key,
     pair_key,
     shamir_x,
+    share_key,
     transcript,
 )
 
@@ -134,7 +137,8 @@ class StoredVoucher:
     ``match_layer`` is ``M``: its plaintext ``flag ‖ PDQ ‖ commitment ‖ hint`` when
     ``match_sealed`` is false (block policy: the server read it at once), else the
     sealed ``M`` (threshold policy, until the account's key is known);
-    ``evidence`` is ``C_ev``, sealed under the account's evidence key;
+    ``evidence`` is the inner layer of ``C_ev``, sealed under the account's evidence
+    key (the server removed the outer layer, under ``rkey``, when the voucher opened);
     ``released``: this voucher has been dealt with once the key was known
     (its evidence released if it was a confirmed match).
     """
@@ -296,30 +300,46 @@ class ServerSession:
         rkey = self._unwrap(v, t)
         if rkey is None:
             return OpenResult(v.voucher_id, opened=False, matched=False)
-        mid = open_sealed(hkdf_sha256(rkey, salt=t, info=INFO_MID), v.mid, v.mid_aad())
-        if mid is None:
-            raise InvalidVoucher(_BAD)
-        y = int.from_bytes(mid[:32], "little")
-        if y >= group.ORDER:
+        m = open_sealed(hkdf_sha256(rkey, salt=t, info=INFO_MID), v.mid, v.mid_aad())
+        if m is None:
             raise InvalidVoucher(_BAD)
         if self._store.contains(account, v.voucher_id):
             raise InvalidVoucher(_BAD)  # a replayed voucher must not count twice
-        x = shamir_x(self.table.table_id, v.voucher_id)
 
         matches: tuple[Match, ...] | None = None
         if self.table.policy is Policy.BLOCK:
-            plain = open_sealed(hkdf_sha256(rkey, salt=t, info=INFO_MATCH), mid[32:])
+            plain = open_sealed(hkdf_sha256(rkey, salt=t, info=INFO_MATCH), m)
             if plain is None or (matches := self._matches_in(plain)) is None:
                 raise InvalidVoucher(_BAD)
             if not matches:  # a near miss: nothing is kept, not even the id
                 return OpenResult(v.voucher_id, opened=True, matched=False)
-            rec = StoredVoucher(v.voucher_id, t, x, y, plain, False, v.evidence)
+            layer, sealed = plain, False
         else:
-            rec = StoredVoucher(v.voucher_id, t, x, y, mid[32:], True, v.evidence)
+            layer, sealed = m, True
+        y, evidence = self._share_and_evidence(v, rkey, t)
+        x = shamir_x(self.table.table_id, v.voucher_id)
+        rec = StoredVoucher(v.voucher_id, t, x, y, layer, sealed, evidence)
         self._store.append(account, rec)
         released, newest = self._advance(account, rec)
         matches = matches if matches is not None else newest
         return OpenResult(v.voucher_id, True, bool(matches), matches or (), released)
+
+    def _share_and_evidence(self, v: ParsedVoucher, rkey: bytes, t: bytes) -> tuple[int, bytes]:
+        """The share ``y`` (under ``rkey`` and ``α·R``) and the inner evidence layer (the
+        outer one is under ``rkey``) of an opened voucher; either failing is a tampered
+        voucher (an honest client always makes both)."""
+        try:
+            rl = group.mul(self._secret.alpha, v.server_r)
+        except ValueError:
+            raise InvalidVoucher(_BAD) from None
+        raw_y = open_sealed(share_key(rkey, rl, t), v.share)
+        inner = open_sealed(hkdf_sha256(rkey, salt=t, info=INFO_EVIDENCE_OUTER), v.evidence)
+        if raw_y is None or inner is None:
+            raise InvalidVoucher(_BAD)
+        y = int.from_bytes(raw_y, "little")
+        if y >= group.ORDER:
+            raise InvalidVoucher(_BAD)
+        return y, inner
 
     def _unwrap(self, v: ParsedVoucher, t: bytes) -> bytes | None:
         """The hot loop: one scalar multiplication, one HKDF and one AEAD trial per pair."""

@@ -1,37 +1,58 @@
-"""Vouchers: the client side and the byte layout.
+"""Vouchers: the client side, the recipient's check, and the byte layout.
 
-Voucher wire format, version 1 (integers big-endian; sizes fixed by the table,
+Voucher wire format, version 2 (integers big-endian; sizes fixed by the table,
 so every voucher under one table has the same length)::
 
     offset  size       field
     0       4          magic "BMVC"
-    4       1          format version = 1
+    4       1          format version = 2 (version 1 is refused)
     5       1          reserved = 0
     6       2          n_pairs = 3 · n_probes
     8       16         table id (first 16 bytes of the table digest)
     --- end of header (24 bytes) ---
-    24      16         voucher id, random
-    40      80·n_pairs pairs (Q ‖ W): Q a point (32), W = seal(K, rkey) (48)
-    ...     129 + h    C_mid = seal(k_mid, y ‖ M), aad = SHA-256(all bytes except C_mid)
-    ...     20 + E     C_ev  = seal(k_ev, u32 length ‖ evidence ‖ zero padding to E)
+    24      16         voucher id                                   (from the opening seed)
+    40      80·n_pairs pairs (Q ‖ W): Q a point (32), W = seal(K, rkey) (48)   (from the seed)
+    ...     32         R = r·G, r a fresh secret scalar from the system RNG (never the seed)
+    ...     48         C_share = seal(k_share, y)                 y: the Shamir share, 32 LE
+    ...     65 + h + 32  C_mid = seal(k_mid, M), aad = SHA-256(all bytes except C_mid)
+    ...     36 + E     C_ev  = seal(k_out, seal(k_ev, u32 length ‖ evidence ‖ zero padding to E))
 
     M = seal(k_match, flag ‖ PDQ ‖ commitment ‖ hint)   (1 + 32 + 32 + h, +16 tag)
 
 with ``h`` the lookup scheme's hint size and ``E`` the table's evidence size.
 Keys (HKDF-SHA256, salt ``T = SHA-256("blindmatch/v1/voucher\\0" ‖ header ‖ voucher id)``)::
 
-    K_i     = HKDF(S_i ‖ Q_i,  info "blindmatch/v1/pair")
-    k_mid   = HKDF(rkey,       info "blindmatch/v1/mid")
-    k_match = HKDF(rkey,       info "blindmatch/v1/match")   block policy
-            = HKDF(ek,         info "blindmatch/v1/match")   threshold policy
-    k_ev    = HKDF(ek,         info "blindmatch/v1/evidence")
+    K_i     = HKDF(S_i ‖ Q_i,     info "blindmatch/v1/pair")
+    k_share = HKDF(rkey ‖ r·L,    info "blindmatch/v2/share")      the server: r·L = α·R
+    k_mid   = HKDF(rkey,          info "blindmatch/v1/mid")
+    k_match = HKDF(rkey,          info "blindmatch/v1/match")   block policy
+            = HKDF(ek,            info "blindmatch/v1/match")   threshold policy
+    k_out   = HKDF(rkey,          info "blindmatch/v2/evidence-outer")
+    k_ev    = HKDF(ek,            info "blindmatch/v1/evidence")
+
+**The opening.** The sender draws a 32-byte *opening seed* ``s`` and sends it to
+the recipient inside the end-to-end-encrypted payload (never to the server in
+the clear). Every value the recipient needs to recompute the voucher comes from
+ChaCha20 streams keyed by ``HKDF(s, salt = header, info = "blindmatch/v2/opening/" ‖ purpose)``
+(:class:`~blindmatch.protocol.hazmat.drbg.Drbg`): ``id`` (voucher id), ``rkey``,
+``probe-padding`` (the scheme's random padding keys), ``pairs`` (every β, γ in
+order), ``synthetic-coin`` and ``synthetic-pairs`` (threshold policy) and
+``shuffle``. :func:`verify_voucher_for_image` recomputes all of that from ``s``
+and the image and compares byte for byte. What the recipient must *not* learn
+stays out of the seed: the share ``y`` is sealed under ``k_share``, which needs
+``r·L`` (``r`` from the system RNG; computing ``r·L`` from ``R`` and ``L`` is
+the Diffie–Hellman problem), and the evidence and, under the threshold policy,
+``M`` are under the account's evidence key ``ek``. The evidence has an outer
+layer under ``rkey`` so that ``ek`` alone opens no voucher that did not open
+(docs/protocol.md §5 explains why the outer layer is needed).
 
 For a real voucher each pair belongs to one probe key ``k`` and one of its
-three cuckoo positions ``p``: ``Q = β·H(k) + γ·G``, ``S = β·P[p] + γ·L`` with
-fresh β, γ; the server recomputes ``S = α·Q``, which equals the client's only
-when ``P[p] = α·H(k)``. A synthetic voucher (threshold policy only) has one
-pair with ``Q = γ·G``, ``S = γ·L`` (it always opens), every other pair random
-bytes and points, a random share ``y`` and ``flag = 1``.
+three cuckoo positions ``p``: ``Q = β·H(k) + γ·G``, ``S = β·P[p] + γ·L``; the
+server recomputes ``S = α·Q``, which equals the client's only when
+``P[p] = α·H(k)``. A synthetic voucher (threshold policy only, when the seed's
+coin says so) has one pair with ``Q = γ·G``, ``S = γ·L`` (it always opens),
+every other pair random points and bytes from the seed, a random share ``y``
+(system RNG) and ``flag = 1``.
 
 ``y = f(x)`` is a Shamir share of the account's evidence secret
 ``a_0`` with ``x = SHA-512("blindmatch/v1/shamir-x\\0" ‖ table id ‖ voucher id) mod ℓ``;
@@ -45,15 +66,16 @@ import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from blindmatch.errors import InvalidTable, InvalidVoucher
+from blindmatch.errors import InvalidHash, InvalidTable, InvalidVoucher, ProtocolError
 from blindmatch.protocol import _wire as w
 from blindmatch.protocol.hazmat import group
-from blindmatch.protocol.hazmat.aead import TAG_BYTES, seal
+from blindmatch.protocol.hazmat.aead import TAG_BYTES, open_sealed, seal
 from blindmatch.protocol.hazmat.cuckoo import slot_positions
+from blindmatch.protocol.hazmat.drbg import Drbg
 from blindmatch.protocol.hazmat.kdf import hkdf_sha256
 from blindmatch.protocol.hazmat.rng import Rng, randbelow, shuffle, system_rng
 from blindmatch.protocol.hazmat.shamir import evaluate
-from blindmatch.protocol.lookup import PDQ_BYTES, QueryHash
+from blindmatch.protocol.lookup import PDQ_BYTES, ProbeSet, QueryHash
 from blindmatch.protocol.manifest import (
     Manifest,
     TrustPolicy,
@@ -63,11 +85,14 @@ from blindmatch.protocol.manifest import (
 from blindmatch.protocol.table import KEY_DOMAIN, Policy, Table
 
 VOUCHER_MAGIC = b"BMVC"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 HEADER_BYTES = 24
 ID_BYTES = 16
 PAIR_BYTES = 32 + 32 + TAG_BYTES
+POINT_BYTES = 32
+SHARE_BYTES = 32 + TAG_BYTES
 COMMITMENT_BYTES = 32
+OPENING_SEED_BYTES = 32
 FLAG_REAL = 0
 FLAG_SYNTHETIC = 1
 
@@ -77,8 +102,12 @@ INFO_PAIR = b"blindmatch/v1/pair"
 INFO_MID = b"blindmatch/v1/mid"
 INFO_MATCH = b"blindmatch/v1/match"
 INFO_EVIDENCE = b"blindmatch/v1/evidence"
+INFO_EVIDENCE_OUTER = b"blindmatch/v2/evidence-outer"
+INFO_SHARE = b"blindmatch/v2/share"
 INFO_EK = b"blindmatch/v1/evidence-key"
 INFO_COEF = b"blindmatch/v1/shamir-coefficient"
+OPENING_LABEL = b"blindmatch/v2/opening/"
+_MISMATCH = "voucher was not made for this image with this opening"
 
 
 class AccountSecret:
@@ -136,9 +165,24 @@ def pair_key(s: bytes, q: bytes, t: bytes) -> bytes:
     return hkdf_sha256(s + q, salt=t, info=INFO_PAIR)
 
 
+def share_key(rkey: bytes, rl: bytes, t: bytes) -> bytes:
+    """``k_share`` from ``rkey`` and ``r·L`` (the server computes ``r·L`` as ``α·R``)."""
+    return hkdf_sha256(rkey + rl, salt=t, info=INFO_SHARE)
+
+
+def new_opening_seed(rng: Rng = system_rng) -> bytes:
+    """A fresh 32-byte opening seed: one per voucher, sent only inside the E2EE payload."""
+    return rng(OPENING_SEED_BYTES)
+
+
+def opening_stream(seed: bytes, header: bytes, purpose: str) -> Drbg:
+    """The opening's deterministic stream for one purpose (see the module docstring)."""
+    return Drbg(seed, salt=header, label=OPENING_LABEL + purpose.encode())
+
+
 @dataclass(frozen=True)
 class Layout:
-    """Byte sizes of a voucher under one table."""
+    """Byte sizes and offsets of a voucher under one table."""
 
     n_pairs: int
     hint_size: int
@@ -150,19 +194,31 @@ class Layout:
 
     @property
     def mid_bytes(self) -> int:
-        return 32 + self.match_plain + TAG_BYTES + TAG_BYTES
+        return self.match_plain + TAG_BYTES + TAG_BYTES
+
+    @property
+    def ev_inner_bytes(self) -> int:
+        return 4 + self.evidence_bytes + TAG_BYTES
 
     @property
     def ev_bytes(self) -> int:
-        return 4 + self.evidence_bytes + TAG_BYTES
+        return self.ev_inner_bytes + TAG_BYTES
 
     @property
     def pairs_offset(self) -> int:
         return HEADER_BYTES + ID_BYTES
 
     @property
-    def mid_offset(self) -> int:
+    def r_offset(self) -> int:
         return self.pairs_offset + PAIR_BYTES * self.n_pairs
+
+    @property
+    def share_offset(self) -> int:
+        return self.r_offset + POINT_BYTES
+
+    @property
+    def mid_offset(self) -> int:
+        return self.share_offset + SHARE_BYTES
 
     @property
     def ev_offset(self) -> int:
@@ -189,20 +245,26 @@ class ParsedVoucher:
     header: bytes
     voucher_id: bytes
     pairs: tuple[tuple[bytes, bytes], ...]
+    server_r: bytes  # R = r·G
+    share: bytes  # C_share
     mid: bytes
     evidence: bytes
     raw: bytes
 
     def mid_aad(self) -> bytes:
         """SHA-256 of every voucher byte except ``C_mid`` (the AAD of ``C_mid``)."""
-        offset = HEADER_BYTES + ID_BYTES + PAIR_BYTES * len(self.pairs)
-        return hashlib.sha256(self.raw[:offset] + self.raw[offset + len(self.mid) :]).digest()
+        return mid_aad_of(self.raw, Layout(len(self.pairs), 0, 0).mid_offset, len(self.mid))
 
     @classmethod
     def from_bytes(cls, data: bytes, table: Table) -> ParsedVoucher:
         """Split and check sizes and header; anything wrong raises :class:`InvalidVoucher`."""
         if not isinstance(data, bytes):
             raise InvalidVoucher("malformed voucher")
+        if len(data) > 4 and data[:4] == VOUCHER_MAGIC and data[4] == 1:
+            raise InvalidVoucher(
+                f"voucher format version 1 is no longer accepted (this build reads version "
+                f"{FORMAT_VERSION}); make the voucher again with a current client"
+            )
         layout = Layout.for_table(table)
         if len(data) != layout.total or data[:HEADER_BYTES] != header_for(table):
             raise InvalidVoucher("malformed voucher")
@@ -216,10 +278,16 @@ class ParsedVoucher:
             data[:HEADER_BYTES],
             data[HEADER_BYTES : layout.pairs_offset],
             tuple(pairs),
+            data[layout.r_offset : layout.share_offset],
+            data[layout.share_offset : layout.mid_offset],
             data[layout.mid_offset : layout.ev_offset],
             data[layout.ev_offset :],
             data,
         )
+
+
+def mid_aad_of(raw: bytes, mid_offset: int, mid_len: int) -> bytes:
+    return hashlib.sha256(raw[:mid_offset] + raw[mid_offset + mid_len :]).digest()
 
 
 @dataclass(frozen=True)
@@ -256,7 +324,6 @@ class ClientSession:
         self._coefficients = account.coefficients(self.table.threshold)
         self._ek = evidence_key(self._coefficients[0])
         self._layout = Layout.for_table(self.table)
-        self._header = header_for(self.table)
 
     def __repr__(self) -> str:
         return f"ClientSession({self.table!r}, <account hidden>)"
@@ -273,6 +340,7 @@ class ClientSession:
         evidence: bytes = b"",
         commitment: bytes = bytes(COMMITMENT_BYTES),
         variants: Sequence[QueryHash] = (),
+        opening_seed: bytes | None = None,
     ) -> bytes:
         """One voucher for one image hash.
 
@@ -282,15 +350,23 @@ class ClientSession:
         table's scheme supports it (:class:`~blindmatch.protocol.lookup.VariantProbeLSH`);
         ``evidence`` (at most the table's evidence
         size: a small review derivative) opens only at the threshold;
-        ``commitment`` is carried for the recipient-side check (property 6).
-        Under the threshold policy a synthetic voucher replaces the real one
-        at the table's synthetic rate.
+        ``commitment`` (32 bytes, e.g. SHA-256 of the encrypted attachment) is
+        carried in the match layer. ``opening_seed`` (32 bytes, from
+        :func:`new_opening_seed`) lets the recipient check the voucher
+        (:func:`verify_voucher_for_image`): send it inside the end-to-end-encrypted
+        payload, never in the clear. Without one a fresh seed is drawn and
+        discarded, and nobody can check the voucher. Under the threshold policy
+        a synthetic voucher replaces the real one when the seed's coin says so
+        (at the table's synthetic rate).
         """
-        synthetic = False
-        if self.table.policy is Policy.THRESHOLD and self.table.synthetic_ppm:
-            synthetic = randbelow(self._rng, 1_000_000) < self.table.synthetic_ppm
         return self._build(
-            pdq, confidence, evidence, commitment, synthetic=synthetic, variants=variants
+            pdq,
+            confidence,
+            evidence,
+            commitment,
+            synthetic=None,
+            variants=variants,
+            opening_seed=opening_seed,
         )
 
     def _build(
@@ -300,72 +376,206 @@ class ClientSession:
         evidence: bytes,
         commitment: bytes,
         *,
-        synthetic: bool,
+        synthetic: bool | None,
         variants: Sequence[QueryHash] = (),
+        opening_seed: bytes | None = None,
     ) -> bytes:
-        if not isinstance(pdq, bytes) or len(pdq) != PDQ_BYTES:
-            raise ValueError("a PDQ hash is 32 bytes")
-        if len(commitment) != COMMITMENT_BYTES:
-            raise ValueError("a commitment is 32 bytes")
-        if len(evidence) > self.table.evidence_bytes:
-            raise ValueError(f"evidence is limited to {self.table.evidence_bytes} bytes")
+        """``synthetic``: None lets the seed's coin decide (the only honest choice); tests
+        force it to model a client that ignores the coin."""
+        if not isinstance(evidence, bytes) or len(evidence) > self.table.evidence_bytes:
+            raise ProtocolError(f"evidence is bytes, at most {self.table.evidence_bytes} of them")
         if synthetic and self.table.policy is not Policy.THRESHOLD:
-            raise ValueError("synthetic vouchers exist only under the threshold policy")
-        rng, table, lay = self._rng, self.table, self._layout
-        voucher_id = rng(ID_BYTES)
-        t = transcript(self._header, voucher_id)
-        rkey = rng(32)
-        if variants:
-            probes = table.scheme.probe_variants([QueryHash(pdq, confidence), *variants], rng)
-        else:
-            probes = table.scheme.probe(pdq, confidence, rng)
-        pairs = self._pairs(t, rkey, probes.keys)  # computed either way: same time
-        if synthetic:
-            pairs = self._synthetic_pairs(t, rkey, lay.n_pairs)
-        shuffle(rng, pairs)
-
-        x = shamir_x(table.table_id, voucher_id)
-        if synthetic:
+            raise ProtocolError("synthetic vouchers exist only under the threshold policy")
+        seed = new_opening_seed(self._rng) if opening_seed is None else opening_seed
+        table, lay, rng = self.table, self._layout, self._rng
+        d = derive_opening(table, seed, pdq, confidence, variants, commitment, synthetic=synthetic)
+        r = group.random_scalar(rng)  # the system RNG, never the seed: the recipient lacks r
+        big_r = group.base_mul(r)
+        rl = group.mul(r, table.server_point)
+        x = shamir_x(table.table_id, d.voucher_id)
+        if d.synthetic:
             y = int.from_bytes(group.random_scalar(rng), "little")
-            inner = bytes([FLAG_SYNTHETIC]) + bytes(lay.match_plain - 1)
             evidence = b""
         else:
             y = evaluate(self._coefficients, x)
-            inner = bytes([FLAG_REAL]) + pdq + commitment + probes.hint
-        match_base = self._ek if table.policy is Policy.THRESHOLD else rkey
-        m = seal(hkdf_sha256(match_base, salt=t, info=INFO_MATCH), inner)
+        c_share = seal(share_key(d.rkey, rl, d.t), y.to_bytes(32, "little"))
+        match_base = self._ek if table.policy is Policy.THRESHOLD else d.rkey
+        m = seal(hkdf_sha256(match_base, salt=d.t, info=INFO_MATCH), d.match_plain)
         padded = w.u32(len(evidence)) + evidence + bytes(table.evidence_bytes - len(evidence))
-        c_ev = seal(hkdf_sha256(self._ek, salt=t, info=INFO_EVIDENCE), padded)
-        front = self._header + voucher_id + b"".join(q + wr for q, wr in pairs)
+        inner = seal(hkdf_sha256(self._ek, salt=d.t, info=INFO_EVIDENCE), padded)
+        c_ev = seal(hkdf_sha256(d.rkey, salt=d.t, info=INFO_EVIDENCE_OUTER), inner)
+        front = d.front + big_r + c_share
         aad = hashlib.sha256(front + c_ev).digest()
-        c_mid = seal(hkdf_sha256(rkey, salt=t, info=INFO_MID), y.to_bytes(32, "little") + m, aad)
+        c_mid = seal(hkdf_sha256(d.rkey, salt=d.t, info=INFO_MID), m, aad)
         out = front + c_mid + c_ev
         assert len(out) == lay.total
         return out
 
-    def _pairs(self, t: bytes, rkey: bytes, keys: Sequence[bytes]) -> list[tuple[bytes, bytes]]:
-        table, rng = self.table, self._rng
-        out = []
-        for key in keys:
-            hk = group.hash_to_group(KEY_DOMAIN, key)
-            for pos in slot_positions(table.cuckoo_seed, key, table.n_slots):
-                beta, gamma = group.random_scalar(rng), group.random_scalar(rng)
-                try:
-                    s = group.add(
-                        group.mul(beta, table.slot(pos)), group.mul(gamma, table.server_point)
-                    )
-                except ValueError:
-                    raise InvalidTable("table slot is not a valid point") from None
-                q = group.add(group.mul(beta, hk), group.base_mul(gamma))
-                out.append((q, seal(pair_key(s, q, t), rkey)))
-        return out
 
-    def _synthetic_pairs(self, t: bytes, rkey: bytes, n: int) -> list[tuple[bytes, bytes]]:
-        rng, table = self._rng, self.table
-        gamma = group.random_scalar(rng)
-        q = group.base_mul(gamma)
-        s = group.mul(gamma, table.server_point)
-        out = [(q, seal(pair_key(s, q, t), rkey))]
-        for _ in range(n - 1):
-            out.append((group.random_point(rng), rng(32 + TAG_BYTES)))
-        return out
+# -- the opening: everything derived from the seed ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Opening:
+    """What an opening seed and an image determine (the sender's and the recipient's view)."""
+
+    voucher_id: bytes
+    t: bytes
+    rkey: bytes
+    synthetic: bool
+    front: bytes  # header ‖ voucher id ‖ pairs
+    match_plain: bytes  # flag ‖ PDQ ‖ commitment ‖ hint (flag 1 and zeros when synthetic)
+
+    def __repr__(self) -> str:  # everything here is as secret as the seed
+        return f"Opening(<{len(self.front)} bytes>, synthetic={self.synthetic})"
+
+
+def _check_inputs(pdq: object, commitment: object, seed: object) -> None:
+    if not isinstance(pdq, bytes) or len(pdq) != PDQ_BYTES:
+        raise InvalidHash("a PDQ hash is 32 bytes")
+    if not isinstance(commitment, bytes) or len(commitment) != COMMITMENT_BYTES:
+        raise ProtocolError(f"a commitment is {COMMITMENT_BYTES} bytes")
+    if not isinstance(seed, bytes) or len(seed) != OPENING_SEED_BYTES:
+        raise ProtocolError(f"an opening seed is {OPENING_SEED_BYTES} bytes")
+
+
+def synthetic_coin(table: Table, seed: bytes) -> bool:
+    """Whether the seed makes this voucher synthetic (threshold policy with a synthetic rate;
+    always False under the block policy)."""
+    if table.policy is not Policy.THRESHOLD or not table.synthetic_ppm:
+        return False
+    coin = opening_stream(seed, header_for(table), "synthetic-coin")
+    return randbelow(coin, 1_000_000) < table.synthetic_ppm
+
+
+def derive_opening(
+    table: Table,
+    seed: bytes,
+    pdq: bytes,
+    confidence: Sequence[float] | None,
+    variants: Sequence[QueryHash],
+    commitment: bytes,
+    *,
+    synthetic: bool | None = None,
+    real_pairs: bool = True,
+) -> Opening:
+    """Recompute the seed-determined part of a voucher. ``real_pairs=False`` skips the real
+    pairs of a synthetic voucher (the sender computes them anyway: same time either way)."""
+    _check_inputs(pdq, commitment, seed)
+    header = header_for(table)
+    if synthetic is None:
+        synthetic = synthetic_coin(table, seed)
+    voucher_id = opening_stream(seed, header, "id")(ID_BYTES)
+    t = transcript(header, voucher_id)
+    rkey = opening_stream(seed, header, "rkey")(32)
+    padding = opening_stream(seed, header, "probe-padding")
+    probes: ProbeSet
+    if variants:
+        probes = table.scheme.probe_variants([QueryHash(pdq, confidence), *variants], padding)
+    else:
+        probes = table.scheme.probe(pdq, confidence, padding)
+    n_pairs = 3 * table.scheme.n_probes
+    pairs: list[tuple[bytes, bytes]] = []
+    if real_pairs or not synthetic:
+        pairs = _pairs(table, t, rkey, probes.keys, opening_stream(seed, header, "pairs"))
+    if synthetic:
+        stream = opening_stream(seed, header, "synthetic-pairs")
+        pairs = _synthetic_pairs(table, t, rkey, n_pairs, stream)
+    shuffle(opening_stream(seed, header, "shuffle"), pairs)
+    if synthetic:
+        plain = bytes([FLAG_SYNTHETIC]) + bytes(Layout.for_table(table).match_plain - 1)
+    else:
+        plain = bytes([FLAG_REAL]) + pdq + commitment + probes.hint
+    front = header + voucher_id + b"".join(q + wr for q, wr in pairs)
+    return Opening(voucher_id, t, rkey, synthetic, front, plain)
+
+
+def _pairs(
+    table: Table, t: bytes, rkey: bytes, keys: Sequence[bytes], rng: Rng
+) -> list[tuple[bytes, bytes]]:
+    out = []
+    for key in keys:
+        hk = group.hash_to_group(KEY_DOMAIN, key)
+        for pos in slot_positions(table.cuckoo_seed, key, table.n_slots):
+            beta, gamma = group.random_scalar(rng), group.random_scalar(rng)
+            try:
+                s = group.add(
+                    group.mul(beta, table.slot(pos)), group.mul(gamma, table.server_point)
+                )
+            except ValueError:
+                raise InvalidTable("table slot is not a valid point") from None
+            q = group.add(group.mul(beta, hk), group.base_mul(gamma))
+            out.append((q, seal(pair_key(s, q, t), rkey)))
+    return out
+
+
+def _synthetic_pairs(
+    table: Table, t: bytes, rkey: bytes, n: int, rng: Rng
+) -> list[tuple[bytes, bytes]]:
+    gamma = group.random_scalar(rng)
+    q = group.base_mul(gamma)
+    s = group.mul(gamma, table.server_point)
+    out = [(q, seal(pair_key(s, q, t), rkey))]
+    for _ in range(n - 1):
+        out.append((group.random_point(rng), rng(32 + TAG_BYTES)))
+    return out
+
+
+def voucher_is_synthetic(verified: VerifiedTable, opening_seed: bytes) -> bool:
+    """Whether a voucher made with ``opening_seed`` under this table is synthetic
+    (what a recipient learns about synthetic vouchers; see docs/protocol.md §5)."""
+    if not isinstance(verified, VerifiedTable):
+        raise TypeError("voucher_is_synthetic needs a VerifiedTable (see verify_table)")
+    if not isinstance(opening_seed, bytes) or len(opening_seed) != OPENING_SEED_BYTES:
+        raise ProtocolError(f"an opening seed is {OPENING_SEED_BYTES} bytes")
+    return synthetic_coin(verified.table, opening_seed)
+
+
+def verify_voucher_for_image(
+    verified: VerifiedTable,
+    voucher: bytes,
+    opening_seed: bytes,
+    pdq: bytes,
+    *,
+    confidence: Sequence[float] | None = None,
+    variants: Sequence[QueryHash] = (),
+    commitment: bytes,
+) -> None:
+    """Recipient: check that ``voucher`` was made for this image with this opening seed.
+
+    Recomputes from the seed and the image (the same PDQ, confidence vector and
+    variants the sender computed: same library, same decoder) every byte of the
+    voucher that they determine and compares: the header, the voucher id, every
+    pair, and under the block policy the match layer (flag, PDQ, ``commitment``,
+    hint) and ``C_mid`` with its AAD over the voucher's own ``R``, ``C_share`` and
+    ``C_ev``. It also checks that ``R`` is a valid point and that the outer layers
+    of ``C_mid`` and ``C_ev`` open under ``rkey``. The share (``C_share``) and the
+    inner evidence layer cannot be checked: by design the recipient cannot open them.
+
+    Under the threshold policy ``M`` is sealed under the sender's evidence key and
+    cannot be recomputed, and a synthetic voucher (the seed's coin) is checked only
+    as synthetic: the check is exact for the pairs, statistical for synthetic ones
+    (docs/protocol.md §5). Raises :class:`~blindmatch.errors.InvalidVoucher` on any
+    mismatch.
+    """
+    if not isinstance(verified, VerifiedTable):
+        raise TypeError("verify_voucher_for_image needs a VerifiedTable (see verify_table)")
+    table = verified.table
+    v = ParsedVoucher.from_bytes(voucher, table)
+    d = derive_opening(table, opening_seed, pdq, confidence, variants, commitment, real_pairs=False)
+    lay = Layout.for_table(table)
+    ok = hmac.compare_digest(voucher[: lay.r_offset], d.front)
+    ok &= group.is_valid_point(v.server_r)
+    out_key = hkdf_sha256(d.rkey, salt=d.t, info=INFO_EVIDENCE_OUTER)
+    inner = open_sealed(out_key, v.evidence)
+    ok &= inner is not None and len(inner) == lay.ev_inner_bytes
+    k_mid = hkdf_sha256(d.rkey, salt=d.t, info=INFO_MID)
+    aad = v.mid_aad()
+    if table.policy is Policy.BLOCK:
+        m = seal(hkdf_sha256(d.rkey, salt=d.t, info=INFO_MATCH), d.match_plain)
+        ok &= hmac.compare_digest(seal(k_mid, m, aad), v.mid)
+    else:
+        m_opened = open_sealed(k_mid, v.mid, aad)
+        ok &= m_opened is not None and len(m_opened) == lay.match_plain + TAG_BYTES
+    if not ok:
+        raise InvalidVoucher(_MISMATCH)

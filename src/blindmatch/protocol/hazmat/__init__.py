@@ -4,7 +4,8 @@
 
    This subpackage is full of land mines. Everything here is a low-level
    building block — ristretto255 group arithmetic, hash-to-group, key
-   derivation, AEAD wrapping, Shamir secret sharing, cuckoo placement —
+   derivation, AEAD wrapping, Shamir secret sharing, cuckoo placement,
+   deterministic (seeded) byte streams —
    that is only safe when composed exactly as :mod:`blindmatch.protocol`
    composes it (see ``docs/protocol.md``). Reusing a domain label, a key or
    a nonce, skipping a point validity check, or leaking a scalar breaks the
@@ -18,6 +19,7 @@ Nothing here does I/O or logging. Randomness always comes from an injectable
 
 from blindmatch.protocol.hazmat.aead import open_sealed, seal
 from blindmatch.protocol.hazmat.cuckoo import CuckooFailure, cuckoo_place, slot_positions
+from blindmatch.protocol.hazmat.drbg import Drbg
 from blindmatch.protocol.hazmat.group import (
     GENERATOR,
     POINT_BYTES,
@@ -47,6 +49,7 @@ __all__ = [
     "POINT_BYTES",
     "SCALAR_BYTES",
     "CuckooFailure",
+    "Drbg",
     "Rng",
     "SeededRng",
     "Share",
