@@ -18,7 +18,7 @@ from blindmatch.hashing.keypoints import (
     listed_features,
     window_pdqs,
 )
-from blindmatch.index.keypoints import KeypointIndex
+from blindmatch.index.keypoints import MIN_VISIBLE, NOT_SHOWN, KeypointIndex, window_visibility
 
 REF = Path(__file__).parents[1] / "vectors" / "pdq-reference"
 PHOTOS = [
@@ -112,9 +112,40 @@ def test_record_round_trip(photos) -> None:
     f = listed_features(photos[3])
     back = ListedFeatures.from_bytes(f.to_bytes())
     assert back.window_pdqs == f.window_pdqs
+    assert back.low_res_pdqs == f.low_res_pdqs and len(f.low_res_pdqs) == 5
     assert np.array_equal(back.keypoints.descriptors, f.keypoints.descriptors)
     assert np.allclose(back.keypoints.points, f.keypoints.points, atol=1e-3)
-    assert len(f.to_bytes()) == 12 + 5 * 32 + 36 * len(f.keypoints)
+    assert len(f.to_bytes()) == 12 + 2 * 5 * 32 + 36 * len(f.keypoints)
+
+
+def test_version_1_records_still_load_without_the_low_resolution_windows(photos) -> None:
+    f = listed_features(photos[3])
+    v2 = f.to_bytes()
+    v1 = v2[:4] + b"\x01" + v2[5 : 12 + 5 * 32] + v2[12 + 10 * 32 :]
+    back = ListedFeatures.from_bytes(v1)
+    assert back.window_pdqs == f.window_pdqs and back.low_res_pdqs == ()
+    idx = KeypointIndex()
+    idx.add([7], [back])
+    assert _best(idx, _edit(photos[3], "crop10-edge")).id == 7
+
+
+def test_a_thumbnail_is_compared_with_the_low_resolution_windows() -> None:
+    # A 256-px listed picture and its 64-px copy: at full resolution the windows
+    # differ by the detail the thumbnail lost; at the listed low resolution they agree.
+    im = Image.open(PHOTOS[-1]).convert("RGB")
+    side = min(im.size)
+    listed = np.asarray(im.crop((0, 0, side, side)).resize((256, 256), Image.LANCZOS))
+    thumb = np.asarray(Image.fromarray(listed).resize((64, 64), Image.LANCZOS))
+    f = listed_features(listed)
+    with_low = KeypointIndex()
+    with_low.add([1], [f])
+    without = KeypointIndex()
+    without.add([1], [ListedFeatures(f.keypoints, f.window_pdqs)])
+    cands = with_low.candidates(keypoints_from_rgb(thumb))
+    assert cands and cands[0].id == 1
+    low = with_low.verify(thumb, cands)[0].distance
+    full = without.verify(thumb, cands)[0].distance
+    assert low < full and low <= 31, (low, full)
 
 
 @pytest.mark.parametrize(
@@ -142,3 +173,30 @@ def test_the_graph_finds_what_brute_force_finds(photos, index) -> None:
             q = _edit(rgb, t, i)
             got, want = _best(index, q), _best(exact, q)
             assert (got.id, got.distance <= 31) == (want.id, want.distance <= 31), (i, t)
+
+
+def test_window_visibility_is_the_share_of_each_window_inside_the_query() -> None:
+    identity = np.array([[1.0, 0, 0], [0, 1.0, 0]])
+    assert window_visibility(identity, 800, 600, 1.0, 0.75) == (1.0,) * 5
+    # the query (400x600, so [0, 2/3] x [0, 1] in its own units) is the left half
+    # of the listed picture ([0, 1] x [0, 0.75]): listed = 0.75 * query
+    left = np.array([[0.75, 0, 0], [0, 0.75, 0]])
+    vis = window_visibility(left, 400, 600, 1.0, 0.75)
+    assert vis[1] == 1.0  # the left half window
+    assert vis[2] == 0.0  # the right half window
+    assert 0.4 < vis[0] < 0.6 and 0.4 < vis[3] < 0.6
+
+
+def test_a_fit_that_shows_no_whole_window_is_not_a_match(photos) -> None:
+    # A corner of the listed picture: the keypoints fit, but every window would be
+    # mostly invented border pixels, so there is no evidence to score.
+    rgb = photos[-1]
+    h, w = rgb.shape[:2]
+    corner = np.ascontiguousarray(rgb[: int(h * 0.5), : int(w * 0.5)])
+    idx = KeypointIndex()
+    idx.add([3], [listed_features(rgb)])
+    cands = idx.candidates(keypoints_from_rgb(corner))
+    assert cands and cands[0].id == 3
+    (m,) = idx.verify(corner, cands)
+    assert max(m.visible) < MIN_VISIBLE
+    assert m.distance == NOT_SHOWN

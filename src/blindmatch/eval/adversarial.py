@@ -57,7 +57,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from blindmatch.eval.schemes import HashScheme, PlainPDQ, make_hash_scheme
+from blindmatch.eval.schemes import HashScheme, PlainPDQ, RobustPDQ, make_hash_scheme
 from blindmatch.eval.transforms import apply as apply_transform
 from blindmatch.hashing import pdq_from_rgb
 
@@ -74,6 +74,42 @@ _BEGIN, _END = "<!-- adversarial:begin -->", "<!-- adversarial:end -->"
 
 
 # ---------------------------------------------------------------- basics
+
+
+class RobustWithKeypoints(RobustPDQ):
+    """``robust+orb`` as an attack target, as ``scan`` runs it: the robust PDQ
+    queries, and the keypoint layer (ORB candidates, RANSAC, aligned-window
+    PDQs) against the one listed picture under attack (set with :meth:`aim`).
+    One query hashes the candidate image both ways, so it counts once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.name = "robust+orb"
+        self._index: Any = None
+
+    def aim(self, listed_rgb: np.ndarray) -> None:
+        from blindmatch.hashing.keypoints import listed_features
+        from blindmatch.index.keypoints import KeypointIndex
+
+        self._index = KeypointIndex(mirror_below=self.threshold)
+        self._index.add([0], [listed_features(listed_rgb)])
+
+    def keypoint_distance(self, rgb: np.ndarray) -> int:
+        if self._index is None:
+            raise ValueError("aim() the scheme at a listed picture first")
+        return min((m.distance for m in self._index.search(rgb)), default=NO_HASH_DISTANCE)
+
+
+def attack_scheme(name: str) -> HashScheme:
+    """A scheme the attacks can run against: a hash scheme, or ``robust+orb``."""
+    return RobustWithKeypoints() if name == "robust+orb" else make_hash_scheme(name)
+
+
+def _distance(scheme: HashScheme, rgb: np.ndarray, rows: np.ndarray, target: np.ndarray) -> int:
+    d = min_distance(rows, target)
+    if isinstance(scheme, RobustWithKeypoints) and d > scheme.threshold:
+        d = min(d, scheme.keypoint_distance(rgb))  # production looks no further after a match
+    return d
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -225,7 +261,7 @@ class _Search:
     def _query(self, img: np.ndarray) -> tuple[int, np.ndarray]:
         rows = self.scheme.query_hashes(img)
         self.used += 1
-        return min_distance(rows, self.target), rows
+        return _distance(self.scheme, img, rows, self.target), rows
 
     def _plain_bits(self, img: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """The plain PDQ bits of ``img``: part of every ``pdq`` or ``robust``
@@ -373,6 +409,8 @@ def evade(
     amplitude (in 8-bit levels) of one pattern."""
     _check_mode(mode, scheme)
     listed = scheme.list_hashes(rgb) if listed_rows is None else listed_rows
+    if isinstance(scheme, RobustWithKeypoints):
+        scheme.aim(rgb)
     s = _Search(
         rgb,
         scheme,
@@ -408,12 +446,18 @@ def collide(
     mode: str = "guided",
     step: tuple[float, float] = (1.0, 32.0),
     seed: int = 0,
+    target_rgb: np.ndarray | None = None,
 ) -> AttackResult:
     """Perturb the benign ``source_rgb`` until some query hash of ``scheme`` is
     within ``threshold`` of a row of ``target_rows`` (uint8 ``(k, bits/8)``: a
     listed entry's hashes), staying at or above ``min_psnr`` dB and within
-    ``max_queries`` queries."""
+    ``max_queries`` queries. ``robust+orb`` also needs the listed picture
+    itself (``target_rgb``), whose keypoints the list stores."""
     _check_mode(mode, scheme)
+    if isinstance(scheme, RobustWithKeypoints):
+        if target_rgb is None:
+            raise ValueError("robust+orb collisions need target_rgb, the listed picture")
+        scheme.aim(target_rgb)
     s = _Search(
         source_rgb,
         scheme,
@@ -447,6 +491,9 @@ def edit_distances(
     out = []
     picture = Image.fromarray(rgb)
     listed = {s.name: s.list_hashes(rgb) for s in schemes}
+    for s in schemes:
+        if isinstance(s, RobustWithKeypoints):
+            s.aim(rgb)
     for k, name in enumerate(edits):
         edited = apply_transform(name, picture, seed + k)
         aligned = (
@@ -460,7 +507,8 @@ def edit_distances(
                 "edit": name,
                 "psnr": psnr(np.asarray(aligned), rgb),
                 "distance": {
-                    s.name: min_distance(s.query_hashes(pixels), listed[s.name]) for s in schemes
+                    s.name: _distance(s, pixels, s.query_hashes(pixels), listed[s.name])
+                    for s in schemes
                 },
             }
         )
@@ -512,7 +560,7 @@ def run_adversarial(
     if not listed_rgbs:
         raise ValueError("need at least one listed image")
     started = time.perf_counter()
-    objs = [make_hash_scheme(s) for s in schemes]
+    objs = [attack_scheme(s) for s in schemes]
     n_pairs = len(source_rgbs) if pairs is None else min(pairs, len(source_rgbs))
     evasion, collision = [], []
     for scheme in objs:
@@ -531,11 +579,12 @@ def run_adversarial(
             evasion.append({"scheme": scheme.name, "mode": mode, **_summarize(rows), "rows": rows})
             rows = []
             for j in range(n_pairs):
-                target = scheme.list_hashes(listed_rgbs[j % len(listed_rgbs)])
+                target_rgb = listed_rgbs[j % len(listed_rgbs)]
                 result = collide(
                     source_rgbs[j],
-                    target,
+                    scheme.list_hashes(target_rgb),
                     scheme,
+                    target_rgb=target_rgb,
                     max_queries=collide_queries,
                     min_psnr=collide_min_psnr,
                     mode=mode,

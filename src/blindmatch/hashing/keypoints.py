@@ -46,9 +46,15 @@ WINDOWS = (
 )
 WINDOW_SIDE = 64  # pixels along a window's longer side when resampled (PDQ works at 64x64)
 BLUR_PER_STEP = 0.5  # Gaussian sigma, in source pixels per window pixel, before resampling
+# A query that shows the listed picture at fewer than LOW_RES_BELOW pixels along its
+# longer side (a thumbnail, a quarter-size copy of a small picture) has lost the detail
+# the windows keep; such queries are compared, at LOW_RES_SIDE, with a second set of
+# window PDQs the list computes from a LOW_RES_SIDE copy of the picture.
+LOW_RES_SIDE = 64
+LOW_RES_BELOW = 128
 
 _MAGIC = b"BMKP"
-_VERSION = 1
+_VERSION = 2  # version 1: no low-resolution windows (still read)
 _HEADER = struct.Struct(">4sBHeeB")  # magic, version, n, width, height, windows
 
 cv2.setNumThreads(1)  # parallelism comes from processes; threads would oversubscribe
@@ -77,13 +83,16 @@ class ListedFeatures:
 
     keypoints: Keypoints
     window_pdqs: tuple[bytes, ...]  # 32 bytes each, in ``WINDOWS`` order
+    low_res_pdqs: tuple[bytes, ...] = ()  # the same windows of a LOW_RES_SIDE copy
 
     def to_bytes(self) -> bytes:
         kp = self.keypoints
+        if len(self.low_res_pdqs) != len(self.window_pdqs):
+            raise ValueError("a version 2 keypoint record needs both window sets")
         head = _HEADER.pack(_MAGIC, _VERSION, len(kp), kp.width, kp.height, len(self.window_pdqs))
         pts = np.ascontiguousarray(kp.points, dtype=">f2").tobytes()
         desc = np.ascontiguousarray(kp.descriptors, dtype=np.uint8).tobytes()
-        return head + b"".join(self.window_pdqs) + pts + desc
+        return head + b"".join(self.window_pdqs + self.low_res_pdqs) + pts + desc
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ListedFeatures:
@@ -92,21 +101,22 @@ class ListedFeatures:
         magic, version, n, width, height, k = _HEADER.unpack_from(data)
         if magic != _MAGIC:
             raise IndexFormatError("not a keypoint record")
-        if version != _VERSION:
+        if version not in (1, _VERSION):
             raise IndexFormatError(f"keypoint record version {version} is not supported")
-        if len(data) != _HEADER.size + 32 * k + n * 4 + n * 32:
+        sets = 1 if version == 1 else 2
+        if len(data) != _HEADER.size + 32 * k * sets + n * 4 + n * 32:
             raise IndexFormatError("keypoint record has the wrong length")
         if k != len(WINDOWS):
             raise IndexFormatError(f"keypoint record has {k} windows, expected {len(WINDOWS)}")
         if not (0 < width <= 1 and 0 < height <= 1):
             raise IndexFormatError("keypoint record has a bad shape")
         off = _HEADER.size
-        windows = tuple(bytes(data[off + 32 * i : off + 32 * (i + 1)]) for i in range(k))
-        off += 32 * k
+        pdqs = tuple(bytes(data[off + 32 * i : off + 32 * (i + 1)]) for i in range(k * sets))
+        off += 32 * k * sets
         pts = np.frombuffer(data, dtype=">f2", count=2 * n, offset=off).astype(np.float32)
         desc = np.frombuffer(data, dtype=np.uint8, count=32 * n, offset=off + 4 * n)
         kp = Keypoints(pts.reshape(n, 2), desc.reshape(n, 32).copy(), float(width), float(height))
-        return cls(kp, windows)
+        return cls(kp, pdqs[:k], pdqs[k:])
 
 
 def work_copy(rgb: np.ndarray) -> np.ndarray:
@@ -190,4 +200,17 @@ def listed_features(rgb: np.ndarray, *, max_keypoints: int = MAX_KEYPOINTS) -> L
     """What ``lists add`` stores for a listed picture beside its PDQ."""
     kp = keypoints_from_rgb(rgb, max_keypoints=max_keypoints)
     windows = window_pdqs(rgb, None, kp.width, kp.height)
-    return ListedFeatures(kp, tuple(bytes.fromhex(p.hex) for p in windows))
+    low = window_pdqs(low_res_copy(rgb), None, kp.width, kp.height)
+    return ListedFeatures(
+        kp, tuple(bytes.fromhex(p.hex) for p in windows), tuple(bytes.fromhex(p.hex) for p in low)
+    )
+
+
+def low_res_copy(rgb: np.ndarray, side: float = LOW_RES_SIDE) -> np.ndarray:
+    """``rgb`` area-averaged to ``side`` pixels along its longer side (never up)."""
+    h, w = rgb.shape[:2]
+    scale = side / max(h, w)
+    if scale >= 1:
+        return np.ascontiguousarray(rgb)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(np.ascontiguousarray(rgb), size, interpolation=cv2.INTER_AREA)

@@ -8,7 +8,7 @@ the one-to-one correspondences, and a fit with at least ``min_inliers``
 inliers and a sane scale is a candidate. A candidate is scored the PDQ way:
 the query is warped into the listed picture's frame and the PDQs of its
 windows (centre, four halves) are compared with the ones the list stores; the
-smallest distance is the score (see
+smallest distance over the windows the query really shows is the score (see
 :mod:`blindmatch.hashing.keypoints`). When nothing scores within
 ``mirror_below`` bits, the mirror image is tried too (ORB is not mirror-invariant).
 
@@ -26,13 +26,23 @@ import faiss
 import numpy as np
 
 from blindmatch.hashing.keypoints import (
+    LOW_RES_BELOW,
+    LOW_RES_SIDE,
+    WINDOWS,
     Keypoints,
     ListedFeatures,
     keypoints_from_rgb,
+    low_res_copy,
     window_pdqs,
+    work_copy,
 )
 
 MIN_INLIERS = 10
+# A window counts only if the query shows at least this share of it: the rest of a
+# window's pixels would be invented (replicated from the query's border), and such
+# windows were what let different photographs of one object through (docs/detection.md).
+MIN_VISIBLE = 0.9
+NOT_SHOWN = 256  # the score of a candidate none of whose windows the query shows
 MIN_VOTES = 6
 CANDIDATES = 5  # listed pictures verified per query (the most-voted ones)
 MAX_DESCRIPTOR_DISTANCE = 64  # of 256 bits, for a correspondence to vote
@@ -54,9 +64,36 @@ class Candidate:
 @dataclass(frozen=True, slots=True)
 class KeypointMatch:
     id: int
-    distance: int  # PDQ bits between the aligned windows
+    distance: int  # PDQ bits between the aligned windows (the score)
     inliers: int
     mirrored: bool
+    windows: tuple[int, ...] = ()  # each window's distance, in WINDOWS order
+    visible: tuple[float, ...] = ()  # share of each window inside the query's frame
+
+
+def window_visibility(
+    transform: np.ndarray, query_w: int, query_h: int, width: float, height: float
+) -> tuple[float, ...]:
+    """The share of each of the listed picture's ``WINDOWS`` that the query's
+    frame covers, once mapped by ``transform`` (query normalised -> listed
+    normalised coordinates, as in :class:`Candidate`)."""
+    side = float(max(query_w, query_h))
+    corners = (
+        np.array([[0, 0], [query_w, 0], [query_w, query_h], [0, query_h]], dtype=np.float64) / side
+    )
+    frame = (corners @ transform[:, :2].T + transform[:, 2]).astype(np.float32)
+    if cv2.contourArea(frame, oriented=True) < 0:
+        frame = frame[::-1].copy()
+    out = []
+    for left, top, right, bottom in WINDOWS:
+        rect = np.array(
+            [[left * width, top * height], [right * width, top * height],
+             [right * width, bottom * height], [left * width, bottom * height]],
+            dtype=np.float32,
+        )  # fmt: skip
+        area, _ = cv2.intersectConvexConvex(frame, rect)
+        out.append(round(float(area) / ((right - left) * width * (bottom - top) * height), 3))
+    return tuple(out)
 
 
 def _popcount_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -181,21 +218,34 @@ class KeypointIndex:
     def verify(
         self, rgb: np.ndarray, candidates: Sequence[Candidate], *, mirrored: bool = False
     ) -> list[KeypointMatch]:
-        """Score candidates by the smallest PDQ distance of the aligned windows.
-        ``rgb`` is the picture the query keypoints came from (already mirrored
-        when ``mirrored``); candidates removed meanwhile are skipped."""
+        """Score candidates by the smallest PDQ distance of the aligned windows
+        that the query shows (``MIN_VISIBLE``; ``NOT_SHOWN`` if none). ``rgb``
+        is the picture the query keypoints came from (already mirrored when
+        ``mirrored``); candidates removed meanwhile are skipped."""
         out = []
         for c in candidates:
             f = self._features.get(c.id)
             if f is None:
                 continue
-            got = window_pdqs(rgb, c.transform, f.keypoints.width, f.keypoints.height)
-            dist = min(
+            query, listed_pdqs = rgb, f.window_pdqs
+            # listed units per query unit; the query shows the listed picture's
+            # longer side at `shown` pixels
+            scale = float(np.hypot(*c.transform[0, :2]))
+            shown = max(work_copy(rgb).shape[:2]) / scale
+            if shown < LOW_RES_BELOW and f.low_res_pdqs:
+                query, listed_pdqs = low_res_copy(rgb, LOW_RES_SIDE * scale), f.low_res_pdqs
+            got = window_pdqs(query, c.transform, f.keypoints.width, f.keypoints.height)
+            windows = tuple(
                 int(_popcount_rows(np.frombuffer(bytes.fromhex(g.hex), np.uint8),
                                    np.frombuffer(listed, np.uint8)))
-                for g, listed in zip(got, f.window_pdqs, strict=True)
+                for g, listed in zip(got, listed_pdqs, strict=True)
             )  # fmt: skip
-            out.append(KeypointMatch(c.id, dist, c.inliers, mirrored))
+            visible = window_visibility(
+                c.transform, rgb.shape[1], rgb.shape[0], f.keypoints.width, f.keypoints.height
+            )
+            shown_windows = [d for d, v in zip(windows, visible, strict=True) if v >= MIN_VISIBLE]
+            score = min(shown_windows, default=NOT_SHOWN)
+            out.append(KeypointMatch(c.id, score, c.inliers, mirrored, windows, visible))
         return out
 
     def _verify(self, rgb: np.ndarray, mirrored: bool) -> list[KeypointMatch]:
