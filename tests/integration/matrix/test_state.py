@@ -116,7 +116,7 @@ def test_bindings_are_unique_and_cases_listed(tmp_path: Path) -> None:
     with pytest.raises(BindingConflict):  # nothing of a failed event is kept, case included
         state.bind(
             [Binding("00" * 16, "m2", "@a:x", "!r:x", "$g", "cd" * 32, "blocked", "BM-1")],
-            {"id": "BM-1", "kind": "match", "account": "@a:x"},
+            [{"id": "BM-1", "kind": "match", "account": "@a:x"}],
         )
     assert state.cases() == []
     cid = state.add_case(kind="threshold", account="@a:x", evidence=b"thumb",

@@ -36,7 +36,8 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -204,6 +205,17 @@ class Stats:
     check_seconds: float = 0.0
     uploads_recorded: int = 0
     reasons: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    # wall seconds per step of the check: Synapse's media table, blindmatch's state (read),
+    # opening and binding (in one thread hop), quarantining
+    phases: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    @contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phases[phase] += time.perf_counter() - start
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -214,6 +226,7 @@ class Stats:
             "check_seconds": self.check_seconds,
             "uploads_recorded": self.uploads_recorded,
             "reasons": dict(self.reasons),
+            "phase_seconds": dict(self.phases),
         }
 
 
@@ -375,63 +388,89 @@ class BlindmatchModule:
         return Codes.FORBIDDEN, body
 
     async def _check(self, event: Any) -> None:
+        """One query of Synapse's media table, one thread hop for blindmatch's state,
+        one more to open and bind: the rest is in memory."""
         sender = event.sender
-        content = event.content
-        atts = parse_voucher_field(
-            content,
-            server_name=self.server_name,
-            voucher_bytes=self.voucher_bytes,
-            table_id=self.table.table_id,
+        atts = (
+            parse_voucher_field(
+                event.content,
+                server_name=self.server_name,
+                voucher_bytes=self.voucher_bytes,
+                table_id=self.table.table_id,
+            )
+            or []
         )
-        fresh: list[Attachment] = []
-        if atts:
-            # A retry of an event already decided is answered as before (its blob may be
-            # quarantined by now); any other re-use of a voucher or blob is refused.
-            fresh = await self._not_yet_bound(event, atts)
-            await self._check_blobs(sender, fresh)
-        if self.config.require_voucher:
-            pending = await self._pending_uploads(sender)
-            missing = sorted(set(pending) - {a.media_id for a in atts or ()})
-            if missing:
-                raise rejected(
-                    Reason.VOUCHER_REQUIRED,
-                    "unbound: " + ", ".join(f"mxc://{self.server_name}/{m}" for m in missing[:4]),
-                )
-        if not fresh:
+        if not atts and not self.config.require_voucher:
             return
-        outcome = await self.api.defer_to_thread(self._open_and_bind, event, fresh)
+        with self.stats.timed("synapse_media"):
+            media, recent = await self._synapse_media(sender, [a.media_id for a in atts])
+        if not atts and not recent:
+            return  # e.g. a text message, nothing uploaded lately: no state to read
+        with self.stats.timed("decide"):
+            outcome = await self.api.defer_to_thread(self._decide, event, atts, media, recent)
         if outcome is not None:  # a match under the block policy
             case_id, blobs = outcome
-            for media_id in blobs:
-                await self._quarantine(media_id, "match")
+            with self.stats.timed("quarantine"):
+                for media_id in blobs:
+                    await self._quarantine(media_id, "match")
             raise rejected(Reason.LISTED_IMAGE, f"case {case_id}", case_id)
 
-    async def _check_blobs(self, sender: str, atts: Sequence[Attachment]) -> None:
-        """Each blob exists here, was uploaded by ``sender``, is not quarantined, and hashes
-        to what the field says."""
-        if not atts:
-            return
-        media = await self._synapse_media([a.media_id for a in atts])
-        ours = await self.api.defer_to_thread(self.state.blobs, [a.media_id for a in atts])
-        for a in atts:
-            m = media.get(a.media_id)
-            if m is None:
-                raise rejected(Reason.BLOB_UNKNOWN, a.mxc)
-            if m.user_id != sender:
-                raise rejected(Reason.BLOB_NOT_YOURS, a.mxc)
-            rec = ours.get(a.media_id)
-            if m.quarantined or (rec is not None and rec.quarantined):
-                raise rejected(Reason.BLOB_QUARANTINED, a.mxc)
-            digest = rec.sha256 if rec is not None else m.sha256
-            if digest != a.blob_sha256:
-                raise rejected(Reason.BLOB_HASH_MISMATCH, a.mxc)
+    def _decide(
+        self,
+        event: Any,
+        atts: Sequence[Attachment],
+        media: dict[str, _SynapseMedia],
+        recent: Sequence[str],
+    ) -> tuple[str, list[str]] | None:
+        """In a thread, under the sender's lock: read the state, check the blobs and the
+        pending uploads, open the vouchers and record the outcome.
 
-    async def _not_yet_bound(self, event: Any, atts: Sequence[Attachment]) -> list[Attachment]:
+        Returns ``(case id, blobs to quarantine)`` for a match under the block policy;
+        raises :class:`~blindmatch.errors.EventRejected` for any other refusal.
+        """
+        sender = event.sender
+        with self._lock(sender):
+            snap = self.state.snapshot(
+                [a.voucher_id.hex() for a in atts], [a.media_id for a in atts], recent
+            )
+            # A retry of an event already decided is answered as before (its blob may be
+            # quarantined by now); any other re-use of a voucher or blob is refused.
+            fresh = self._not_yet_bound(event, atts, snap.bindings)
+            for a in fresh:
+                m = media.get(a.media_id)
+                if m is None:
+                    raise rejected(Reason.BLOB_UNKNOWN, a.mxc)
+                if m.user_id != sender:
+                    raise rejected(Reason.BLOB_NOT_YOURS, a.mxc)
+                rec = snap.blobs.get(a.media_id)
+                if m.quarantined or (rec is not None and rec.quarantined):
+                    raise rejected(Reason.BLOB_QUARANTINED, a.mxc)
+                digest = rec.sha256 if rec is not None else m.sha256
+                if digest != a.blob_sha256:
+                    raise rejected(Reason.BLOB_HASH_MISMATCH, a.mxc)
+            if self.config.require_voucher:
+                named = {a.media_id for a in atts}
+                missing = sorted(
+                    m
+                    for m in recent
+                    if m not in named
+                    and m not in snap.bound
+                    and (b := snap.blobs.get(m)) is not None
+                    and b.kind == "opaque"
+                    and not b.quarantined
+                )
+                if missing:
+                    shown = ", ".join(f"mxc://{self.server_name}/{m}" for m in missing[:4])
+                    raise rejected(Reason.VOUCHER_REQUIRED, "unbound: " + shown)
+            if not fresh:
+                return None
+            return self._open_and_bind(event, fresh)
+
+    def _not_yet_bound(
+        self, event: Any, atts: Sequence[Attachment], existing: Sequence[Binding]
+    ) -> list[Attachment]:
         """The attachments not bound yet; a retry of the same event is answered as before."""
         vids = [a.voucher_id.hex() for a in atts]
-        existing = await self.api.defer_to_thread(
-            self.state.bindings, voucher_ids=vids, media_ids=[a.media_id for a in atts]
-        )
         done: set[str] = set()
         for b in existing:
             a = next((x for x in atts if x.voucher_id.hex() == b.voucher_id), None)
@@ -457,7 +496,7 @@ class BlindmatchModule:
     def _open_and_bind(
         self, event: Any, atts: Sequence[Attachment]
     ) -> tuple[str, list[str]] | None:
-        """In a thread: open every voucher, record the bindings (and cases) in one transaction.
+        """Open every voucher, record the bindings and cases in one transaction.
 
         Returns ``(case id, blobs to quarantine)`` for a match under the block policy.
         """
@@ -465,31 +504,55 @@ class BlindmatchModule:
 
         sender, room, event_id = event.sender, event.room_id, event.event_id
         results = []
-        with self._lock(sender):
-            for a in atts:
-                start = time.perf_counter()
-                try:
-                    results.append((a, self.session.open(a.voucher, account=sender)))
-                except InvalidVoucher:
-                    raise rejected(Reason.INVALID_VOUCHER, a.mxc) from None
-                finally:
-                    self.stats.vouchers_opened += 1
-                    self.stats.open_seconds += time.perf_counter() - start
+        for a in atts:
+            start = time.perf_counter()
+            try:
+                results.append((a, self.session.open(a.voucher, account=sender)))
+            except InvalidVoucher:
+                raise rejected(Reason.INVALID_VOUCHER, a.mxc) from None
+            finally:
+                self.stats.vouchers_opened += 1
+                self.stats.open_seconds += time.perf_counter() - start
         matched = [(a, r) for a, r in results if r.matched]
         block = self.table.policy is Policy.BLOCK and bool(matched)
         case_id = new_case_id() if block else None
-        case = None
+        cases: list[dict[str, Any]] = []
         if block:
-            case = {
-                "id": case_id,
-                "kind": "match",
-                "account": sender,
-                "room": room,
-                "event_id": event_id,
-                "voucher_ids": [a.voucher_id.hex() for a, _ in matched],
-                "blobs": [a.mxc for a in atts],
-                "entry_refs": [_refs_json(m) for _, r in matched for m in r.matches],
-            }
+            cases.append(
+                {
+                    "id": case_id,
+                    "kind": "match",
+                    "account": sender,
+                    "room": room,
+                    "event_id": event_id,
+                    "voucher_ids": [a.voucher_id.hex() for a, _ in matched],
+                    "blobs": [a.mxc for a in atts],
+                    "entry_refs": [_refs_json(m) for _, r in matched for m in r.matches],
+                }
+            )
+        released = [rel for _, r in results for rel in r.released]
+        earlier = {  # blobs of earlier vouchers whose evidence this event released
+            b.voucher_id: (b.media_id, b.room, b.event_id)
+            for b in (self.state.bindings(voucher_ids=[x.voucher_id.hex() for x in released])
+                      if released else [])
+        }  # fmt: skip
+        for a in atts:
+            earlier[a.voucher_id.hex()] = (a.media_id, room, event_id)
+        for rel in released:  # threshold reached: one case per voucher whose evidence opened
+            media_id, where, which = earlier.get(rel.voucher_id.hex(), (None, None, None))
+            blobs = [f"mxc://{self.server_name}/{media_id}"] if media_id else []
+            cases.append(
+                {
+                    "kind": "threshold",
+                    "account": sender,
+                    "room": where,
+                    "event_id": which,
+                    "voucher_ids": [rel.voucher_id.hex()],
+                    "blobs": blobs,
+                    "entry_refs": [_refs_json(m) for m in rel.matches],
+                    "evidence": rel.evidence,
+                }
+            )
         bindings = [
             Binding(
                 a.voucher_id.hex(),
@@ -504,21 +567,12 @@ class BlindmatchModule:
             for a in atts
         ]
         try:
-            self.state.bind(bindings, case)
+            with self.stats.timed("bind_write"):
+                ids = self.state.bind(bindings, cases)
         except BindingConflict:
             raise rejected(Reason.VOUCHER_REPLAYED, "bound by a concurrent event") from None
-        for a, r in results:
-            for rel in r.released:
-                cid = self.state.add_case(
-                    kind="threshold",
-                    account=sender,
-                    room=room,
-                    event_id=event_id,
-                    voucher_ids=[rel.voucher_id.hex()],
-                    blobs=[a.mxc] if rel.voucher_id == a.voucher_id else [],
-                    entry_refs=[_refs_json(m) for m in rel.matches],
-                    evidence=rel.evidence,
-                )
+        for c, cid in zip(cases, ids, strict=True):
+            if c["kind"] == "threshold":
                 logger.warning("blindmatch: %s reached the threshold: case %s", sender, cid)
         if block:
             assert case_id is not None
@@ -527,8 +581,15 @@ class BlindmatchModule:
         return None
 
     # -- Synapse's media table -----------------------------------------------------
-    async def _synapse_media(self, media_ids: Sequence[str]) -> dict[str, _SynapseMedia]:
-        def txn(cur: Any) -> dict[str, _SynapseMedia]:
+    async def _synapse_media(
+        self, sender: str, media_ids: Sequence[str]
+    ) -> tuple[dict[str, _SynapseMedia], list[str]]:
+        """The named blobs' rows, and (with ``require_voucher``) the media ids ``sender``
+        uploaded within the window and not quarantined, in one database interaction."""
+        since_ms = int((time.time() - self.config.bind_window_seconds) * 1000)
+        want_recent = self.config.require_voucher
+
+        def txn(cur: Any) -> tuple[dict[str, _SynapseMedia], list[str]]:
             out = {}
             for mid in media_ids:
                 cur.execute(
@@ -539,35 +600,17 @@ class BlindmatchModule:
                 row = cur.fetchone()
                 if row is not None:
                     out[mid] = _SynapseMedia(row[0], row[1], row[2] is not None)
-            return out
+            recent: list[str] = []
+            if want_recent:
+                cur.execute(
+                    "SELECT media_id FROM local_media_repository WHERE user_id = ? "
+                    "AND created_ts >= ? AND quarantined_by IS NULL AND url_cache IS NULL",
+                    (sender, since_ms),
+                )
+                recent = [r[0] for r in cur.fetchall()]
+            return out, recent
 
         return await self.api.run_db_interaction("blindmatch_media", txn)
-
-    async def _pending_uploads(self, sender: str) -> list[str]:
-        """Opaque blobs ``sender`` uploaded within the window, not bound, not quarantined."""
-        since_ms = int((time.time() - self.config.bind_window_seconds) * 1000)
-
-        def txn(cur: Any) -> list[str]:
-            cur.execute(
-                "SELECT media_id FROM local_media_repository WHERE user_id = ? "
-                "AND created_ts >= ? AND quarantined_by IS NULL AND url_cache IS NULL",
-                (sender, since_ms),
-            )
-            return [r[0] for r in cur.fetchall()]
-
-        recent = await self.api.run_db_interaction("blindmatch_pending", txn)
-        if not recent:
-            return []
-        return await self.api.defer_to_thread(self._unbound_opaque, recent)
-
-    def _unbound_opaque(self, media_ids: list[str]) -> list[str]:
-        blobs = self.state.blobs(media_ids)
-        bound = self.state.bound_media(media_ids)
-        return [
-            m
-            for m, b in blobs.items()
-            if b.kind == "opaque" and not b.quarantined and m not in bound
-        ]
 
     async def _quarantine(self, media_id: str, reason: str) -> None:
         """Refuse downloads of a blob (Synapse's own quarantine: by media id and by hash,

@@ -86,6 +86,15 @@ class CaseRecord:
         }
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """What one event's check needs from the state, read in one session."""
+
+    bindings: list[Binding]  # existing bindings of the event's voucher ids or blobs
+    blobs: dict[str, Blob]  # recorded uploads among the given media ids
+    bound: set[str]  # which of the given media ids are bound
+
+
 class BindingConflict(Exception):
     """A voucher id or a blob was bound by a concurrent event (internal signal only)."""
 
@@ -180,24 +189,52 @@ class MatrixState:
                 for r in s.scalars(q)
             ]
 
-    def bound_media(self, media_ids: Sequence[str]) -> set[str]:
-        if not media_ids:
-            return set()
+    def snapshot(
+        self, voucher_ids: Sequence[str], media_ids: Sequence[str], others: Sequence[str] = ()
+    ) -> Snapshot:
+        """Bindings of ``voucher_ids`` or ``media_ids`` (an event's), and the recorded
+        uploads and bound flags of ``media_ids`` and ``others`` (e.g. recent uploads)."""
+        mids = list(dict.fromkeys([*media_ids, *others]))
+        vids, own = set(voucher_ids), set(media_ids)
         with self._session() as s:
-            q = select(MatrixVoucher.media_id).where(MatrixVoucher.media_id.in_(list(media_ids)))
-            return set(s.scalars(q))
+            rows = []
+            if vids or mids:
+                q = select(MatrixVoucher).where(
+                    MatrixVoucher.voucher_id.in_(list(vids)) | MatrixVoucher.media_id.in_(mids)
+                )
+                rows = list(s.scalars(q))
+            blobs = {}
+            if mids:
+                for r in s.scalars(select(MatrixBlob).where(MatrixBlob.media_id.in_(mids))):
+                    blobs[r.media_id] = _blob(r)
+        bindings = [
+            Binding(
+                r.voucher_id,
+                r.media_id,
+                r.account,
+                r.room,
+                r.event_id,
+                r.voucher_sha256,
+                r.outcome,
+                r.case_id,
+            )  # fmt: skip
+            for r in rows
+            if r.voucher_id in vids or r.media_id in own
+        ]
+        return Snapshot(bindings, blobs, {r.media_id for r in rows})
 
-    def bind(self, bindings: Sequence[Binding], case: dict[str, Any] | None = None) -> None:
-        """Record the bindings of one event (and its case) in one transaction.
+    def bind(self, bindings: Sequence[Binding], cases: Sequence[dict[str, Any]] = ()) -> list[str]:
+        """Record the bindings of one event and its cases in one transaction; returns the
+        case ids.
 
         A voucher id or blob bound meanwhile by another event raises
         :class:`BindingConflict` and records nothing.
         """
         try:
             with self._session.begin() as s:
-                if case is not None:
-                    s.add(_case_row(**case))
-                    s.flush()
+                rows = [_case_row(**c) for c in cases]
+                s.add_all(rows)
+                s.flush()
                 for b in bindings:
                     s.add(
                         MatrixVoucher(
@@ -212,6 +249,7 @@ class MatrixState:
                             created_at=now(),
                         )
                     )
+                return [r.id for r in rows]
         except IntegrityError:
             raise BindingConflict from None
 
@@ -267,6 +305,11 @@ class MatrixState:
             if account:
                 q = q.where(MatrixRejection.account == account)
             return [(r.account, r.event_id, r.reason) for r in s.scalars(q)]
+
+
+def _blob(r: MatrixBlob) -> Blob:
+    return Blob(r.media_id, r.sha256, r.size, r.kind, _aware(r.uploaded_at),
+                r.quarantined_at is not None)  # fmt: skip
 
 
 def _case_row(

@@ -1,0 +1,127 @@
+"""The module refuses, never crashes, when its own machinery fails (a stub module API
+whose database calls fail; no homeserver)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+pytest.importorskip("synapse", reason="the matrix extra (matrix-synapse) is not installed")
+
+from synapse.api.errors import Codes  # noqa: E402
+from synapse.module_api import NOT_SPAM  # noqa: E402
+
+from blindmatch.cli.protocol_cmds import _load_trust  # noqa: E402
+from blindmatch.errors import ConfigError  # noqa: E402
+from blindmatch.integrations.matrix.events import voucher_field  # noqa: E402
+from blindmatch.integrations.matrix.homeserver import build_table_dir  # noqa: E402
+from blindmatch.integrations.matrix.module import BlindmatchModule, parse_config  # noqa: E402
+from blindmatch.protocol import AccountSecret, ClientSession, verify_table  # noqa: E402
+
+
+class StubApi:
+    server_name = "hs.test"
+
+    def __init__(self, db_error: Exception | None = None) -> None:
+        self.db_error = db_error
+        self.resources: dict[str, Any] = {}
+        self.callbacks: dict[str, Callable[..., Any]] = {}
+
+    def register_web_resource(self, path: str, resource: Any) -> None:
+        self.resources[path] = resource
+
+    def register_spam_checker_callbacks(self, **kw: Any) -> None:
+        self.callbacks.update(kw)
+
+    def looping_background_call(self, *a: Any, **kw: Any) -> None:
+        pass
+
+    def is_mine(self, user_id: str) -> bool:
+        return user_id.endswith(":hs.test")
+
+    async def defer_to_thread(self, f: Callable[..., Any], *a: Any, **kw: Any) -> Any:
+        return f(*a, **kw)
+
+    async def run_db_interaction(self, desc: str, f: Callable[..., Any], *a: Any) -> Any:
+        if self.db_error is not None:
+            raise self.db_error
+        raise AssertionError("not reached in these tests")
+
+
+@pytest.fixture(scope="module")
+def table_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_table_dir(tmp_path_factory.mktemp("t") / "table", {"x": bytes(32)})
+
+
+def module(table_dir: Path, tmp_path: Path, api: StubApi, **extra: Any) -> BlindmatchModule:
+    cfg = parse_config(
+        {"table_dir": str(table_dir), "database_url": f"sqlite:///{tmp_path / 'bm.db'}", **extra}
+    )
+    return BlindmatchModule(cfg, api)  # type: ignore[arg-type]
+
+
+def event(content: dict[str, Any], sender: str = "@a:hs.test", kind: str = "m.room.encrypted"):  # type: ignore[no-untyped-def]
+    return SimpleNamespace(type=kind, sender=sender, room_id="!r:hs.test", event_id="$e",
+                           content=content)  # fmt: skip
+
+
+def test_a_failing_database_refuses_the_event(table_dir: Path, tmp_path: Path) -> None:
+    api = StubApi(db_error=RuntimeError("database is locked"))
+    m = module(table_dir, tmp_path, api)
+    trust = _load_trust(str(table_dir / "trust.json"))
+    verified = verify_table((table_dir / "table.bin").read_bytes(),
+                            (table_dir / "manifest.json").read_bytes(), trust)  # fmt: skip
+    v = ClientSession(verified, AccountSecret.generate()).make_voucher(bytes(32))
+    field = voucher_field([(v, "mxc://hs.test/abc", "00" * 32)])
+    code, body = asyncio.run(m.check_event_for_spam(event({"org.blindmatch.voucher": field})))
+    assert code == Codes.FORBIDDEN and body["org.blindmatch.reason"] == "internal_error"
+    assert m.state.rejections() == [("@a:hs.test", "$e", "internal_error")]
+    # A plain encrypted message is refused too while the sender's uploads cannot be read.
+    code, body = asyncio.run(m.check_event_for_spam(event({"ciphertext": "x"})))
+    assert body["org.blindmatch.reason"] == "internal_error"
+
+
+def test_events_the_module_does_not_police(table_dir: Path, tmp_path: Path) -> None:
+    m = module(table_dir, tmp_path, StubApi(db_error=RuntimeError("unused")))
+    plain = event({"msgtype": "m.text", "body": "hi"}, kind="m.room.message")
+    assert asyncio.run(m.check_event_for_spam(plain)) == NOT_SPAM
+    remote = event({"ciphertext": "x"}, sender="@b:elsewhere.test")
+    assert asyncio.run(m.check_event_for_spam(remote)) == NOT_SPAM
+    m2 = module(table_dir, tmp_path, StubApi(), require_voucher=False)
+    assert asyncio.run(m2.check_event_for_spam(event({"ciphertext": "x"}))) == NOT_SPAM
+
+
+def test_an_unrecordable_upload_is_still_accepted(table_dir: Path, tmp_path: Path) -> None:
+    m = module(table_dir, tmp_path, StubApi())
+    info = SimpleNamespace(server_name=None, url_cache=False, thumbnail=None, file_id="abc")
+    missing = SimpleNamespace(path=str(tmp_path / "gone"))
+    assert asyncio.run(m.check_media_file_for_spam(missing, info)) == NOT_SPAM
+    blob = tmp_path / "blob"
+    blob.write_bytes(b"\x8a" * 1000)
+    assert asyncio.run(m.check_media_file_for_spam(SimpleNamespace(path=str(blob)), info)) == (
+        NOT_SPAM
+    )
+    assert m.state.blobs(["abc"])["abc"].kind == "opaque"
+
+
+def test_a_table_that_does_not_verify_or_a_wrong_policy_will_not_start(
+    table_dir: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigError):
+        module(table_dir, tmp_path, StubApi(), policy="threshold")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name in ("table.bin", "manifest.json", "server.key"):
+        (bad / name).write_bytes((table_dir / name).read_bytes())
+    other = build_table_dir(tmp_path / "other", {"y": bytes(32)})
+    (bad / "trust.json").write_bytes((other / "trust.json").read_bytes())  # other keys
+    with pytest.raises(Exception) as e:
+        module(bad, tmp_path, StubApi())
+    assert e.typename in ("InvalidManifest", "InvalidTable")
+    with pytest.raises(ConfigError):
+        module(tmp_path / "nowhere", tmp_path, StubApi())
