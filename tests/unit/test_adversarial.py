@@ -14,6 +14,7 @@ import pytest
 from blindmatch.demo.synthetic import synthetic_photo
 from blindmatch.eval.adversarial import (
     NO_HASH_DISTANCE,
+    attack_scheme,
     bit_frequency,
     collide,
     evade,
@@ -216,3 +217,26 @@ def test_cli_replaces_only_the_marked_section(tmp_path) -> None:
     text = out.read_text()
     assert text.startswith("# Title\n\nprose\n<!-- adversarial:begin -->\n### Synthetic")
     assert "STALE TABLE" not in text and text.endswith("<!-- adversarial:end -->\ntail\n")
+
+
+def test_the_keypoint_layer_counts_in_an_evasion_of_robust_orb() -> None:
+    # The guided attack that hides this picture from robust PDQ within 100 queries
+    # must also get past the keypoint layer to evade robust+orb; observed: it does
+    # not (the keypoint distance stays at 30 bits), and the distance it reports is
+    # the one production acts on.
+    x = _photo(0)
+    scheme = attack_scheme("robust+orb")
+    robust = make_scheme("robust")
+    plain = evade(x, robust, max_queries=100, seed=0)
+    r = evade(x, scheme, max_queries=100, seed=0)
+    assert plain.success and not r.success
+    assert scheme.keypoint_distance(x) <= 31  # the unattacked picture matches both ways
+    d_robust = min_distance(robust.query_hashes(r.image), robust.list_hashes(x))
+    expected = d_robust if d_robust <= 31 else min(d_robust, scheme.keypoint_distance(r.image))
+    assert r.final_distance == expected <= 31
+
+
+def test_robust_orb_collisions_need_the_listed_picture() -> None:
+    scheme = attack_scheme("robust+orb")
+    with pytest.raises(ValueError, match="target_rgb"):
+        collide(_photo(1), scheme.list_hashes(_photo(2)), scheme, max_queries=5)
