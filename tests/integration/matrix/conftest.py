@@ -175,6 +175,7 @@ def rejection(r: Response) -> dict[str, Any]:
     assert r.status == 403, (r.status, r.body)
     body = r.json()
     assert body["errcode"] == "M_FORBIDDEN"
+    assert body["error"] == body["org.blindmatch.message"]  # shown by any client
     return dict(body)
 
 

@@ -221,6 +221,11 @@ class Homeserver:
 
     # -- lifecycle ------------------------------------------------------------
     @property
+    def pid(self) -> int | None:
+        """The server's process id (its process group id too) while it runs."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 

@@ -372,7 +372,13 @@ class BlindmatchModule:
     async def _refuse(self, event: Any, e: EventRejected) -> tuple[Codes, dict]:
         self.stats.events_rejected += 1
         self.stats.reasons[e.reason] += 1
-        body: dict[str, Any] = {REASON_FIELD: e.reason, MESSAGE_FIELD: e.message}
+        # "error" replaces Synapse's generic text, so that clients that keep only errcode
+        # and error (matrix-nio's RoomSendError, Element) still show why.
+        body: dict[str, Any] = {
+            "error": e.message,
+            REASON_FIELD: e.reason,
+            MESSAGE_FIELD: e.message,
+        }
         case = e.case_id
         if case:
             body[CASE_FIELD] = case
