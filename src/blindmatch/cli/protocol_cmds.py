@@ -481,17 +481,24 @@ def _confidence(vector: Any) -> list[float]:
     return [float(x) for x in np.abs(v - np.median(v))]
 
 
-def query_hashes(pixels: Any) -> tuple[bytes, list[float], list[Any]]:
+def query_hashes(pixels: Any, *, pool: Any = None) -> tuple[bytes, list[float], list[Any]]:
     """What a client looks up for one image, as plaintext robust matching does:
     the full-size PDQ with its bit confidence, and the robust variants (8
-    orientations, trimmed frames) as ``QueryHash``es with their priors."""
+    orientations, trimmed frames) as ``QueryHash``es with their priors.
+
+    The one recipe both sides of a voucher use (``voucher make`` and ``voucher check``,
+    the Matrix client's sender and recipient). ``pool`` (a ``concurrent.futures``
+    executor) hashes the full-size picture and the variants concurrently; the result
+    is identical with or without it."""
     from blindmatch.hashing.image import pdq_with_vector_from_rgb
     from blindmatch.hashing.robust import query_variants
     from blindmatch.protocol import QueryHash
 
-    pdq, vector = pdq_with_vector_from_rgb(pixels)
+    full = pool.submit(pdq_with_vector_from_rgb, pixels) if pool is not None else None
+    found = query_variants(pixels, pool=pool)
+    pdq, vector = full.result() if full is not None else pdq_with_vector_from_rgb(pixels)
     variants = []
-    for v in query_variants(pixels):
+    for v in found:
         kind = "orig" if v.label == "orig" else ("trim" if v.label.startswith("trim") else
                                                  "other orientation")  # fmt: skip
         if v.pdq.quality < MIN_QUALITY or v.vector is None:

@@ -57,6 +57,14 @@ def _twos(n: int) -> int:
     return (n & -n).bit_length() - 1 if n else 0
 
 
+def hashed_transposed(shape: tuple[int, ...]) -> bool:
+    """Whether an image of this ``(h, w, ...)`` shape is hashed through its transpose
+    (see :func:`_pdq_compute`): then its PDQ values are exactly the transposed values of
+    the transposed image, which callers hashing both (the dihedral variants) reuse."""
+    h, w = shape[:2]
+    return _twos(w) >= 7 and _twos(h) < _twos(w)
+
+
 def _pdq_compute(pixels: np.ndarray, fn: Any) -> tuple[np.ndarray, int]:
     """``fn`` (pdqhash.compute or compute_float) on ``pixels``, returned as a
     16x16 matrix in the untransposed image's bit order, and the quality.
@@ -67,8 +75,7 @@ def _pdq_compute(pixels: np.ndarray, fn: Any) -> tuple[np.ndarray, int]:
     of the transposed image is the transposed 16x16 bit matrix, bit for bit — so
     such images are hashed transposed when that gives the friendlier width.
     """
-    h, w = pixels.shape[:2]
-    transpose = _twos(w) >= 7 and _twos(h) < _twos(w)
+    transpose = hashed_transposed(pixels.shape)
     if transpose:
         pixels = pixels.transpose(1, 0, 2)
     values, quality = fn(np.ascontiguousarray(pixels, dtype=np.uint8))
@@ -87,6 +94,15 @@ def pdq_with_vector_from_rgb(pixels: np.ndarray) -> tuple[PDQ, np.ndarray]:
     vec, quality = pdq_vector_from_rgb(pixels)
     bits = (vec > np.median(vec)).astype(np.uint8)
     return PDQ(np.packbits(bits).tobytes().hex(), quality), vec
+
+
+def pdq_with_vector_transposed(vec: np.ndarray, quality: int) -> tuple[PDQ, np.ndarray]:
+    """The PDQ and DCT values of the transposed image, from the image's own values
+    (``pdq_vector_from_rgb``) — equal to hashing the transposed image whenever that one
+    is hashed through its transpose (``hashed_transposed``)."""
+    t = np.asarray(vec, dtype=np.float32).reshape(16, 16).T.reshape(-1)
+    bits = (t > np.median(t)).astype(np.uint8)
+    return PDQ(np.packbits(bits).tobytes().hex(), quality), t
 
 
 def pdq_vector_from_rgb(pixels: np.ndarray) -> tuple[np.ndarray, int]:
