@@ -30,6 +30,7 @@ import random
 import secrets
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -155,10 +156,27 @@ def main() -> None:
         for side in (a, b):
             side.upload_s.clear()
             side.send_s.clear()
+        # Reactor responsiveness: while the sends run, another thread asks each server's
+        # /health every 20 ms (a request the reactor answers itself, no database).
+        lag: dict[str, list[float]] = {"with": [], "without": []}
+        done = threading.Event()
+
+        def probe() -> None:
+            while not done.is_set():
+                for name, hs in (("with", module), ("without", plain)):
+                    t = time.perf_counter()
+                    hs.http.request("GET", "/health")
+                    lag[name].append(time.perf_counter() - t)
+                done.wait(0.02)
+
+        prober = threading.Thread(target=probe, daemon=True)
+        prober.start()
         for i in range(WARMUP, WARMUP + args.sends):
             first, second = (a, b) if i % 2 == 0 else (b, a)
             for side in (first, second):
                 side.send(blobs[i], vouchers[i] if side is a else None)
+        done.set()
+        prober.join()
         stats = json.loads(module.http.request("GET", "/_blindmatch/v1/stats").body)
 
     # In-process opening rate: the module's session and SQL store, one thread.
@@ -190,6 +208,10 @@ def main() -> None:
     print(f"module's own time per event: {1000 * stats['check_seconds'] / n:.1f} ms "
           f"(of which opening {1000 * stats['open_seconds'] / max(stats['vouchers_opened'], 1):.1f}"
           f" ms per voucher); rejected {stats['events_rejected']}")  # fmt: skip
+    for name in ("with", "without"):
+        xs = sorted(lag[name])
+        print(f"/health during the sends, {name:7} module: {ms(xs)}  "
+              f"max {1000 * xs[-1]:6.1f} ms ({len(xs)} probes)")  # fmt: skip
     phases = ", ".join(f"{k} {1000 * v / n:.1f} ms" for k, v in stats["phase_seconds"].items())
     print(f"  per event, by step (wall): {phases}")
     print(
