@@ -1,0 +1,854 @@
+"""The blindmatch Matrix client: a matrix-nio ``AsyncClient`` that sends vouchers and franks.
+
+::
+
+    from blindmatch.integrations.matrix.client import BlindmatchClient, SendRefused
+
+    client = BlindmatchClient("https://matrix.example.org", "@alice:example.org",
+                              store_path="~/.local/share/app/alice",
+                              config=AsyncClientConfig(encryption_enabled=True),
+                              trust="/etc/blindmatch/trust.json")   # pinned, never /trust
+    await client.login(password)
+    await client.refresh_table()          # /manifest + /table, verified against the trust
+    client.start_table_updates()          # polls the manifest in the background (ETags)
+    try:
+        sent = await client.send_image(room_id, "holiday.jpg")
+    except SendRefused as e:              # the module's reason, message, case id, appeal
+        show(e.reason, e.message, e.case_id, e.appeal)
+    await client.send_text(room_id, "hello")           # franked too
+
+    await client.sync()
+    for verdict in await client.check_received():      # the recipient's check (receive.py)
+        if not verdict.ok:
+            hide(verdict.event_id, verdict.reason)      # offer client.report(verdict, ...)
+
+What an image send does (docs/matrix-client.md has the event format):
+
+1. hash the plaintext exactly as ``blindmatch voucher make`` does (:func:`hash_image`:
+   the same decoder and :func:`~blindmatch.cli.protocol_cmds.query_hashes`), while the
+   attachment is encrypted as Matrix does (``nio.crypto.attachments.encrypt_attachment``,
+   AES-256-CTR, an ``EncryptedFile``) and the ciphertext uploaded;
+2. make the voucher with the current verified table, a fresh opening seed and
+   ``commitment`` = SHA-256 of the uploaded ciphertext (what the module binds);
+3. build the ``m.image`` content with ``file`` = the ``EncryptedFile`` and
+   ``org.blindmatch.opening`` = ``[{"blob": mxc, "seed": base64 seed}]``, frank it
+   (:func:`~blindmatch.protocol.franking.frank`: ``org.blindmatch.franking_key`` inside),
+   Megolm-encrypt it with nio (``AsyncClient.encrypt``), and add ``org.blindmatch.voucher``
+   and ``org.blindmatch.franking`` = ``{"v": 1, "commitment": base64}`` to the outer
+   ``m.room.encrypted`` content; ``PUT`` it.
+
+No thumbnail is sent (an encrypted thumbnail would be a second blob needing its own
+voucher: a second hash and voucher per image for a picture the recipient can make itself).
+A 403 from the module raises :class:`SendRefused`; ``wrong_table`` (the table changed)
+refetches the table once and sends again.
+
+The table is fetched from the homeserver but trusted only through the ``TrustPolicy``
+the client was configured with (a ``trust.json`` as the CLI reads it): ``/_blindmatch/v1/trust``
+is never read. A table that does not verify is refused (:class:`~blindmatch.errors.InvalidManifest`)
+and the previous verified table stays in use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import time
+import uuid
+from collections import deque
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import aiohttp
+import numpy as np
+from nio import AsyncClient, MegolmEvent, SyncResponse, UploadResponse
+from nio.crypto.attachments import encrypt_attachment
+
+from blindmatch.errors import (
+    BlindmatchError,
+    ConfigError,
+    EventRejected,
+    InvalidKey,
+    IoFailed,
+    NotAnImage,
+    ProtocolError,
+)
+from blindmatch.files import DEFAULT_MAX_FILE_BYTES, read_file
+from blindmatch.hashing.image import DEFAULT_MAX_PIXELS, open_image
+from blindmatch.hashing.sniff import sniff
+from blindmatch.integrations.matrix.events import (
+    APPEAL_FIELD,
+    CASE_FIELD,
+    MESSAGE_FIELD,
+    REASON_FIELD,
+    VOUCHER_FIELD,
+    voucher_field,
+)
+from blindmatch.protocol import (
+    AccountSecret,
+    ClientSession,
+    QueryHash,
+    TrustPolicy,
+    VerifiedTable,
+    frank,
+    new_opening_seed,
+    verify_table,
+)
+
+if TYPE_CHECKING:
+    from blindmatch.integrations.matrix.receive import Verdict
+
+logger = logging.getLogger(__name__)
+
+TABLE_PATH = "/_blindmatch/v1/table"
+MANIFEST_PATH = "/_blindmatch/v1/manifest"
+REPORT_PATH = "/_blindmatch/v1/report"
+#: Inside the encrypted content: one opening seed per uploaded blob (property 6).
+OPENING_FIELD = "org.blindmatch.opening"
+#: In the outer (unencrypted) content: the franking commitment ``C``.
+FRANKING_FIELD = "org.blindmatch.franking"
+FRANKING_VERSION = 1
+MAX_TABLE_BYTES = 1 << 31
+MAX_MANIFEST_BYTES = 1 << 20
+KEPT_TABLES = 4  # verified tables kept for checking vouchers made just before an update
+DEFAULT_POLL_SECONDS = 300.0
+DEFAULT_CONTEXT = 5  # earlier messages sent with a report
+_HISTORY = 50  # verdicts kept per room (report context)
+
+
+# -- errors and results -------------------------------------------------------------------
+class SendRefused(EventRejected):
+    """The homeserver's blindmatch module refused the event (HTTP 403, ``M_FORBIDDEN``).
+
+    ``reason`` is one of docs/matrix.md's codes (``listed_image``, ``voucher_required``…),
+    ``message`` the module's sentence, ``case_id`` and ``appeal`` come with a match."""
+
+    code = "send_refused"
+
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        case_id: str | None = None,
+        appeal: Mapping[str, Any] | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(reason, message, case_id)
+        self.appeal = dict(appeal) if appeal else None
+        self.body = dict(body or {})
+
+    def as_dict(self) -> dict[str, object]:
+        d = super().as_dict()
+        if self.appeal:
+            d["appeal"] = self.appeal
+        return d
+
+
+class ReportRefused(EventRejected):
+    """The module refused a report (e.g. the franking did not verify)."""
+
+    code = "report_refused"
+
+
+class HomeserverError(IoFailed):
+    """A request to the homeserver failed (network, or an answer other than the
+    documented ones); ``status`` is the HTTP status (0 without one), ``errcode`` Matrix's."""
+
+    code = "homeserver_error"
+
+    def __init__(self, message: str, status: int = 0, errcode: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.errcode = errcode
+
+    def as_dict(self) -> dict[str, object]:
+        d = super().as_dict()
+        d["status"] = self.status
+        if self.errcode:
+            d["errcode"] = self.errcode
+        return d
+
+
+class RoomNotReady(ConfigError):
+    """The room is unknown to the client (sync first) or not end-to-end encrypted."""
+
+    code = "room_not_ready"
+
+
+@dataclass(frozen=True)
+class SentAttachment:
+    mxc: str
+    blob_sha256: bytes
+    voucher_id: bytes
+    opening_seed: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A message the homeserver accepted."""
+
+    event_id: str
+    room_id: str
+    commitment: bytes  # the franking commitment C (outer content)
+    payload: dict[str, Any] = field(repr=False)  # what was Megolm-encrypted
+    attachments: tuple[SentAttachment, ...] = ()
+    table_refetched: bool = False  # the server said wrong_table; sent again on the new one
+    timings: dict[str, float] = field(default_factory=dict, compare=False)  # seconds per step
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    case_id: str | None
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ImageHashes:
+    """What both sides hash from one picture: the full-size PDQ with its confidence and
+    the robust variants (``query_hashes``), plus the decoded size."""
+
+    pdq: bytes
+    confidence: list[float] = field(repr=False)
+    variants: list[QueryHash] = field(repr=False)
+    width: int
+    height: int
+
+
+# -- hashing: the one recipe both sides use ----------------------------------------------------
+def hash_image(
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, pool: ThreadPoolExecutor | None = None
+) -> ImageHashes:
+    """Hash an encoded picture exactly as ``blindmatch voucher make`` does: the same
+    decoder (:func:`~blindmatch.hashing.image.open_image`, EXIF upright, JPEG draft) and
+    :func:`~blindmatch.cli.protocol_cmds.query_hashes`. The sender hashes the plaintext it
+    encrypts, the recipient the plaintext it decrypted: the voucher check compares them.
+    ``pool`` hashes the variants concurrently (same result)."""
+    from blindmatch.cli.protocol_cmds import query_hashes
+
+    found = sniff(data[:512]) if data else None
+    if found is None or found[0] != "image":
+        raise NotAnImage("not a picture: only images are hashed and vouchered")
+    im = open_image(data, max_pixels=max_pixels)
+    pixels = np.asarray(im)
+    pdq, confidence, variants = query_hashes(pixels, pool=pool)
+    return ImageHashes(pdq, confidence, variants, im.width, im.height)
+
+
+def b64(raw: bytes) -> str:
+    """Standard base64 with padding (the outer fields' encoding, as the voucher's)."""
+    return base64.b64encode(raw).decode("ascii")
+
+
+def unb64(text: object, size: int | None = None) -> bytes:
+    """Strict standard base64 (padded or Matrix's unpadded); raises ``ProtocolError``."""
+    if not isinstance(text, str):
+        raise ProtocolError("expected a base64 string")
+    try:
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except ValueError:
+        raise ProtocolError("not standard base64") from None
+    if size is not None and len(raw) != size:
+        raise ProtocolError(f"expected {size} bytes of base64")
+    return raw
+
+
+def franking_field(commitment: bytes) -> dict[str, Any]:
+    return {"v": FRANKING_VERSION, "commitment": b64(commitment)}
+
+
+def load_trust(trust: TrustPolicy | str | os.PathLike[str]) -> TrustPolicy:
+    """A ``TrustPolicy``, or one read from a trust file as ``blindmatch voucher make`` reads it."""
+    if isinstance(trust, TrustPolicy):
+        return trust
+    from blindmatch.cli.protocol_cmds import _load_trust
+
+    return _load_trust(str(trust))
+
+
+def load_account_secret(path: Path) -> AccountSecret:
+    """The account's long-term secret in ``path`` (32 bytes, 0600), made on first use.
+    The threshold policy needs one secret per account for good: keep the file."""
+    if path.exists():
+        data = read_file(str(path), 1024)
+        if len(data) != 32:
+            raise InvalidKey(f"{path}: an account key is 32 bytes")
+        return AccountSecret(data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = AccountSecret.generate()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(secret.to_bytes())
+    return secret
+
+
+@dataclass
+class _TableState:
+    verified: VerifiedTable
+    session: ClientSession
+    manifest_etag: str | None
+    table_etag: str | None
+    manifest: bytes
+
+    @property
+    def table_id(self) -> bytes:
+        return self.verified.table.table_id
+
+
+# -- the client -----------------------------------------------------------------------------
+class BlindmatchClient(AsyncClient):
+    """A matrix-nio client that vouchers and franks what it sends and checks what it gets.
+
+    ``trust``: the pinned :class:`~blindmatch.protocol.TrustPolicy` (or a trust file);
+    ``account_secret``: the account's voucher secret (default: ``store_path``'s
+    ``blindmatch-account.key``, made on first use, or a fresh one without a store);
+    ``table_poll_seconds``: how often :meth:`start_table_updates` polls the manifest;
+    ``hash_threads``: threads hashing one picture's variants (the PDQ library releases
+    the GIL); ``ignore_unverified_devices``: share Megolm keys with devices nobody has
+    verified (as nio's ``room_send(ignore_unverified_devices=True)``; device verification
+    is the application's business).
+    """
+
+    def __init__(
+        self,
+        homeserver: str,
+        user: str = "",
+        device_id: str | None = "",
+        store_path: str | None = "",
+        config: Any = None,
+        ssl: bool | None = None,
+        proxy: str | None = None,
+        *,
+        trust: TrustPolicy | str | os.PathLike[str],
+        account_secret: AccountSecret | None = None,
+        table_poll_seconds: float = DEFAULT_POLL_SECONDS,
+        hash_threads: int = 2,
+        ignore_unverified_devices: bool = True,
+        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        super().__init__(homeserver, user, device_id, store_path, config, ssl, proxy)
+        self.trust = load_trust(trust)
+        if account_secret is None:
+            account_secret = (
+                load_account_secret(Path(store_path) / "blindmatch-account.key")
+                if store_path
+                else AccountSecret.generate()
+            )
+        self._account = account_secret
+        self.table_poll_seconds = table_poll_seconds
+        self.ignore_unverified_devices = ignore_unverified_devices
+        self.max_file_bytes = max_file_bytes
+        self.max_pixels = max_pixels
+        self._hash_pool = ThreadPoolExecutor(max(1, hash_threads), "blindmatch-hash")
+        self._table: _TableState | None = None
+        self._tables: dict[bytes, VerifiedTable] = {}
+        self._table_lock = asyncio.Lock()
+        self._poll_task: asyncio.Task[None] | None = None
+        self.table_error: BlindmatchError | None = None  # the last failed background refresh
+        self.table_downloads = 0  # table bodies fetched (a 304 is not one)
+        self.manifest_checks = 0
+        self._inbox: list[tuple[str, dict[str, Any]]] = []
+        self.verdicts: dict[str, Verdict] = {}
+        self._history: dict[str, deque[str]] = {}
+
+    # -- HTTP ------------------------------------------------------------------------------
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        auth: bool = True,
+        max_bytes: int = MAX_MANIFEST_BYTES,
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """One raw request through nio's aiohttp session: (status, headers, body)."""
+        hdrs = dict(headers or {})
+        data = None
+        if json_body is not None:
+            data = json.dumps(json_body, ensure_ascii=False, separators=(",", ":"))
+            hdrs["Content-Type"] = "application/json"
+        if auth and self.access_token:
+            hdrs["Authorization"] = f"Bearer {self.access_token}"
+        for attempt in range(4):
+            try:
+                resp = await self.send(method, path, data, hdrs)
+                try:
+                    if resp.content_length is not None and resp.content_length > max_bytes:
+                        raise HomeserverError(f"{path}: answer larger than {max_bytes} B")
+                    chunks, size = [], 0
+                    while chunk := await resp.content.read(1 << 20):
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise HomeserverError(f"{path}: answer larger than {max_bytes} B")
+                        chunks.append(chunk)
+                    body = b"".join(chunks)
+                finally:
+                    resp.release()
+            except (aiohttp.ClientError, TimeoutError) as e:
+                raise HomeserverError(f"{method} {path}: {type(e).__name__}: {e}") from None
+            if resp.status == 429 and attempt < 3:  # rate limited: wait as told, then retry
+                wait = _json(body).get("retry_after_ms", 1000)
+                await asyncio.sleep(min(float(wait) / 1000, 10.0) if _num(wait) else 1.0)
+                continue
+            return resp.status, dict(resp.headers), body
+        raise HomeserverError(f"{method} {path}: rate limited", 429, "M_LIMIT_EXCEEDED")
+
+    # -- the table --------------------------------------------------------------------------
+    @property
+    def session(self) -> ClientSession:
+        """The voucher session on the current verified table (:meth:`refresh_table` first)."""
+        if self._table is None:
+            raise ConfigError("no verified blindmatch table yet: call refresh_table() first")
+        return self._table.session
+
+    @property
+    def verified_table(self) -> VerifiedTable | None:
+        return self._table.verified if self._table is not None else None
+
+    def table_by_id(self, table_id: bytes) -> VerifiedTable | None:
+        """A verified table this client used (current or recent), by its 16-byte id."""
+        return self._tables.get(bytes(table_id))
+
+    async def refresh_table(self, *, force: bool = False) -> bool:
+        """Fetch the manifest (``If-None-Match``) and, when it changed, the table; verify
+        both against the pinned trust and switch to them. True when a new table was
+        installed. A table that fails verification raises
+        :class:`~blindmatch.errors.InvalidManifest` / ``InvalidTable`` and changes nothing."""
+        async with self._table_lock:
+            cur = self._table
+            hdrs = {}
+            if cur is not None and cur.manifest_etag and not force:
+                hdrs["If-None-Match"] = cur.manifest_etag
+            self.manifest_checks += 1
+            status, h, manifest = await self._request(
+                "GET", MANIFEST_PATH, headers=hdrs, auth=False
+            )
+            if status == 304 and cur is not None:
+                return False
+            if status != 200:
+                raise HomeserverError(f"GET {MANIFEST_PATH}: HTTP {status}", status)
+            manifest = manifest.rstrip(b"\n")
+            if cur is not None and manifest == cur.manifest and not force:
+                cur.manifest_etag = h.get("ETag")
+                return False
+            status, th, table = await self._request(
+                "GET", TABLE_PATH, auth=False, max_bytes=MAX_TABLE_BYTES
+            )
+            if status != 200:
+                raise HomeserverError(f"GET {TABLE_PATH}: HTTP {status}", status)
+            self.table_downloads += 1
+            # Hashing a large table takes a while: not on the event loop.
+            verified = await asyncio.to_thread(verify_table, table, manifest, self.trust)
+            if cur is not None and verified.table.table_id == cur.table_id:
+                cur.manifest_etag, cur.table_etag = h.get("ETag"), th.get("ETag")
+                return False
+            session = ClientSession(verified, self._account)
+            self._table = _TableState(verified, session, h.get("ETag"), th.get("ETag"), manifest)
+            self._tables[verified.table.table_id] = verified
+            while len(self._tables) > KEPT_TABLES:
+                del self._tables[next(iter(self._tables))]
+            self.table_error = None
+            logger.info("blindmatch table %s installed", verified.table.table_id.hex())
+            return True
+
+    def start_table_updates(self, interval: float | None = None) -> None:
+        """Poll the manifest every ``interval`` seconds in the background (a 304 costs one
+        small request); sends keep using the current table meanwhile."""
+        if self._poll_task is None or self._poll_task.done():
+            every = self.table_poll_seconds if interval is None else interval
+            self._poll_task = asyncio.create_task(self._poll(every), name="blindmatch-table")
+
+    async def _poll(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.refresh_table()
+            except BlindmatchError as e:  # keep the verified table we have; say why
+                self.table_error = e
+                logger.warning("blindmatch table refresh failed: %s", e.message)
+
+    async def stop_table_updates(self) -> None:
+        task, self._poll_task = self._poll_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def close(self) -> None:
+        await self.stop_table_updates()
+        self._hash_pool.shutdown(wait=False, cancel_futures=True)
+        await super().close()
+
+    # -- sending -----------------------------------------------------------------------------
+    async def hash_image(self, data: bytes) -> ImageHashes:
+        """Hash a picture off the event loop (the recipient calls this too)."""
+        return await asyncio.to_thread(
+            hash_image, data, max_pixels=self.max_pixels, pool=self._hash_pool
+        )
+
+    def make_voucher(
+        self, session: ClientSession, hashes: ImageHashes, commitment: bytes, seed: bytes
+    ) -> bytes:
+        return session.make_voucher(
+            hashes.pdq,
+            confidence=hashes.confidence,
+            variants=hashes.variants,
+            commitment=commitment,
+            opening_seed=seed,
+        )
+
+    def voucher_field_for(self, attachments: Sequence[SentAttachment], vouchers: Sequence[bytes]
+                          ) -> Any:  # fmt: skip
+        """The outer ``org.blindmatch.voucher`` value (None: no field)."""
+        if not attachments:
+            return None
+        return voucher_field(
+            [(v, a.mxc, a.blob_sha256) for a, v in zip(attachments, vouchers, strict=True)]
+        )
+
+    def frank_content(self, content: Mapping[str, Any]) -> tuple[dict[str, Any], bytes]:
+        """Frank a payload: ``(payload with the franking key, commitment C)``."""
+        franked = frank(content)
+        return franked.payload, franked.commitment
+
+    async def send_image(
+        self,
+        room_id: str,
+        image: bytes | str | os.PathLike[str],
+        *,
+        body: str | None = None,
+        mimetype: str | None = None,
+        extra_content: Mapping[str, Any] | None = None,
+    ) -> Sent:
+        """Send a picture to an encrypted room with its voucher; see the module docstring.
+
+        Raises :class:`SendRefused` when the module refuses it (a listed image:
+        ``listed_image`` with ``case_id`` and ``appeal``), ``NotAnImage`` / other
+        ``InputError``\\ s for what cannot be hashed, :class:`HomeserverError` when the
+        homeserver cannot be reached or the upload fails."""
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        if isinstance(image, bytes):
+            data, name = image, body or "image"
+        else:
+            data, name = read_file(str(image), self.max_file_bytes), body or Path(image).name
+        found = sniff(data[:512])
+        if found is None or found[0] != "image":
+            raise NotAnImage("send_image sends pictures only")
+        if self._table is None:
+            await self.refresh_table()
+
+        # Encrypt as Matrix does, then hash (threads) while the ciphertext uploads.
+        ciphertext, keys = encrypt_attachment(data)
+        digest = hashlib.sha256(ciphertext).digest()
+        if unb64(keys["hashes"]["sha256"], 32) != digest:  # nio's own hash of what we upload
+            raise ProtocolError("attachment hash mismatch")
+        t1 = time.perf_counter()
+        timings["encrypt"] = t1 - t0
+        hashing = asyncio.ensure_future(self.hash_image(data))
+        try:
+            mxc = await self._upload(ciphertext)
+        except BaseException:
+            hashing.cancel()
+            raise
+        t2 = time.perf_counter()
+        hashes = await hashing
+        t3 = time.perf_counter()
+        timings["upload"], timings["hash_wait"] = t2 - t1, t3 - t2
+
+        info: dict[str, Any] = {
+            "mimetype": mimetype or f"image/{found[1]}",
+            "size": len(data),
+            "w": hashes.width,
+            "h": hashes.height,
+        }
+        file = {"url": mxc, **keys}
+        refetched = False
+        for attempt in range(2):
+            state = self._table
+            assert state is not None
+            seed = new_opening_seed()
+            t4 = time.perf_counter()
+            voucher = await asyncio.to_thread(self.make_voucher, state.session, hashes, digest,
+                                              seed)  # fmt: skip
+            timings["voucher"] = time.perf_counter() - t4
+            att = SentAttachment(mxc, digest, voucher[24:40], seed)
+            content: dict[str, Any] = {
+                "msgtype": "m.image",
+                "body": name,
+                "info": info,
+                "file": file,
+                OPENING_FIELD: [{"blob": mxc, "seed": b64(seed)}],
+                **(extra_content or {}),
+            }
+            try:
+                sent = await self.send_franked(
+                    room_id, content, attachments=(att,), vouchers=(voucher,), timings=timings
+                )
+            except SendRefused as e:
+                if e.reason != "wrong_table" or attempt:
+                    raise
+                # The table changed under us: fetch the new one and voucher again.
+                await self.refresh_table(force=True)
+                if self._table is state:
+                    raise
+                refetched = True
+                continue
+            timings["total"] = time.perf_counter() - t0
+            if refetched:
+                sent = Sent(sent.event_id, sent.room_id, sent.commitment, sent.payload,
+                            sent.attachments, True, sent.timings)  # fmt: skip
+            return sent
+        raise AssertionError("unreachable")
+
+    async def send_text(self, room_id: str, text: str, *, msgtype: str = "m.text") -> Sent:
+        """A franked text message (no voucher: nothing was uploaded)."""
+        return await self.send_franked(room_id, {"msgtype": msgtype, "body": text})
+
+    async def send_franked(
+        self,
+        room_id: str,
+        content: Mapping[str, Any],
+        *,
+        attachments: Sequence[SentAttachment] = (),
+        vouchers: Sequence[bytes] = (),
+        timings: dict[str, float] | None = None,
+    ) -> Sent:
+        """Frank ``content``, Megolm-encrypt it, add the outer fields and send it."""
+        timings = timings if timings is not None else {}
+        t0 = time.perf_counter()
+        payload, commitment = self.frank_content(content)
+        await self._prepare_room(room_id)
+        t1 = time.perf_counter()
+        _, encrypted = self.encrypt(room_id, "m.room.message", payload)
+        outer = dict(encrypted)
+        field_value = self.voucher_field_for(attachments, vouchers)
+        if field_value is not None:
+            outer[VOUCHER_FIELD] = field_value
+        outer[FRANKING_FIELD] = franking_field(commitment)
+        t2 = time.perf_counter()
+        timings["frank"], timings["megolm"] = t1 - t0, t2 - t1
+        event_id = await self._put_encrypted(room_id, outer)
+        timings["send"] = time.perf_counter() - t2
+        return Sent(event_id, room_id, commitment, payload, tuple(attachments), False, timings)
+
+    async def _prepare_room(self, room_id: str) -> None:
+        """What ``room_send`` does before encrypting: members, device keys, Megolm session."""
+        room = self.rooms.get(room_id)
+        if room is None:
+            raise RoomNotReady(f"unknown room {room_id}: join it and sync first")
+        if not room.encrypted:
+            raise RoomNotReady(f"room {room_id} is not end-to-end encrypted")
+        if not room.members_synced:
+            await self.joined_members(room_id)
+            if self.should_query_keys:
+                await self.keys_query()
+        if self.olm.should_share_group_session(room_id):
+            try:
+                event = self.sharing_session[room_id]
+                await event.wait()
+            except KeyError:
+                await self.share_group_session(
+                    room_id, ignore_unverified_devices=self.ignore_unverified_devices
+                )
+
+    async def _upload(self, ciphertext: bytes) -> str:
+        resp, _ = await self.upload(
+            io.BytesIO(ciphertext),
+            content_type="application/octet-stream",
+            filesize=len(ciphertext),
+        )
+        if not isinstance(resp, UploadResponse):
+            raise HomeserverError(f"upload failed: {resp}", 0, getattr(resp, "status_code", None))
+        return str(resp.content_uri)
+
+    async def _put_encrypted(self, room_id: str, content: Mapping[str, Any]) -> str:
+        txn = uuid.uuid4().hex
+        path = f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/send/m.room.encrypted/{txn}"
+        status, _, body = await self._request("PUT", path, json_body=content)
+        answer = _json(body)
+        if status == 200 and isinstance(answer.get("event_id"), str):
+            return str(answer["event_id"])
+        if status == 403 and isinstance(answer.get(REASON_FIELD), str):
+            appeal = answer.get(APPEAL_FIELD)
+            raise SendRefused(
+                str(answer[REASON_FIELD]),
+                str(answer.get(MESSAGE_FIELD) or answer.get("error") or "refused"),
+                answer.get(CASE_FIELD) if isinstance(answer.get(CASE_FIELD), str) else None,
+                appeal if isinstance(appeal, dict) else None,
+                answer,
+            )
+        raise HomeserverError(
+            f"sending to {room_id}: HTTP {status} {answer.get('errcode', '')} "
+            f"{answer.get('error', '')}".rstrip(),
+            status,
+            answer.get("errcode") if isinstance(answer.get("errcode"), str) else None,
+        )
+
+    # -- receiving (the checks live in receive.py) --------------------------------------------
+    async def receive_response(self, response: Any) -> None:
+        """nio replaces Megolm events by their decryption while handling a sync, dropping
+        the outer fields the check needs: keep the raw events first."""
+        if isinstance(response, SyncResponse):
+            for room_id, info in response.rooms.join.items():
+                for ev in info.timeline.events:
+                    if isinstance(ev, MegolmEvent) and ev.sender != self.user_id:
+                        self._inbox.append((room_id, dict(ev.source)))
+        await super().receive_response(response)
+
+    async def check_received(self) -> list[Verdict]:
+        """Check every encrypted event received by :meth:`sync` since the last call."""
+        from blindmatch.integrations.matrix.receive import check_event
+
+        inbox, self._inbox = self._inbox, []
+        return [await check_event(self, room_id, raw) for room_id, raw in inbox]
+
+    async def check_event(self, room_id: str, raw_event: Mapping[str, Any]) -> Verdict:
+        """Check one raw ``m.room.encrypted`` event (as the server sent it)."""
+        from blindmatch.integrations.matrix.receive import check_event
+
+        return await check_event(self, room_id, raw_event)
+
+    async def fetch_event(self, room_id: str, event_id: str) -> dict[str, Any]:
+        """The raw event from the homeserver (outer fields included)."""
+        path = (
+            f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/event/{quote(event_id, safe='')}"
+        )
+        status, _, body = await self._request("GET", path)
+        answer = _json(body)
+        if status != 200:
+            raise HomeserverError(f"GET event {event_id}: HTTP {status}", status,
+                                  answer.get("errcode"))  # fmt: skip
+        return answer
+
+    def remember(self, verdict: Verdict) -> None:
+        """Keep a checked event for reports (its payload is the report, and the context of
+        later reports in its room)."""
+        self.verdicts[verdict.event_id] = verdict
+        hist = self._history.setdefault(verdict.room_id, deque(maxlen=_HISTORY))
+        hist.append(verdict.event_id)
+        if len(self.verdicts) > 20 * _HISTORY:  # forget the oldest
+            kept = {e for h in self._history.values() for e in h}
+            self.verdicts = {k: v for k, v in self.verdicts.items() if k in kept}
+
+    # -- reports --------------------------------------------------------------------------------
+    def report_body(
+        self,
+        verdict: Verdict,
+        reason: str,
+        context: Sequence[Verdict] | None = None,
+        max_context: int = DEFAULT_CONTEXT,
+    ) -> dict[str, Any]:
+        """``{"event_id", "room_id", "payload", "reason", "context"}`` (docs/matrix-client.md)."""
+        if verdict.payload is None:
+            raise ProtocolError("this event could not be decrypted: there is nothing to report")
+        if context is None:
+            earlier = [
+                self.verdicts[e]
+                for e in self._history.get(verdict.room_id, ())
+                if e in self.verdicts and e != verdict.event_id
+            ]
+            context = [
+                v
+                for v in earlier
+                if v.payload is not None and v.origin_server_ts <= verdict.origin_server_ts
+            ][-max_context:]
+        return {
+            "event_id": verdict.event_id,
+            "room_id": verdict.room_id,
+            "payload": verdict.payload,
+            "reason": reason,
+            "context": [
+                {"event_id": v.event_id, "payload": v.payload}
+                for v in context[-max_context:]
+                if v.payload is not None
+            ],
+        }
+
+    async def report(
+        self,
+        target: Verdict | str,
+        reason: str,
+        *,
+        room_id: str | None = None,
+        context: Sequence[Verdict] | None = None,
+        max_context: int = DEFAULT_CONTEXT,
+    ) -> ReportResult:
+        """Report a message to the homeserver's moderators (``POST /_blindmatch/v1/report``).
+
+        ``target`` is a :class:`~blindmatch.integrations.matrix.receive.Verdict` or an event
+        id (checked first if this client has not seen it: pass ``room_id``). The server
+        verifies the franking (the accused sent exactly this payload there and then) and
+        opens a ``report`` case. Raises :class:`ReportRefused` with the module's reason, or
+        :class:`HomeserverError` (e.g. 404 ``M_UNRECOGNIZED`` from a server without the
+        report endpoint)."""
+        if isinstance(target, str):
+            verdict = self.verdicts.get(target)
+            if verdict is None:
+                if room_id is None:
+                    raise ConfigError("report(event_id) of an unseen event needs room_id")
+                verdict = await self.check_event(room_id, await self.fetch_event(room_id, target))
+        else:
+            verdict = target
+        body = self.report_body(verdict, reason, context, max_context)
+        status, _, raw = await self._request("POST", REPORT_PATH, json_body=body)
+        answer = _json(raw)
+        if status == 200:
+            case = answer.get(CASE_FIELD, answer.get("case"))
+            return ReportResult(case if isinstance(case, str) else None, answer)
+        if isinstance(answer.get(REASON_FIELD), str):
+            raise ReportRefused(
+                str(answer[REASON_FIELD]),
+                str(answer.get(MESSAGE_FIELD) or answer.get("error") or "report refused"),
+            )
+        raise HomeserverError(
+            f"POST {REPORT_PATH}: HTTP {status} {answer.get('errcode', '')}".rstrip(),
+            status,
+            answer.get("errcode") if isinstance(answer.get("errcode"), str) else None,
+        )
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(body) if body else {}
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _num(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 0
+
+
+__all__ = [
+    "FRANKING_FIELD",
+    "MANIFEST_PATH",
+    "OPENING_FIELD",
+    "REPORT_PATH",
+    "TABLE_PATH",
+    "BlindmatchClient",
+    "HomeserverError",
+    "ImageHashes",
+    "ReportRefused",
+    "ReportResult",
+    "RoomNotReady",
+    "SendRefused",
+    "Sent",
+    "SentAttachment",
+    "b64",
+    "franking_field",
+    "hash_image",
+    "load_account_secret",
+    "load_trust",
+    "unb64",
+]

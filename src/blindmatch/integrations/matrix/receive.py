@@ -1,0 +1,306 @@
+"""The recipient's check of an ``m.room.encrypted`` event (protocol properties 5 and 6).
+
+The homeserver binds each voucher to the *ciphertext* of its blob and cannot see what
+the blob decrypts to; only the recipient can check that the voucher was made for the
+picture it is about to show. For every received event, :func:`check_event`:
+
+1. reads the **raw** event (nio drops the outer fields when it decrypts) and decrypts it
+   with nio (``decrypt_event``: Megolm, replay and device checks are nio's);
+2. checks the franking commitment: ``org.blindmatch.franking.commitment`` (outer) against
+   the decrypted payload and its ``org.blindmatch.franking_key``
+   (:func:`~blindmatch.protocol.franking.open_franked`);
+3. for every attachment in the payload (``file``, ``info.thumbnail_file``): finds its
+   voucher in the outer ``org.blindmatch.voucher`` and its opening seed in the payload's
+   ``org.blindmatch.opening`` (both by ``mxc`` URI), downloads the blob, checks its
+   SHA-256 against the voucher's ``blob_sha256`` and the ``EncryptedFile``'s hash,
+   decrypts it (nio's ``decrypt_attachment``), hashes the picture as the sender must have
+   (:func:`~blindmatch.integrations.matrix.client.hash_image`) and checks the voucher with
+   :func:`~blindmatch.protocol.verify_voucher_for_image` (commitment = the blob's SHA-256).
+
+The result is a :class:`Verdict`: ``ok``, or hidden with a :class:`Hidden` reason. A hidden
+message must not be shown; one whose franking verified can be reported
+(:meth:`BlindmatchClient.report <blindmatch.integrations.matrix.client.BlindmatchClient.report>`):
+the verdict keeps everything a report needs (the decrypted payload with its franking key,
+the commitment, event id, room, sender, server timestamp).
+
+The check needs the same hashing build on both sides (docs/protocol.md §5, "Same hashes on
+both sides"): a recipient on another decoder may see ``voucher_not_for_image`` for an
+honest sender and should then say "cannot check" rather than accuse.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from nio import BadEvent, Event, MegolmEvent, MemoryDownloadResponse, UnknownBadEvent
+from nio.crypto.attachments import decrypt_attachment
+from nio.exceptions import EncryptionError
+
+from blindmatch.errors import InputError, InvalidVoucher, ProtocolError
+from blindmatch.hashing.sniff import sniff
+from blindmatch.integrations.matrix.client import FRANKING_FIELD, OPENING_FIELD, unb64
+from blindmatch.integrations.matrix.events import MAX_ATTACHMENTS, VOUCHER_FIELD
+from blindmatch.protocol import open_franked, verify_voucher_for_image
+
+if TYPE_CHECKING:
+    from blindmatch.integrations.matrix.client import BlindmatchClient
+
+_TABLE_ID = slice(8, 24)  # where a voucher names its table (docs/protocol.md §5)
+MAX_VOUCHER_BYTES = 64 * 1024
+
+
+class Hidden(StrEnum):
+    """Why a received message is hidden."""
+
+    UNDECRYPTABLE = "undecryptable"  # nio could not decrypt it (no room key, bad event)
+    MISSING_FRANKING = "missing_franking"  # no org.blindmatch.franking outside
+    BAD_FRANKING = "bad_franking"  # the commitment does not open to this payload
+    MISSING_VOUCHER = "missing_voucher"  # an attachment without a (well-formed) voucher
+    MISSING_OPENING = "missing_opening"  # no opening seed inside for that attachment
+    BLOB_UNAVAILABLE = "blob_unavailable"  # the blob could not be downloaded (e.g. quarantined)
+    BLOB_MISMATCH = "blob_mismatch"  # blob hash ≠ the voucher's / the EncryptedFile's
+    UNKNOWN_TABLE = "unknown_table"  # the voucher names a table this client cannot verify
+    UNSUPPORTED_ATTACHMENT = "unsupported_attachment"  # not a picture (video, file): unchecked
+    VOUCHER_NOT_FOR_IMAGE = "voucher_not_for_image"  # the voucher was made for another image
+
+
+MESSAGES: dict[Hidden, str] = {
+    Hidden.UNDECRYPTABLE: "could not be decrypted",
+    Hidden.MISSING_FRANKING: "no franking commitment: cannot be reported, not shown",
+    Hidden.BAD_FRANKING: "bad franking: the message does not match its commitment",
+    Hidden.MISSING_VOUCHER: "an attachment has no voucher",
+    Hidden.MISSING_OPENING: "an attachment's voucher cannot be checked (no opening)",
+    Hidden.BLOB_UNAVAILABLE: "an attachment could not be downloaded",
+    Hidden.BLOB_MISMATCH: "an attachment does not match the blob its voucher names",
+    Hidden.UNKNOWN_TABLE: "a voucher was made with a table this client cannot verify",
+    Hidden.UNSUPPORTED_ATTACHMENT: "an attachment is not a picture and cannot be checked",
+    Hidden.VOUCHER_NOT_FOR_IMAGE: "voucher not for this image",
+}
+
+
+@dataclass(frozen=True)
+class CheckedAttachment:
+    mxc: str
+    blob_sha256: bytes
+    where: str  # "file" or "info.thumbnail_file"
+    plaintext: bytes | None = field(default=None, repr=False)  # only when the event is ok
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The recipient's verdict on one event, and what a report of it needs."""
+
+    event_id: str
+    room_id: str
+    sender: str
+    origin_server_ts: int
+    reason: Hidden | None  # None: ok
+    detail: str = ""
+    payload: dict[str, Any] | None = field(default=None, repr=False)  # decrypted content
+    commitment: bytes | None = None  # the franking commitment C
+    franking_ok: bool = False
+    attachments: tuple[CheckedAttachment, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+    @property
+    def reportable(self) -> bool:
+        """The server can verify a report of it (payload and commitment verified)."""
+        return self.payload is not None and self.franking_ok
+
+    @property
+    def message(self) -> str:
+        return "ok" if self.reason is None else MESSAGES[self.reason]
+
+    @property
+    def images(self) -> list[bytes]:
+        """The decrypted pictures to show (none unless the event is ok)."""
+        if not self.ok:
+            return []
+        return [a.plaintext for a in self.attachments if a.plaintext is not None]
+
+
+def _attachments(payload: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    if "file" in payload:
+        out.append(("file", payload["file"]))
+    info = payload.get("info")
+    if isinstance(info, Mapping) and "thumbnail_file" in info:
+        out.append(("info.thumbnail_file", info["thumbnail_file"]))
+    return out
+
+
+def _outer_vouchers(content: Mapping[str, Any]) -> dict[str, tuple[bytes, str]] | None:
+    """mxc → (voucher bytes, blob_sha256 hex) from the outer field; None if malformed."""
+    raw = content.get(VOUCHER_FIELD)
+    if raw is None:
+        return {}
+    items = raw if isinstance(raw, list) else [raw]
+    if not 1 <= len(items) <= MAX_ATTACHMENTS:
+        return None
+    out: dict[str, tuple[bytes, str]] = {}
+    for item in items:
+        if not isinstance(item, Mapping) or item.get("v") != 1:
+            return None
+        blob, digest, text = item.get("blob"), item.get("blob_sha256"), item.get("voucher")
+        if not isinstance(blob, str) or not isinstance(digest, str) or not isinstance(text, str):
+            return None
+        if len(text) > 2 * MAX_VOUCHER_BYTES or blob in out:
+            return None
+        try:
+            out[blob] = (unb64(text), digest)
+        except ProtocolError:
+            return None
+    return out
+
+
+def _openings(payload: Mapping[str, Any]) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    raw = payload.get(OPENING_FIELD)
+    if not isinstance(raw, list):
+        return out
+    for item in raw[:MAX_ATTACHMENTS]:
+        if isinstance(item, Mapping) and isinstance(item.get("blob"), str):
+            try:
+                out[item["blob"]] = unb64(item.get("seed"), 32)
+            except ProtocolError:
+                continue
+    return out
+
+
+def _open_franking(
+    outer: Mapping[str, Any], payload: dict[str, Any]
+) -> tuple[bytes | None, Hidden | None, dict[str, Any]]:
+    """(commitment, problem, payload as franked)."""
+    f = outer.get(FRANKING_FIELD)
+    if not isinstance(f, Mapping) or f.get("v") != 1:
+        return None, Hidden.MISSING_FRANKING, payload
+    try:
+        commitment = unb64(f.get("commitment"), 32)
+    except ProtocolError:
+        return None, Hidden.BAD_FRANKING, payload
+    candidates = [payload]
+    # nio copies an outer m.relates_to into a decrypted payload that lacks one: the
+    # sender franked the payload without it.
+    if "m.relates_to" in payload and payload.get("m.relates_to") == outer.get("m.relates_to"):
+        candidates.append({k: v for k, v in payload.items() if k != "m.relates_to"})
+    for p in candidates:
+        try:
+            open_franked(p, commitment)
+        except ProtocolError:
+            continue
+        return commitment, None, p
+    return commitment, Hidden.BAD_FRANKING, payload
+
+
+async def check_event(client: BlindmatchClient, room_id: str, raw: Mapping[str, Any]) -> Verdict:
+    """The recipient's verdict on one raw ``m.room.encrypted`` event (module docstring)."""
+    event_id = str(raw.get("event_id", ""))
+    sender = str(raw.get("sender", ""))
+    ts = raw.get("origin_server_ts")
+    ts = ts if isinstance(ts, int) and not isinstance(ts, bool) else 0
+    outer = raw.get("content")
+    outer = outer if isinstance(outer, Mapping) else {}
+
+    def verdict(reason: Hidden | None, detail: str = "", **kw: Any) -> Verdict:
+        v = Verdict(event_id, room_id, sender, ts, reason, detail, **kw)
+        client.remember(v)
+        return v
+
+    # 1. Decrypt with nio, from the raw event.
+    event = Event.parse_event(dict(raw))
+    if not isinstance(event, MegolmEvent):
+        return verdict(Hidden.UNDECRYPTABLE, "not a Megolm event")
+    event.room_id = room_id
+    try:
+        decrypted = client.decrypt_event(event)
+    except EncryptionError as e:
+        return verdict(Hidden.UNDECRYPTABLE, str(e))
+    if isinstance(decrypted, (BadEvent, UnknownBadEvent)) or not isinstance(
+        decrypted.source.get("content"), dict
+    ):
+        return verdict(Hidden.UNDECRYPTABLE, "the decrypted event is malformed")
+    payload = dict(decrypted.source["content"])
+
+    # 2. Franking.
+    commitment, problem, payload = _open_franking(outer, payload)
+    if problem is not None:
+        return verdict(problem, payload=payload, commitment=commitment)
+    keep: dict[str, Any] = {"payload": payload, "commitment": commitment, "franking_ok": True}
+
+    # 3. Attachments.
+    found = _attachments(payload)
+    if not found:
+        return verdict(None, **keep)
+    vouchers = _outer_vouchers(outer)
+    if vouchers is None:
+        return verdict(Hidden.MISSING_VOUCHER, "the voucher field is malformed", **keep)
+    openings = _openings(payload)
+    checked: list[CheckedAttachment] = []
+    for where, file in found:
+        url = file.get("url") if isinstance(file, Mapping) else None
+        if not isinstance(url, str) or url not in vouchers:
+            return verdict(Hidden.MISSING_VOUCHER, where, **keep)
+        voucher, blob_hex = vouchers[url]
+        if url not in openings:
+            return verdict(Hidden.MISSING_OPENING, where, **keep)
+        try:
+            key = file["key"]["k"]
+            file_hash = file["hashes"]["sha256"]
+            iv = file["iv"]
+            committed = unb64(file_hash, 32)
+        except (KeyError, TypeError, ProtocolError):
+            return verdict(Hidden.BLOB_MISMATCH, f"{where}: malformed EncryptedFile", **keep)
+        resp = await client.download(mxc=url)
+        if not isinstance(resp, MemoryDownloadResponse):
+            return verdict(Hidden.BLOB_UNAVAILABLE, f"{where}: {resp}", **keep)
+        blob = resp.body
+        digest = hashlib.sha256(blob).digest()
+        if not (hmac.compare_digest(digest.hex(), blob_hex) and digest == committed):
+            return verdict(Hidden.BLOB_MISMATCH, where, **keep)
+        try:
+            plaintext = decrypt_attachment(blob, key, file_hash, iv)
+        except EncryptionError as e:
+            return verdict(Hidden.BLOB_MISMATCH, f"{where}: {e}", **keep)
+        verified = client.table_by_id(voucher[_TABLE_ID])
+        if verified is None:  # a table newer than ours?
+            await client.refresh_table()
+            verified = client.table_by_id(voucher[_TABLE_ID])
+        if verified is None:
+            return verdict(Hidden.UNKNOWN_TABLE, where, **keep)
+        kind = sniff(plaintext[:512])
+        if kind is None or kind[0] != "image":
+            return verdict(Hidden.UNSUPPORTED_ATTACHMENT, where, **keep)
+        try:
+            hashes = await client.hash_image(plaintext)
+            verify_voucher_for_image(
+                verified,
+                voucher,
+                openings[url],
+                hashes.pdq,
+                confidence=hashes.confidence,
+                variants=hashes.variants,
+                commitment=digest,
+            )
+        except InputError as e:  # no honest sender could have hashed it either
+            return verdict(Hidden.UNSUPPORTED_ATTACHMENT, f"{where}: {e.message}", **keep)
+        except InvalidVoucher:
+            return verdict(Hidden.VOUCHER_NOT_FOR_IMAGE, where, **keep)
+        checked.append(CheckedAttachment(url, digest, where, plaintext))
+    return verdict(None, attachments=tuple(checked), **keep)
+
+
+__all__ = [
+    "MESSAGES",
+    "CheckedAttachment",
+    "Hidden",
+    "Verdict",
+    "check_event",
+]
