@@ -28,7 +28,7 @@ pytest.importorskip("nio", reason="the matrix extra (matrix-nio) is not installe
 from nio import AsyncClientConfig  # noqa: E402
 
 from blindmatch.demo.synthetic import synthetic_photo  # noqa: E402
-from blindmatch.errors import InvalidManifest  # noqa: E402
+from blindmatch.errors import InputError, InvalidManifest, NotAnImage  # noqa: E402
 from blindmatch.integrations.matrix.client import (  # noqa: E402
     FRANKING_FIELD,
     OPENING_FIELD,
@@ -158,6 +158,14 @@ def test_an_ordinary_photo_is_delivered_decrypted_and_verified(
         assert "org.blindmatch.voucher" not in raw_text["content"]
         assert FRANKING_FIELD in raw_text["content"]
         assert att.opening_seed.hex() not in str(raw) and "seed" not in str(outer)
+        # What cannot be hashed is refused before anything is uploaded: an unvouchered
+        # upload would make the server refuse this account's next encrypted events.
+        with pytest.raises(InputError):
+            await alice.send_image(room, BENIGN[: len(BENIGN) // 2])
+        with pytest.raises(NotAnImage):
+            await alice.send_image(room, b"%PDF-1.4 not a picture")
+        await alice.send_text(room, "still here")
+        assert [v.ok for v in await received(bob)] == [True]
 
     run(matrix_world, tmp_path, body)
 
@@ -251,7 +259,7 @@ class DecoyVoucherClient(BlindmatchClient):
 
     decoy = OTHER_BENIGN
 
-    async def hash_image(self, data: bytes) -> ImageHashes:
+    async def hash_image(self, data: bytes, **kw: Any) -> ImageHashes:
         return await super().hash_image(self.decoy)
 
 

@@ -72,6 +72,7 @@ import aiohttp
 import numpy as np
 from nio import AsyncClient, MegolmEvent, SyncResponse, UploadResponse
 from nio.crypto.attachments import encrypt_attachment
+from PIL import Image
 
 from blindmatch.errors import (
     BlindmatchError,
@@ -224,22 +225,31 @@ class ImageHashes:
 
 
 # -- hashing: the one recipe both sides use ----------------------------------------------------
-def hash_image(
-    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, pool: ThreadPoolExecutor | None = None
-) -> ImageHashes:
-    """Hash an encoded picture exactly as ``blindmatch voucher make`` does: the same
-    decoder (:func:`~blindmatch.hashing.image.open_image`, EXIF upright, JPEG draft) and
-    :func:`~blindmatch.cli.protocol_cmds.query_hashes`. The sender hashes the plaintext it
-    encrypts, the recipient the plaintext it decrypted: the voucher check compares them.
-    ``pool`` hashes the variants concurrently (same result)."""
-    from blindmatch.cli.protocol_cmds import query_hashes
-
+def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode a picture as ``blindmatch voucher make`` does (EXIF upright, RGB, JPEG draft);
+    ``NotAnImage`` / ``InputError`` for anything else."""
     found = sniff(data[:512]) if data else None
     if found is None or found[0] != "image":
         raise NotAnImage("not a picture: only images are hashed and vouchered")
-    im = open_image(data, max_pixels=max_pixels)
-    pixels = np.asarray(im)
-    pdq, confidence, variants = query_hashes(pixels, pool=pool)
+    return open_image(data, max_pixels=max_pixels)
+
+
+def hash_image(
+    data: bytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    pool: ThreadPoolExecutor | None = None,
+    decoded: Image.Image | None = None,
+) -> ImageHashes:
+    """Hash an encoded picture exactly as ``blindmatch voucher make`` does: the same
+    decoder (:func:`decode_image`) and :func:`~blindmatch.cli.protocol_cmds.query_hashes`.
+    The sender hashes the plaintext it encrypts, the recipient the plaintext it decrypted:
+    the voucher check compares them. ``pool`` hashes the variants concurrently (same
+    result); ``decoded`` is ``decode_image(data)`` when the caller has it already."""
+    from blindmatch.cli.protocol_cmds import query_hashes
+
+    im = decoded if decoded is not None else decode_image(data, max_pixels=max_pixels)
+    pdq, confidence, variants = query_hashes(np.asarray(im), pool=pool)
     return ImageHashes(pdq, confidence, variants, im.width, im.height)
 
 
@@ -447,19 +457,31 @@ class BlindmatchClient(AsyncClient):
             if status != 200:
                 raise HomeserverError(f"GET {TABLE_PATH}: HTTP {status}", status)
             self.table_downloads += 1
-            # Hashing a large table takes a while: not on the event loop.
-            verified = await asyncio.to_thread(verify_table, table, manifest, self.trust)
-            if cur is not None and verified.table.table_id == cur.table_id:
-                cur.manifest_etag, cur.table_etag = h.get("ETag"), th.get("ETag")
-                return False
-            session = ClientSession(verified, self._account)
-            self._table = _TableState(verified, session, h.get("ETag"), th.get("ETag"), manifest)
-            self._tables[verified.table.table_id] = verified
-            while len(self._tables) > KEPT_TABLES:
-                del self._tables[next(iter(self._tables))]
-            self.table_error = None
-            logger.info("blindmatch table %s installed", verified.table.table_id.hex())
-            return True
+            return await self._install(table, manifest, h.get("ETag"), th.get("ETag"))
+
+    async def install_table(self, table: bytes, manifest: bytes) -> bool:
+        """Use a table obtained out of band (e.g. shipped with the app), verified against
+        the pinned trust like a downloaded one; True when it replaced the current one."""
+        async with self._table_lock:
+            return await self._install(table, manifest.rstrip(b"\n"), None, None)
+
+    async def _install(
+        self, table: bytes, manifest: bytes, manifest_etag: str | None, table_etag: str | None
+    ) -> bool:
+        cur = self._table
+        # Hashing a large table takes a while: not on the event loop.
+        verified = await asyncio.to_thread(verify_table, table, manifest, self.trust)
+        if cur is not None and verified.table.table_id == cur.table_id:
+            cur.manifest_etag, cur.table_etag = manifest_etag, table_etag
+            return False
+        session = ClientSession(verified, self._account)
+        self._table = _TableState(verified, session, manifest_etag, table_etag, manifest)
+        self._tables[verified.table.table_id] = verified
+        while len(self._tables) > KEPT_TABLES:
+            del self._tables[next(iter(self._tables))]
+        self.table_error = None
+        logger.info("blindmatch table %s installed", verified.table.table_id.hex())
+        return True
 
     def start_table_updates(self, interval: float | None = None) -> None:
         """Poll the manifest every ``interval`` seconds in the background (a 304 costs one
@@ -490,10 +512,10 @@ class BlindmatchClient(AsyncClient):
         await super().close()
 
     # -- sending -----------------------------------------------------------------------------
-    async def hash_image(self, data: bytes) -> ImageHashes:
+    async def hash_image(self, data: bytes, *, decoded: Image.Image | None = None) -> ImageHashes:
         """Hash a picture off the event loop (the recipient calls this too)."""
         return await asyncio.to_thread(
-            hash_image, data, max_pixels=self.max_pixels, pool=self._hash_pool
+            hash_image, data, max_pixels=self.max_pixels, pool=self._hash_pool, decoded=decoded
         )
 
     def make_voucher(
@@ -547,24 +569,43 @@ class BlindmatchClient(AsyncClient):
             raise NotAnImage("send_image sends pictures only")
         if self._table is None:
             await self.refresh_table()
+        # Decode first: a picture that cannot be hashed must not be uploaded (an upload
+        # nobody vouchers blocks this account's encrypted sends until it is quarantined).
+        decoded = await asyncio.to_thread(decode_image, data, max_pixels=self.max_pixels)
+        t1 = time.perf_counter()
+        timings["decode"] = t1 - t0
 
-        # Encrypt as Matrix does, then hash (threads) while the ciphertext uploads.
+        # Encrypt as Matrix does; hash and voucher (threads) while the ciphertext uploads:
+        # the voucher commits to the ciphertext's hash, known before the upload.
         ciphertext, keys = encrypt_attachment(data)
         digest = hashlib.sha256(ciphertext).digest()
         if unb64(keys["hashes"]["sha256"], 32) != digest:  # nio's own hash of what we upload
             raise ProtocolError("attachment hash mismatch")
-        t1 = time.perf_counter()
-        timings["encrypt"] = t1 - t0
-        hashing = asyncio.ensure_future(self.hash_image(data))
+        t2 = time.perf_counter()
+        timings["encrypt"] = t2 - t1
+        state = self._table
+        assert state is not None
+
+        async def hash_and_voucher() -> tuple[ImageHashes, bytes, bytes]:
+            t = time.perf_counter()
+            hashes = await self.hash_image(data, decoded=decoded)
+            timings["hash"] = time.perf_counter() - t
+            seed = new_opening_seed()
+            t = time.perf_counter()
+            voucher = await asyncio.to_thread(self.make_voucher, state.session, hashes, digest,
+                                              seed)  # fmt: skip
+            timings["voucher"] = time.perf_counter() - t
+            return hashes, voucher, seed
+
+        work = asyncio.ensure_future(hash_and_voucher())
         try:
             mxc = await self._upload(ciphertext)
         except BaseException:
-            hashing.cancel()
+            work.cancel()
             raise
-        t2 = time.perf_counter()
-        hashes = await hashing
         t3 = time.perf_counter()
-        timings["upload"], timings["hash_wait"] = t2 - t1, t3 - t2
+        hashes, voucher, seed = await work
+        timings["upload"], timings["wait"] = t3 - t2, time.perf_counter() - t3
 
         info: dict[str, Any] = {
             "mimetype": mimetype or f"image/{found[1]}",
@@ -573,15 +614,7 @@ class BlindmatchClient(AsyncClient):
             "h": hashes.height,
         }
         file = {"url": mxc, **keys}
-        refetched = False
         for attempt in range(2):
-            state = self._table
-            assert state is not None
-            seed = new_opening_seed()
-            t4 = time.perf_counter()
-            voucher = await asyncio.to_thread(self.make_voucher, state.session, hashes, digest,
-                                              seed)  # fmt: skip
-            timings["voucher"] = time.perf_counter() - t4
             att = SentAttachment(mxc, digest, voucher[24:40], seed)
             content: dict[str, Any] = {
                 "msgtype": "m.image",
@@ -598,14 +631,18 @@ class BlindmatchClient(AsyncClient):
             except SendRefused as e:
                 if e.reason != "wrong_table" or attempt:
                     raise
-                # The table changed under us: fetch the new one and voucher again.
+                # The table changed under us: fetch the new one and voucher again (the
+                # upload is still unbound, so it can be sent with the new voucher).
                 await self.refresh_table(force=True)
-                if self._table is state:
+                new = self._table
+                if new is None or new is state:
                     raise
-                refetched = True
+                seed = new_opening_seed()
+                voucher = await asyncio.to_thread(self.make_voucher, new.session, hashes,
+                                                  digest, seed)  # fmt: skip
                 continue
             timings["total"] = time.perf_counter() - t0
-            if refetched:
+            if attempt:
                 sent = Sent(sent.event_id, sent.room_id, sent.commitment, sent.payload,
                             sent.attachments, True, sent.timings)  # fmt: skip
             return sent
@@ -847,6 +884,7 @@ __all__ = [
     "SentAttachment",
     "b64",
     "franking_field",
+    "decode_image",
     "hash_image",
     "load_account_secret",
     "load_trust",
