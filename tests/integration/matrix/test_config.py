@@ -50,16 +50,15 @@ def test_the_field_round_trips() -> None:
     [a] = parse_voucher_field(
         {"org.blindmatch.voucher": field},
         server_name="hs.example",
-        voucher_bytes=len(voucher),
-        table_id=table_id,
+        tables={table_id: len(voucher)},
     ) or [None]
     assert a is not None
     assert (a.voucher, a.mxc, a.blob_sha256) == (voucher, field["blob"], "01" * 32)  # type: ignore[index]
     assert a.voucher_id == bytes(range(16))
-    assert parse_voucher_field({}, server_name="x", voucher_bytes=1, table_id=b"") is None
+    assert parse_voucher_field({}, server_name="x", tables={}) is None
     with pytest.raises(EventRejected) as e:
         parse_voucher_field({"org.blindmatch.voucher": field}, server_name="other.example",
-                            voucher_bytes=len(voucher), table_id=table_id)  # fmt: skip
+                            tables={table_id: len(voucher)})  # fmt: skip
     assert e.value.reason == "blob_unknown"
     with pytest.raises(ValueError):
         voucher_field([])

@@ -125,3 +125,29 @@ def test_a_table_that_does_not_verify_or_a_wrong_policy_will_not_start(
     assert e.typename in ("InvalidManifest", "InvalidTable")
     with pytest.raises(ConfigError):
         module(tmp_path / "nowhere", tmp_path, StubApi())
+
+
+def test_reloading_swaps_only_a_table_that_verifies(table_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    live = tmp_path / "live"
+    shutil.copytree(table_dir, live)
+    m = module(live, tmp_path, StubApi())
+    first = m.current
+    asyncio.run(m.reload_table())  # nothing changed
+    assert m.current.table.digest == first.table.digest and m.previous is None
+    # A half-copied update (a new table.bin beside the old manifest) is not loaded.
+    new = build_table_dir(tmp_path / "new", {"y": bytes(32)})
+    (live / "table.bin").write_bytes((new / "table.bin").read_bytes())
+    asyncio.run(m.reload_table())
+    assert m.current.table.digest == first.table.digest
+    for name in ("manifest.json", "trust.json", "server.key"):
+        (live / name).write_bytes((new / name).read_bytes())
+    asyncio.run(m.reload_table())
+    assert m.current.table.digest != first.table.digest
+    assert m.previous is first
+    assert set(m._tables()) == {first.table_id, m.current.table_id}
+    served = m._static["/_blindmatch/v1/table"]
+    assert served.body == (new / "table.bin").read_bytes()
+    m.previous_until = 0.0  # the grace period is over
+    assert set(m._tables()) == {m.current.table_id}

@@ -1,21 +1,28 @@
-"""A second Synapse: a threshold-policy table, and a short bind window so the sweep runs."""
+"""A second Synapse: a threshold-policy table, a short bind window so the sweep runs, and
+table reloads every second (a new table is served while vouchers for the old one are
+still accepted for a grace period)."""
 
 from __future__ import annotations
 
 import io
+import os
 import time
 from collections.abc import Iterator
 
 import pytest
 from PIL import Image
 
+from blindmatch.cli.protocol_cmds import _load_trust
 from blindmatch.demo.synthetic import synthetic_photo
 from blindmatch.integrations.matrix.events import voucher_field
+from blindmatch.integrations.matrix.homeserver import build_table_dir
 from blindmatch.integrations.matrix.state import MatrixState
+from blindmatch.protocol import AccountSecret, ClientSession, verify_table
 from tests.integration.matrix.conftest import (
     LISTED_SEED,
     MatrixWorld,
     jpeg,
+    listed_pdq,
     rejection,
     running_world,
 )
@@ -27,7 +34,12 @@ WINDOW = 4  # seconds an upload may stay unbound before the sweep quarantines it
 def threshold_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MatrixWorld]:
     root = tmp_path_factory.mktemp("matrix-threshold")
     with running_world(
-        root, policy="threshold", threshold=3, bind_window_seconds=WINDOW, sweep_interval_seconds=1
+        root,
+        policy="threshold",
+        threshold=3,
+        bind_window_seconds=WINDOW,
+        sweep_interval_seconds=1,
+        reload_interval_seconds=1,
     ) as world:
         yield world
 
@@ -78,3 +90,48 @@ def test_an_upload_left_unbound_is_quarantined_by_the_sweep(
     v = s.voucher_for(synthetic_photo(12))
     body = rejection(s.send(voucher_field([(v, mxc, digest)])))
     assert body["org.blindmatch.reason"] == "blob_quarantined"
+
+
+def test_a_new_table_is_served_and_the_old_ones_vouchers_still_accepted(
+    threshold_world: MatrixWorld,
+) -> None:
+    http = threshold_world.hs.http
+    s = threshold_world.new_sender()
+    old_voucher = s.voucher_for(synthetic_photo(13))  # made against the table in use
+    old = http.request("GET", "/_blindmatch/v1/table")
+    old_digest = http.request("GET", "/_blindmatch/v1/info").json()["table_digest"]
+    # The platform publishes a new table (same policy and t): files replaced one by one,
+    # as a deployment would copy them (a half-replaced set must not be loaded).
+    new_dir = build_table_dir(threshold_world.table_dir.parent / "v2", {"listed-10": listed_pdq(),
+                              "other": bytes(32)}, policy="threshold", threshold=3)  # fmt: skip
+    for name in ("table.bin", "manifest.json", "trust.json", "server.key"):
+        tmp = threshold_world.table_dir / f".{name}.new"
+        tmp.write_bytes((new_dir / name).read_bytes())
+        os.replace(tmp, threshold_world.table_dir / name)
+    deadline = time.monotonic() + 60  # bounded wait for the reload loop
+    info = {}
+    while time.monotonic() < deadline:
+        info = http.request("GET", "/_blindmatch/v1/info").json()
+        if info["table_digest"] != old_digest:
+            break
+        time.sleep(0.5)
+    new_table = (new_dir / "table.bin").read_bytes()
+    assert info["table_digest"] != old_digest
+    polled = http.request(
+        "GET", "/_blindmatch/v1/table", headers={"If-None-Match": old.headers["ETag"]}
+    )
+    assert polled.status == 200 and polled.body == new_table
+    again = http.request(
+        "GET", "/_blindmatch/v1/table", headers={"If-None-Match": polled.headers["ETag"]}
+    )
+    assert again.status == 304
+    # A client that verified the new table (against the new keys, here) sends with it ...
+    manifest = http.request("GET", "/_blindmatch/v1/manifest").body
+    verified = verify_table(new_table, manifest, _load_trust(str(new_dir / "trust.json")))
+    new_session = ClientSession(verified, AccountSecret.generate())
+    mxc, digest, _ = s.encrypted_upload(jpeg(synthetic_photo(13)))
+    new_voucher = new_session.make_voucher(bytes.fromhex("0f" * 32))
+    assert s.send(voucher_field([(new_voucher, mxc, digest)])).status == 200
+    # ... and a voucher made just before the update is still accepted (grace period).
+    mxc, digest, _ = s.encrypted_upload(jpeg(synthetic_photo(13)))
+    assert s.send(voucher_field([(old_voucher, mxc, digest)])).status == 200

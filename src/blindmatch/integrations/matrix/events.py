@@ -96,6 +96,7 @@ class Attachment:
     server_name: str
     media_id: str
     blob_sha256: str
+    table_id: bytes
 
     @property
     def mxc(self) -> str:
@@ -137,14 +138,16 @@ def voucher_field(
 
 
 def parse_voucher_field(
-    content: Mapping[str, Any], *, server_name: str, voucher_bytes: int, table_id: bytes
+    content: Mapping[str, Any], *, server_name: str, tables: Mapping[bytes, int]
 ) -> list[Attachment] | None:
     """The attachments an event's outer content binds, or None when it has no voucher field.
 
-    Checks everything that needs no database and no key: the JSON shape, the
-    version, base64, the exact voucher size, the table, the blob URI (on
-    ``server_name``) and hash syntax, and that no blob or voucher appears twice.
-    Raises :class:`~blindmatch.errors.EventRejected` with the reason.
+    ``tables`` maps the id of every table the server accepts vouchers for (the
+    current one, and the previous one for a grace period after an update) to
+    its voucher size. Checks everything that needs no database and no key: the
+    JSON shape, the version, base64, the table, the exact voucher size, the blob
+    URI (on ``server_name``) and hash syntax, and that no blob or voucher
+    appears twice. Raises :class:`~blindmatch.errors.EventRejected` with the reason.
     """
     if VOUCHER_FIELD not in content:
         return None
@@ -152,7 +155,7 @@ def parse_voucher_field(
     items = raw if isinstance(raw, list) else [raw]
     if not 1 <= len(items) <= MAX_ATTACHMENTS:
         raise rejected(Reason.MALFORMED_VOUCHER, f"1 to {MAX_ATTACHMENTS} vouchers per event")
-    out = [_parse_one(x, server_name, voucher_bytes, table_id) for x in items]
+    out = [_parse_one(x, server_name, tables) for x in items]
     if len({a.media_id for a in out}) != len(out):
         raise rejected(Reason.BLOB_ALREADY_BOUND, "the same blob twice in one event")
     if len({a.voucher_id for a in out}) != len(out):
@@ -160,7 +163,7 @@ def parse_voucher_field(
     return out
 
 
-def _parse_one(item: Any, server_name: str, voucher_bytes: int, table_id: bytes) -> Attachment:
+def _parse_one(item: Any, server_name: str, tables: Mapping[bytes, int]) -> Attachment:
     if not isinstance(item, dict):
         raise rejected(Reason.MALFORMED_VOUCHER, "expected an object")
     v = item.get("v")
@@ -173,16 +176,21 @@ def _parse_one(item: Any, server_name: str, voucher_bytes: int, table_id: bytes)
     text, blob, digest = item["voucher"], item["blob"], item["blob_sha256"]
     if not isinstance(text, str) or not isinstance(blob, str) or not isinstance(digest, str):
         raise rejected(Reason.MALFORMED_VOUCHER, "voucher, blob and blob_sha256 are strings")
-    if len(text) > b64_len(voucher_bytes):
-        raise rejected(Reason.VOUCHER_OVERSIZED, f"this table's vouchers are {voucher_bytes} B")
+    largest = max(tables.values(), default=0)
+    if len(text) > b64_len(largest):
+        raise rejected(Reason.VOUCHER_OVERSIZED, f"this server's vouchers are {largest} B")
     try:
         voucher = base64.b64decode(text.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError):
         raise rejected(Reason.MALFORMED_VOUCHER, "voucher is not standard base64") from None
-    if len(voucher) != voucher_bytes or voucher[:4] != _VOUCHER_MAGIC:
-        raise rejected(Reason.MALFORMED_VOUCHER, f"this table's vouchers are {voucher_bytes} B")
-    if voucher[_TABLE_ID] != table_id:
+    if len(voucher) < _TABLE_ID.stop or voucher[:4] != _VOUCHER_MAGIC:
+        raise rejected(Reason.MALFORMED_VOUCHER, "not a voucher")
+    table_id = voucher[_TABLE_ID]
+    size = tables.get(table_id)
+    if size is None:
         raise rejected(Reason.WRONG_TABLE)
+    if len(voucher) != size:
+        raise rejected(Reason.MALFORMED_VOUCHER, f"this table's vouchers are {size} B")
     m = _MXC.fullmatch(blob)
     if m is None:
         raise rejected(Reason.MALFORMED_VOUCHER, "blob must be mxc://server/media_id")
@@ -190,7 +198,7 @@ def _parse_one(item: Any, server_name: str, voucher_bytes: int, table_id: bytes)
         raise rejected(Reason.BLOB_UNKNOWN, f"{blob} is not on {server_name}")
     if not _HEX64.fullmatch(digest):
         raise rejected(Reason.MALFORMED_VOUCHER, "blob_sha256 must be 64 lowercase hex digits")
-    return Attachment(voucher, m.group(1), m.group(2), digest)
+    return Attachment(voucher, m.group(1), m.group(2), digest, table_id)
 
 
 __all__ = [

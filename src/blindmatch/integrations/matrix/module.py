@@ -69,6 +69,7 @@ from blindmatch.integrations.matrix.state import (
     cutoff,
     new_case_id,
 )
+from blindmatch.protocol import ServerSession, Table
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ DEFAULT_APPEAL = (
 _CONFIG_KEYS = {
     "table_dir", "table", "manifest", "trust", "server_key", "database_url", "policy",
     "require_voucher", "bind_window_seconds", "quarantine_unbound", "sweep_interval_seconds",
-    "appeal", "expose_stats",
+    "appeal", "expose_stats", "reload_interval_seconds", "table_grace_seconds",
 }  # fmt: skip
 
 
@@ -101,6 +102,8 @@ class ModuleConfig:
     sweep_interval_seconds: float = 60.0
     appeal: str = DEFAULT_APPEAL
     expose_stats: bool = False
+    reload_interval_seconds: float = 60.0
+    table_grace_seconds: float = 3600.0
 
 
 def parse_config(config: dict[str, Any]) -> ModuleConfig:
@@ -135,10 +138,13 @@ def parse_config(config: dict[str, Any]) -> ModuleConfig:
             raise ConfigError(f"blindmatch module: {key} must be true or false")
         flags[key] = v
     numbers: dict[str, Any] = {}
-    for key in ("bind_window_seconds", "sweep_interval_seconds"):
+    positive = ("bind_window_seconds", "sweep_interval_seconds")
+    for key in (*positive, "reload_interval_seconds", "table_grace_seconds"):
         v = config.get(key, getattr(ModuleConfig, key))
-        if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
-            raise ConfigError(f"blindmatch module: {key} must be a positive number")
+        if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+            raise ConfigError(f"blindmatch module: {key} must be a number of seconds")
+        if v == 0 and key in positive:
+            raise ConfigError(f"blindmatch module: {key} must be positive")
         numbers[key] = float(v)
     appeal = config.get("appeal", DEFAULT_APPEAL)
     if not isinstance(appeal, str):
@@ -163,22 +169,36 @@ class _Static(Resource):
 
     def __init__(self, body: bytes, content_type: str) -> None:
         super().__init__()
-        self.body = body
         self.content_type = content_type.encode()
-        self.etag = b'"' + hashlib.sha256(body).hexdigest().encode() + b'"'
+        self.update(body)
+
+    def update(self, body: bytes) -> None:
+        """Serve ``body`` from now on (a new table); one assignment, so a request
+        sees either the old pair or the new one."""
+        etag = b'"' + hashlib.sha256(body).hexdigest().encode() + b'"'
+        self._current = (body, etag)
+
+    @property
+    def body(self) -> bytes:
+        return self._current[0]
+
+    @property
+    def etag(self) -> bytes:
+        return self._current[1]
 
     def render_GET(self, request: Request) -> bytes:
-        request.setHeader(b"ETag", self.etag)
+        body, etag = self._current
+        request.setHeader(b"ETag", etag)
         request.setHeader(b"Cache-Control", b"no-cache")
         request.setHeader(b"Access-Control-Allow-Origin", b"*")
         inm = request.getHeader(b"If-None-Match")
         if inm is not None:
             tags = [t.strip() for t in inm.split(b",")]
-            if self.etag in tags or b"*" in tags:
+            if etag in tags or b"*" in tags:
                 request.setResponseCode(304)
                 return b""
         request.setHeader(b"Content-Type", self.content_type)
-        return self.body
+        return body
 
 
 class _Stats(Resource):
@@ -237,6 +257,72 @@ class _SynapseMedia:
     quarantined: bool
 
 
+def _files(config: ModuleConfig) -> tuple[Path, ...]:
+    return (config.table, config.manifest, config.trust, config.server_key)
+
+
+def table_signature(config: ModuleConfig) -> tuple[tuple[int, int], ...]:
+    """(mtime, size) of the table's files: a change means a new table to load."""
+    out = []
+    for p in _files(config):
+        try:
+            st = p.stat()
+            out.append((st.st_mtime_ns, st.st_size))
+        except OSError:
+            out.append((-1, -1))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class LoadedTable:
+    """One verified table, the session that opens its vouchers, what is served for it."""
+
+    table: Table
+    session: ServerSession
+    voucher_bytes: int
+    table_bytes: bytes
+    manifest: bytes
+    trust: bytes
+    signature: tuple[tuple[int, int], ...]
+
+    @property
+    def table_id(self) -> bytes:
+        return self.table.table_id
+
+
+def load_table(config: ModuleConfig, engine: Any) -> LoadedTable:
+    """Read and verify the table files; raises a :class:`~blindmatch.errors.BlindmatchError`.
+
+    The server checks its own table as a client will: a table clients would refuse is
+    a configuration error, not something to serve. The threshold state lives in one
+    namespace per ``t`` (shares of different ``t`` lie on different polynomials), so an
+    account's shares keep counting across table updates that keep ``t``.
+    """
+    from blindmatch.cli.protocol_cmds import _load_trust
+    from blindmatch.protocol import AccountSecret, ClientSession, ServerSecret, verify_table
+    from blindmatch.store.threshold import SqlThresholdStore
+
+    signature = table_signature(config)
+    try:
+        table_bytes = config.table.read_bytes()
+        manifest = config.manifest.read_bytes().rstrip(b"\n")
+        trust_bytes = config.trust.read_bytes()
+        key_bytes = config.server_key.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"blindmatch module: cannot read {e.filename}: {e.strerror}") from e
+    verified = verify_table(table_bytes, manifest, _load_trust(str(config.trust)))
+    table = verified.table
+    if config.policy is not None and config.policy != table.policy.value:
+        raise ConfigError(
+            f"blindmatch module: policy {config.policy!r} but the table's policy is "
+            f"{table.policy.value!r}"
+        )
+    store = SqlThresholdStore(engine, namespace=f"t{table.threshold}:")
+    session = ServerSession(ServerSecret.from_bytes(key_bytes), table, store=store)
+    voucher_bytes = ClientSession(verified, AccountSecret.generate()).voucher_bytes
+    return LoadedTable(table, session, voucher_bytes, table_bytes, manifest, trust_bytes, signature)
+
+
 class BlindmatchModule:
     """Loaded by Synapse from ``modules:`` (see the module docstring)."""
 
@@ -245,65 +331,25 @@ class BlindmatchModule:
         return parse_config(config)
 
     def __init__(self, config: ModuleConfig, api: ModuleApi) -> None:
-        from blindmatch.protocol import (
-            AccountSecret,
-            ClientSession,
-            ServerSecret,
-            ServerSession,
-            Table,
-            verify_table,
-        )
-        from blindmatch.store.threshold import SqlThresholdStore
-
         self.config = config
         self.api = api
         self.server_name = api.server_name
-        try:
-            table_bytes = config.table.read_bytes()
-            manifest = config.manifest.read_bytes().rstrip(b"\n")
-            trust_bytes = config.trust.read_bytes()
-            key_bytes = config.server_key.read_bytes()
-        except OSError as e:
-            raise ConfigError(f"blindmatch module: cannot read {e.filename}: {e.strerror}") from e
-        from blindmatch.cli.protocol_cmds import _load_trust
-
-        # The server checks its own table as a client will: a table clients would refuse
-        # is a configuration error, not something to serve.
-        verified = verify_table(table_bytes, manifest, _load_trust(str(config.trust)))
-        self.table: Table = verified.table
-        if config.policy is not None and config.policy != self.table.policy.value:
-            raise ConfigError(
-                f"blindmatch module: policy {config.policy!r} but the table's policy is "
-                f"{self.table.policy.value!r}"
-            )
-        self.voucher_bytes = ClientSession(verified, AccountSecret.generate()).voucher_bytes
         self.state = MatrixState.open(config.database_url)
-        # Shares of tables with a different t lie on different polynomials: one namespace
-        # per table digest keeps them apart in one database.
-        store = SqlThresholdStore(self.state.engine, namespace=self.table.digest.hex()[:16] + ":")
-        self.session = ServerSession(ServerSecret.from_bytes(key_bytes), self.table, store=store)
+        self.current = load_table(config, self.state.engine)
+        self.previous: LoadedTable | None = None  # accepted until previous_until
+        self.previous_until = 0.0
+        self._bad_signature: tuple[tuple[int, int], ...] | None = None
         self.stats = Stats()
         self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
         self._locks_guard = threading.Lock()
-        info = {
-            "format": "blindmatch-matrix-info",
-            "version": 1,
-            "table_digest": self.table.digest.hex(),
-            "table_bytes": len(table_bytes),
-            "voucher_bytes": self.voucher_bytes,
-            "policy": self.table.policy.value,
-            "voucher_field": VOUCHER_FIELD,
-            "field_version": FIELD_VERSION,
-            "max_attachments": MAX_ATTACHMENTS,
-            "require_voucher": config.require_voucher,
-            "bind_window_seconds": config.bind_window_seconds,
+        self._static = {
+            TABLE_PATH: _Static(b"", "application/octet-stream"),
+            MANIFEST_PATH: _Static(b"", "application/json"),
+            TRUST_PATH: _Static(b"", "application/json"),
+            INFO_PATH: _Static(b"", "application/json"),
         }
-        resources: dict[str, Resource] = {
-            TABLE_PATH: _Static(table_bytes, "application/octet-stream"),
-            MANIFEST_PATH: _Static(manifest, "application/json"),
-            TRUST_PATH: _Static(trust_bytes, "application/json"),
-            INFO_PATH: _Static(json.dumps(info, sort_keys=True).encode(), "application/json"),
-        }
+        self._publish(self.current)
+        resources: dict[str, Resource] = dict(self._static)
         if config.expose_stats:
             resources[STATS_PATH] = _Stats(self)
         for path, res in resources.items():
@@ -316,12 +362,83 @@ class BlindmatchModule:
             api.looping_background_call(
                 self.sweep_unbound, config.sweep_interval_seconds * 1000, desc="blindmatch_sweep"
             )
+        if config.reload_interval_seconds:
+            api.looping_background_call(
+                self.reload_table, config.reload_interval_seconds * 1000, desc="blindmatch_reload"
+            )
         logger.info(
             "blindmatch: table %s (%s policy, %d-byte vouchers), database %s",
-            self.table.digest.hex()[:16],
-            self.table.policy.value,
-            self.voucher_bytes,
+            self.current.table.digest.hex()[:16],
+            self.current.table.policy.value,
+            self.current.voucher_bytes,
             self.state.engine.url.render_as_string(hide_password=True),
+        )
+
+    # -- the table -----------------------------------------------------------------
+    @property
+    def table(self) -> Table:
+        return self.current.table
+
+    def _publish(self, t: LoadedTable) -> None:
+        info = {
+            "format": "blindmatch-matrix-info",
+            "version": 1,
+            "table_digest": t.table.digest.hex(),
+            "table_bytes": len(t.table_bytes),
+            "voucher_bytes": t.voucher_bytes,
+            "policy": t.table.policy.value,
+            "voucher_field": VOUCHER_FIELD,
+            "field_version": FIELD_VERSION,
+            "max_attachments": MAX_ATTACHMENTS,
+            "require_voucher": self.config.require_voucher,
+            "bind_window_seconds": self.config.bind_window_seconds,
+        }
+        self._static[TABLE_PATH].update(t.table_bytes)
+        self._static[MANIFEST_PATH].update(t.manifest)
+        self._static[TRUST_PATH].update(t.trust)
+        self._static[INFO_PATH].update(json.dumps(info, sort_keys=True).encode())
+
+    def _tables(self) -> dict[bytes, LoadedTable]:
+        """The tables whose vouchers are accepted now: the current one, and the previous
+        one until ``table_grace_seconds`` after it was replaced."""
+        out = {self.current.table_id: self.current}
+        prev = self.previous
+        if prev is not None and time.time() < self.previous_until:
+            out.setdefault(prev.table_id, prev)
+        return out
+
+    async def reload_table(self) -> None:
+        """Load the table files again if they changed; swap only a table that verifies."""
+        sig = None
+        try:
+            sig = await self.api.defer_to_thread(table_signature, self.config)
+            if sig in (self.current.signature, self._bad_signature):
+                return
+            loaded = await self.api.defer_to_thread(load_table, self.config, self.state.engine)
+        except Exception:
+            # Half-written files (a copy in progress) fail here too: the next round retries.
+            logger.exception("blindmatch: the new table files do not load; keeping the old")
+            self._bad_signature = sig
+            return
+        if loaded.table.digest == self.current.table.digest:
+            self.current = loaded
+            return
+        if loaded.table.policy is not self.current.table.policy:
+            logger.error("blindmatch: the new table changes the policy; restart to do that")
+            self._bad_signature = loaded.signature
+            return
+        self.previous, self.previous_until = (
+            self.current,
+            time.time() + (self.config.table_grace_seconds),
+        )
+        self.current = loaded
+        self._bad_signature = None
+        self._publish(loaded)
+        logger.info(
+            "blindmatch: now serving table %s; vouchers for %s accepted for %.0f s",
+            loaded.table.digest.hex()[:16],
+            self.previous.table.digest.hex()[:16],
+            self.config.table_grace_seconds,
         )
 
     # -- uploads -----------------------------------------------------------------
@@ -397,12 +514,12 @@ class BlindmatchModule:
         """One query of Synapse's media table, one thread hop for blindmatch's state,
         one more to open and bind: the rest is in memory."""
         sender = event.sender
+        tables = self._tables()
         atts = (
             parse_voucher_field(
                 event.content,
                 server_name=self.server_name,
-                voucher_bytes=self.voucher_bytes,
-                table_id=self.table.table_id,
+                tables={t: lt.voucher_bytes for t, lt in tables.items()},
             )
             or []
         )
@@ -413,7 +530,9 @@ class BlindmatchModule:
         if not atts and not recent:
             return  # e.g. a text message, nothing uploaded lately: no state to read
         with self.stats.timed("decide"):
-            outcome = await self.api.defer_to_thread(self._decide, event, atts, media, recent)
+            outcome = await self.api.defer_to_thread(
+                self._decide, event, atts, media, recent, tables
+            )
         if outcome is not None:  # a match under the block policy
             case_id, blobs = outcome
             with self.stats.timed("quarantine"):
@@ -427,6 +546,7 @@ class BlindmatchModule:
         atts: Sequence[Attachment],
         media: dict[str, _SynapseMedia],
         recent: Sequence[str],
+        tables: dict[bytes, LoadedTable],
     ) -> tuple[str, list[str]] | None:
         """In a thread, under the sender's lock: read the state, check the blobs and the
         pending uploads, open the vouchers and record the outcome.
@@ -470,7 +590,7 @@ class BlindmatchModule:
                     raise rejected(Reason.VOUCHER_REQUIRED, "unbound: " + shown)
             if not fresh:
                 return None
-            return self._open_and_bind(event, fresh)
+            return self._open_and_bind(event, fresh, tables)
 
     def _not_yet_bound(
         self, event: Any, atts: Sequence[Attachment], existing: Sequence[Binding]
@@ -500,7 +620,7 @@ class BlindmatchModule:
             return self._locks[account]
 
     def _open_and_bind(
-        self, event: Any, atts: Sequence[Attachment]
+        self, event: Any, atts: Sequence[Attachment], tables: dict[bytes, LoadedTable]
     ) -> tuple[str, list[str]] | None:
         """Open every voucher, record the bindings and cases in one transaction.
 
@@ -513,14 +633,15 @@ class BlindmatchModule:
         for a in atts:
             start = time.perf_counter()
             try:
-                results.append((a, self.session.open(a.voucher, account=sender)))
+                session = tables[a.table_id].session
+                results.append((a, session.open(a.voucher, account=sender)))
             except InvalidVoucher:
                 raise rejected(Reason.INVALID_VOUCHER, a.mxc) from None
             finally:
                 self.stats.vouchers_opened += 1
                 self.stats.open_seconds += time.perf_counter() - start
         matched = [(a, r) for a, r in results if r.matched]
-        block = self.table.policy is Policy.BLOCK and bool(matched)
+        block = self.current.table.policy is Policy.BLOCK and bool(matched)
         case_id = new_case_id() if block else None
         cases: list[dict[str, Any]] = []
         if block:
