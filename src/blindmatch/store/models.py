@@ -209,3 +209,18 @@ class ThresholdKey(Base):
     __tablename__ = "threshold_keys"
     account: Mapped[str] = mapped_column(String(255), primary_key=True)
     evidence_key: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class MatrixFranking(Base):
+    """The server's franking tag ``R`` of one relayed event (migration 0004): what it saw at
+    send time (sender, room, timestamp, commitment ``C``), so a report verifies even after
+    the event was redacted."""
+
+    __tablename__ = "matrix_franking"
+    event_id: Mapped[str] = mapped_column(_ID, primary_key=True)
+    room: Mapped[str] = mapped_column(_ID)
+    sender: Mapped[str] = mapped_column(_ID)
+    origin_ts: Mapped[int] = mapped_column(BigInteger)
+    commitment: Mapped[bytes] = mapped_column(LargeBinary(32))
+    tag: Mapped[bytes] = mapped_column(LargeBinary(36))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

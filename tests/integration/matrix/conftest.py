@@ -90,8 +90,15 @@ class Sender:
         mxc = self.upload(blob)
         return mxc, hashlib.sha256(blob).hexdigest(), {"url": mxc, **keys}
 
-    def send(self, field_value: Any = None, *, raw: dict[str, Any] | None = None) -> Response:
-        """Send an ``m.room.encrypted`` event (an opaque Megolm-shaped body) with the field."""
+    def send(
+        self,
+        field_value: Any = None,
+        *,
+        raw: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Response:
+        """Send an ``m.room.encrypted`` event (an opaque Megolm-shaped body) with the
+        voucher field and any ``extra`` outer fields."""
         self.txn += 1
         content: dict[str, Any] = raw or {
             "algorithm": "m.megolm.v1.aes-sha2",
@@ -102,6 +109,7 @@ class Sender:
         }
         if field_value is not None:
             content["org.blindmatch.voucher"] = field_value
+        content.update(extra or {})
         return self.world.hs.http.request(
             "PUT",
             f"/_matrix/client/v3/rooms/{self.room_id}/send/m.room.encrypted/t{self.txn}",

@@ -151,3 +151,29 @@ def test_reloading_swaps_only_a_table_that_verifies(table_dir: Path, tmp_path: P
     assert served.body == (new / "table.bin").read_bytes()
     m.previous_until = 0.0  # the grace period is over
     assert set(m._tables()) == {m.current.table_id}
+
+
+def test_require_franking_refuses_an_unfranked_event(table_dir: Path, tmp_path: Path) -> None:
+    m = module(table_dir, tmp_path, StubApi(), require_voucher=False, require_franking=True)
+    ev = event({"ciphertext": "x"})
+    ev.origin_server_ts = 1_700_000_000_000
+    code, body = asyncio.run(m.check_event_for_spam(ev))
+    assert body["org.blindmatch.reason"] == "franking_required"
+    franked = event(
+        {"ciphertext": "x", "org.blindmatch.franking": {"v": 1, "commitment": "A" * 43}}
+    )
+    franked.origin_server_ts = 1_700_000_000_000
+    assert asyncio.run(m.check_event_for_spam(franked)) == NOT_SPAM
+    [rec] = m.state.franking(["$e"]).values()
+    assert rec.commitment == bytes(32) and len(rec.tag) == 36 and rec.sender == "@a:hs.test"
+
+
+def test_the_franking_keys_are_made_once_and_kept(table_dir: Path, tmp_path: Path) -> None:
+    keys = tmp_path / "fk" / "franking.keys"
+    a = module(table_dir, tmp_path, StubApi(), franking_keys=str(keys))
+    assert keys.stat().st_mode & 0o777 == 0o600
+    b = module(table_dir, tmp_path, StubApi(), franking_keys=str(keys))
+    assert a.keyring.key(a.keyring.current) == b.keyring.key(b.keyring.current)
+    keys.write_text("{}")
+    with pytest.raises(ConfigError):
+        module(table_dir, tmp_path, StubApi(), franking_keys=str(keys))

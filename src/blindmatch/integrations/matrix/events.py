@@ -32,6 +32,7 @@ from typing import Any
 from blindmatch.errors import EventRejected
 
 VOUCHER_FIELD = "org.blindmatch.voucher"
+FRANKING_FIELD = "org.blindmatch.franking"  # outer: {"v": 1, "commitment": base64 of C}
 REASON_FIELD = "org.blindmatch.reason"
 MESSAGE_FIELD = "org.blindmatch.message"
 CASE_FIELD = "org.blindmatch.case"
@@ -61,7 +62,14 @@ class Reason(StrEnum):
     BLOB_HASH_MISMATCH = "blob_hash_mismatch"  # blob_sha256 is not the uploaded bytes' hash
     BLOB_ALREADY_BOUND = "blob_already_bound"  # the blob is bound to another voucher/event
     BLOB_QUARANTINED = "blob_quarantined"  # the blob was quarantined (match, or left unbound)
+    MALFORMED_FRANKING = "malformed_franking"  # org.blindmatch.franking is not {"v": 1, ...}
+    FRANKING_REQUIRED = "franking_required"  # require_franking and no franking commitment
     INTERNAL_ERROR = "internal_error"  # the module failed: it refuses rather than lets through
+    # reports (POST /_blindmatch/v1/report)
+    MALFORMED_REPORT = "malformed_report"  # not the documented JSON
+    NOT_A_MEMBER = "not_a_member"  # the reporter is not in the room
+    NOT_FRANKED = "not_franked"  # this server relayed no franked event with that id there
+    REPORT_NOT_VERIFIED = "report_not_verified"  # the payload is not what the sender sent
 
 
 MESSAGES: dict[Reason, str] = {
@@ -79,7 +87,14 @@ MESSAGES: dict[Reason, str] = {
     Reason.BLOB_HASH_MISMATCH: "blob_sha256 does not match the uploaded attachment",
     Reason.BLOB_ALREADY_BOUND: "this attachment was already sent with another voucher",
     Reason.BLOB_QUARANTINED: "this attachment is quarantined",
+    Reason.MALFORMED_FRANKING: "the franking field is malformed",
+    Reason.FRANKING_REQUIRED: "encrypted messages on this server must carry a franking "
+    "commitment (org.blindmatch.franking)",
     Reason.INTERNAL_ERROR: "the server could not check this message; try again later",
+    Reason.MALFORMED_REPORT: "the report is malformed",
+    Reason.NOT_A_MEMBER: "only members of the room can report its messages",
+    Reason.NOT_FRANKED: "this server has no franking record of that event in that room",
+    Reason.REPORT_NOT_VERIFIED: "the reported message is not what its sender sent",
 }
 
 
@@ -135,6 +150,31 @@ def voucher_field(
             }
         )
     return out[0] if len(out) == 1 else out
+
+
+def parse_franking_field(content: Mapping[str, Any]) -> bytes | None:
+    """The franking commitment ``C`` (32 bytes) in an event's outer content, or None.
+
+    ``{"v": 1, "commitment": "<standard base64 of C, padded or not>"}``; anything else
+    raises :class:`~blindmatch.errors.EventRejected` (``malformed_franking``).
+    """
+    if FRANKING_FIELD not in content:
+        return None
+    f = content[FRANKING_FIELD]
+    if not isinstance(f, dict) or set(f) != {"v", "commitment"}:
+        raise rejected(Reason.MALFORMED_FRANKING, 'expected {"v": 1, "commitment": base64}')
+    if type(f["v"]) is not int or f["v"] != 1:
+        raise rejected(Reason.MALFORMED_FRANKING, "v must be 1")
+    text = f["commitment"]
+    if not isinstance(text, str) or len(text) > 44:
+        raise rejected(Reason.MALFORMED_FRANKING, "commitment is 32 bytes of base64")
+    try:
+        raw = base64.b64decode((text + "=" * (-len(text) % 4)).encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raise rejected(Reason.MALFORMED_FRANKING, "commitment is 32 bytes of base64") from None
+    if len(raw) != 32:
+        raise rejected(Reason.MALFORMED_FRANKING, "commitment is 32 bytes of base64")
+    return raw
 
 
 def parse_voucher_field(
@@ -205,6 +245,7 @@ __all__ = [
     "APPEAL_FIELD",
     "CASE_FIELD",
     "FIELD_VERSION",
+    "FRANKING_FIELD",
     "MAX_ATTACHMENTS",
     "MESSAGE_FIELD",
     "REASON_FIELD",
@@ -212,6 +253,7 @@ __all__ = [
     "Attachment",
     "Reason",
     "b64_len",
+    "parse_franking_field",
     "parse_voucher_field",
     "rejected",
     "voucher_field",

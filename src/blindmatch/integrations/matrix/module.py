@@ -22,6 +22,11 @@ What it does (docs/matrix.md has the event format and the exact rules):
   :class:`~blindmatch.store.threshold.SqlThresholdStore`), and under the block
   policy refuses a match with ``M_FORBIDDEN``, a case id and an appeal note,
   quarantining the event's blobs;
+* stores the server's franking tag of every relayed franked event, and serves
+  ``POST /_blindmatch/v1/report``: a member's report is verified against it and opens a
+  ``report`` case;
+* reloads the table files when they change (the previous table's vouchers stay valid for
+  a grace period);
 * a background sweep quarantines opaque uploads left unbound past the window.
 
 Every failure inside the module refuses the event (fail closed) and is logged;
@@ -33,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
 from collections import defaultdict
@@ -43,11 +49,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 from synapse.api.errors import Codes
-from synapse.module_api import NOT_SPAM, ModuleApi
+from synapse.http.servlet import parse_json_object_from_request
+from synapse.module_api import NOT_SPAM, DirectServeJsonResource, ModuleApi
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
-from blindmatch.errors import BlindmatchError, ConfigError, EventRejected, InvalidVoucher
+from blindmatch.errors import (
+    BlindmatchError,
+    ConfigError,
+    EventRejected,
+    InvalidVoucher,
+    ProtocolError,
+)
 from blindmatch.hashing.sniff import sniff
 from blindmatch.integrations.matrix.events import (
     APPEAL_FIELD,
@@ -59,17 +72,19 @@ from blindmatch.integrations.matrix.events import (
     VOUCHER_FIELD,
     Attachment,
     Reason,
+    parse_franking_field,
     parse_voucher_field,
     rejected,
 )
 from blindmatch.integrations.matrix.state import (
     Binding,
     BindingConflict,
+    FrankingRecord,
     MatrixState,
     cutoff,
     new_case_id,
 )
-from blindmatch.protocol import ServerSession, Table
+from blindmatch.protocol import FrankingKeyring, ServerSession, Table
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +93,9 @@ MANIFEST_PATH = "/_blindmatch/v1/manifest"
 TRUST_PATH = "/_blindmatch/v1/trust"
 INFO_PATH = "/_blindmatch/v1/info"
 STATS_PATH = "/_blindmatch/v1/stats"
+REPORT_PATH = "/_blindmatch/v1/report"
+MAX_REPORT_CONTEXT = 20
+MAX_REPORT_REASON = 2000
 DEFAULT_APPEAL = (
     "If you think this is a mistake, appeal to this server's operators and quote the case id."
 )
@@ -85,6 +103,7 @@ _CONFIG_KEYS = {
     "table_dir", "table", "manifest", "trust", "server_key", "database_url", "policy",
     "require_voucher", "bind_window_seconds", "quarantine_unbound", "sweep_interval_seconds",
     "appeal", "expose_stats", "reload_interval_seconds", "table_grace_seconds",
+    "franking_keys", "require_franking",
 }  # fmt: skip
 
 
@@ -104,6 +123,8 @@ class ModuleConfig:
     expose_stats: bool = False
     reload_interval_seconds: float = 60.0
     table_grace_seconds: float = 3600.0
+    franking_keys: Path | None = None  # default: beside server_key
+    require_franking: bool = False
 
 
 def parse_config(config: dict[str, Any]) -> ModuleConfig:
@@ -132,7 +153,7 @@ def parse_config(config: dict[str, Any]) -> ModuleConfig:
     if policy not in (None, "block", "threshold"):
         raise ConfigError("blindmatch module: policy must be 'block' or 'threshold'")
     flags: dict[str, Any] = {}
-    for key in ("require_voucher", "quarantine_unbound", "expose_stats"):
+    for key in ("require_voucher", "quarantine_unbound", "expose_stats", "require_franking"):
         v = config.get(key, getattr(ModuleConfig, key))
         if not isinstance(v, bool):
             raise ConfigError(f"blindmatch module: {key} must be true or false")
@@ -146,6 +167,9 @@ def parse_config(config: dict[str, Any]) -> ModuleConfig:
         if v == 0 and key in positive:
             raise ConfigError(f"blindmatch module: {key} must be positive")
         numbers[key] = float(v)
+    franking_keys = config.get("franking_keys", str(paths["server_key"].parent / "franking.keys"))
+    if not isinstance(franking_keys, str) or not franking_keys:
+        raise ConfigError("blindmatch module: franking_keys must be a path")
     appeal = config.get("appeal", DEFAULT_APPEAL)
     if not isinstance(appeal, str):
         raise ConfigError("blindmatch module: appeal must be a string")
@@ -157,6 +181,7 @@ def parse_config(config: dict[str, Any]) -> ModuleConfig:
         database_url=url,
         policy=policy,
         appeal=appeal,
+        franking_keys=Path(franking_keys),
         **flags,
         **numbers,
     )
@@ -214,6 +239,18 @@ class _Stats(Resource):
         return json.dumps(self.module.stats.to_json()).encode()
 
 
+class _Report(DirectServeJsonResource):
+    """``POST /_blindmatch/v1/report``: a member reports a message; the module verifies
+    the franking and opens a ``report`` case."""
+
+    def __init__(self, module: BlindmatchModule) -> None:
+        super().__init__()
+        self.module = module
+
+    async def _async_render_POST(self, request: Any) -> tuple[int, Any]:
+        return await self.module.handle_report_request(request)
+
+
 @dataclass
 class Stats:
     """Counters of the module's own work (``expose_stats`` serves them)."""
@@ -248,6 +285,13 @@ class Stats:
             "reasons": dict(self.reasons),
             "phase_seconds": dict(self.phases),
         }
+
+
+@dataclass(frozen=True)
+class _Decision:
+    case_id: str | None = None  # a match under the block policy: refuse, with this case
+    quarantine: list[str] = field(default_factory=list)  # media ids
+    franking_stored: bool = False
 
 
 @dataclass(frozen=True)
@@ -323,6 +367,42 @@ def load_table(config: ModuleConfig, engine: Any) -> LoadedTable:
     return LoadedTable(table, session, voucher_bytes, table_bytes, manifest, trust_bytes, signature)
 
 
+FRANKING_KEYS_FORMAT = "blindmatch-franking-keys"
+
+
+def load_franking_keyring(path: Path) -> FrankingKeyring:
+    """The server's franking keys from ``path`` (JSON, mode 0600), made on first use::
+
+        {"format": "blindmatch-franking-keys", "version": 1, "current": 0,
+         "keys": {"0": "<64 hex>"}}
+
+    To rotate, add a key and make it current; drop a key only once reports of messages
+    tagged with it are no longer accepted."""
+    from blindmatch.protocol import FrankingKeyring
+
+    if not path.exists():
+        ring = FrankingKeyring.generate()
+        doc = {"format": FRANKING_KEYS_FORMAT, "version": 1, "current": ring.current,
+               "keys": {str(k): ring.key(k).hex() for k in ring.key_ids}}  # fmt: skip
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # made meanwhile by another process: read that one
+            return load_franking_keyring(path)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(doc, indent=1) + "\n")
+        logger.warning("blindmatch: created franking keys %s (keep them: a server secret)", path)
+        return ring
+    try:
+        doc = json.loads(path.read_bytes())
+        if doc.get("format") != FRANKING_KEYS_FORMAT or doc.get("version") != 1:
+            raise ValueError
+        keys = {int(k): bytes.fromhex(v) for k, v in doc["keys"].items()}
+        return FrankingKeyring(keys, doc["current"])
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, ProtocolError):
+        raise ConfigError(f"blindmatch module: {path} is not a franking key file") from None
+
+
 class BlindmatchModule:
     """Loaded by Synapse from ``modules:`` (see the module docstring)."""
 
@@ -336,6 +416,8 @@ class BlindmatchModule:
         self.server_name = api.server_name
         self.state = MatrixState.open(config.database_url)
         self.current = load_table(config, self.state.engine)
+        assert config.franking_keys is not None
+        self.keyring = load_franking_keyring(config.franking_keys)
         self.previous: LoadedTable | None = None  # accepted until previous_until
         self.previous_until = 0.0
         self._bad_signature: tuple[tuple[int, int], ...] | None = None
@@ -350,6 +432,7 @@ class BlindmatchModule:
         }
         self._publish(self.current)
         resources: dict[str, Resource] = dict(self._static)
+        resources[REPORT_PATH] = _Report(self)
         if config.expose_stats:
             resources[STATS_PATH] = _Stats(self)
         for path, res in resources.items():
@@ -512,8 +595,7 @@ class BlindmatchModule:
 
     async def _check(self, event: Any) -> None:
         """One query of Synapse's media table, one thread hop for blindmatch's state,
-        one more to open and bind: the rest is in memory."""
-        sender = event.sender
+        opening and binding: the rest is in memory."""
         tables = self._tables()
         atts = (
             parse_voucher_field(
@@ -523,22 +605,53 @@ class BlindmatchModule:
             )
             or []
         )
+        commitment = parse_franking_field(event.content)
+        if commitment is None and self.config.require_franking:
+            raise rejected(Reason.FRANKING_REQUIRED)
+        franking = self._franking_record(event, commitment) if commitment else None
+        stored = await self._check_attachments(event, atts, tables, franking)
+        if franking is not None and not stored:
+            with self.stats.timed("franking_write"):
+                await self.api.defer_to_thread(self.state.record_franking, franking)
+
+    def _franking_record(self, event: Any, commitment: bytes) -> FrankingRecord:
+        """The server's tag ``R`` over ``C`` and what it sees: sender, room, its timestamp."""
+        from blindmatch.protocol import FrankingContext
+
+        try:
+            ctx = FrankingContext(event.sender, event.room_id, int(event.origin_server_ts))
+        except ProtocolError as e:
+            raise rejected(Reason.MALFORMED_FRANKING, e.message) from None
+        tag = self.keyring.tag(commitment, ctx)
+        return FrankingRecord(event.event_id, event.room_id, event.sender,
+                              ctx.timestamp_ms, commitment, tag)  # fmt: skip
+
+    async def _check_attachments(
+        self,
+        event: Any,
+        atts: Sequence[Attachment],
+        tables: dict[bytes, LoadedTable],
+        franking: FrankingRecord | None,
+    ) -> bool:
+        """Vouchers and pending uploads; True if the franking record was written with the
+        bindings."""
+        sender = event.sender
         if not atts and not self.config.require_voucher:
-            return
+            return False
         with self.stats.timed("synapse_media"):
             media, recent = await self._synapse_media(sender, [a.media_id for a in atts])
         if not atts and not recent:
-            return  # e.g. a text message, nothing uploaded lately: no state to read
+            return False  # e.g. a text message, nothing uploaded lately: no state to read
         with self.stats.timed("decide"):
-            outcome = await self.api.defer_to_thread(
-                self._decide, event, atts, media, recent, tables
+            decision = await self.api.defer_to_thread(
+                self._decide, event, atts, media, recent, tables, franking
             )
-        if outcome is not None:  # a match under the block policy
-            case_id, blobs = outcome
+        if decision.case_id is not None:  # a match under the block policy
             with self.stats.timed("quarantine"):
-                for media_id in blobs:
+                for media_id in decision.quarantine:
                     await self._quarantine(media_id, "match")
-            raise rejected(Reason.LISTED_IMAGE, f"case {case_id}", case_id)
+            raise rejected(Reason.LISTED_IMAGE, f"case {decision.case_id}", decision.case_id)
+        return decision.franking_stored
 
     def _decide(
         self,
@@ -547,12 +660,13 @@ class BlindmatchModule:
         media: dict[str, _SynapseMedia],
         recent: Sequence[str],
         tables: dict[bytes, LoadedTable],
-    ) -> tuple[str, list[str]] | None:
+        franking: FrankingRecord | None,
+    ) -> _Decision:
         """In a thread, under the sender's lock: read the state, check the blobs and the
         pending uploads, open the vouchers and record the outcome.
 
-        Returns ``(case id, blobs to quarantine)`` for a match under the block policy;
-        raises :class:`~blindmatch.errors.EventRejected` for any other refusal.
+        A match under the block policy comes back as a decision with a case id; any other
+        refusal raises :class:`~blindmatch.errors.EventRejected`.
         """
         sender = event.sender
         with self._lock(sender):
@@ -589,8 +703,8 @@ class BlindmatchModule:
                     shown = ", ".join(f"mxc://{self.server_name}/{m}" for m in missing[:4])
                     raise rejected(Reason.VOUCHER_REQUIRED, "unbound: " + shown)
             if not fresh:
-                return None
-            return self._open_and_bind(event, fresh, tables)
+                return _Decision()
+            return self._open_and_bind(event, fresh, tables, franking)
 
     def _not_yet_bound(
         self, event: Any, atts: Sequence[Attachment], existing: Sequence[Binding]
@@ -620,12 +734,14 @@ class BlindmatchModule:
             return self._locks[account]
 
     def _open_and_bind(
-        self, event: Any, atts: Sequence[Attachment], tables: dict[bytes, LoadedTable]
-    ) -> tuple[str, list[str]] | None:
-        """Open every voucher, record the bindings and cases in one transaction.
-
-        Returns ``(case id, blobs to quarantine)`` for a match under the block policy.
-        """
+        self,
+        event: Any,
+        atts: Sequence[Attachment],
+        tables: dict[bytes, LoadedTable],
+        franking: FrankingRecord | None,
+    ) -> _Decision:
+        """Open every voucher; record the bindings, cases and (for an event that will be
+        relayed) the franking tag in one transaction."""
         from blindmatch.protocol import Policy
 
         sender, room, event_id = event.sender, event.room_id, event.event_id
@@ -695,7 +811,7 @@ class BlindmatchModule:
         ]
         try:
             with self.stats.timed("bind_write"):
-                ids = self.state.bind(bindings, cases)
+                ids = self.state.bind(bindings, cases, None if block else franking)
         except BindingConflict:
             raise rejected(Reason.VOUCHER_REPLAYED, "bound by a concurrent event") from None
         for c, cid in zip(cases, ids, strict=True):
@@ -704,8 +820,124 @@ class BlindmatchModule:
         if block:
             assert case_id is not None
             logger.warning("blindmatch: blocked %s from %s: case %s", event_id, sender, case_id)
-            return case_id, [a.media_id for a in atts]
-        return None
+            return _Decision(case_id, [a.media_id for a in atts])
+        return _Decision(franking_stored=franking is not None)
+
+    # -- reports -------------------------------------------------------------------------
+    async def handle_report_request(self, request: Any) -> tuple[int, dict[str, Any]]:
+        """Authenticate the reporter, verify the report, open a case. Every refusal is a
+        JSON answer with ``org.blindmatch.reason``; nothing escapes as a crash."""
+        requester = await self.api.get_user_by_req(request)  # 401 without a valid token
+        body = parse_json_object_from_request(request)  # 400 M_NOT_JSON
+        reporter = requester.user.to_string()
+        try:
+            case_id, context = await self._report(reporter, body)
+        except EventRejected as e:
+            status, errcode = {
+                Reason.NOT_A_MEMBER.value: (403, "M_FORBIDDEN"),
+                Reason.REPORT_NOT_VERIFIED.value: (403, "M_FORBIDDEN"),
+                Reason.NOT_FRANKED.value: (404, "M_NOT_FOUND"),
+            }.get(e.reason, (400, "M_BAD_JSON"))
+            logger.info("blindmatch: refused a report by %s: %s", reporter, e.reason)
+            return status, {"errcode": errcode, "error": e.message, REASON_FIELD: e.reason,
+                            MESSAGE_FIELD: e.message}  # fmt: skip
+        except Exception:
+            logger.exception("blindmatch: failed to handle a report by %s", reporter)
+            err = rejected(Reason.INTERNAL_ERROR)
+            return 500, {"errcode": "M_UNKNOWN", "error": err.message, REASON_FIELD: err.reason,
+                         MESSAGE_FIELD: err.message}  # fmt: skip
+        logger.warning("blindmatch: report by %s opened case %s", reporter, case_id)
+        return 200, {CASE_FIELD: case_id, "case": case_id, "verified": True,
+                     "context_verified": context}  # fmt: skip
+
+    async def _report(self, reporter: str, body: dict[str, Any]) -> tuple[str, list[bool]]:
+        event_id, room_id = body.get("event_id"), body.get("room_id")
+        payload, reason = body.get("payload"), body.get("reason", "")
+        context = body.get("context", [])
+        if (
+            set(body) - {"event_id", "room_id", "payload", "reason", "context"}
+            or not _short_str(event_id)
+            or not _short_str(room_id)
+            or not isinstance(payload, dict)
+            or not isinstance(reason, str)
+            or len(reason) > MAX_REPORT_REASON
+            or not isinstance(context, list)
+            or len(context) > MAX_REPORT_CONTEXT
+            or not all(
+                isinstance(c, dict)
+                and set(c) == {"event_id", "payload"}
+                and _short_str(c["event_id"])
+                and isinstance(c["payload"], dict)
+                for c in context
+            )
+        ):
+            raise rejected(
+                Reason.MALFORMED_REPORT,
+                "expected {event_id, room_id, payload, reason, context: "
+                f"[≤ {MAX_REPORT_CONTEXT} {{event_id, payload}}]}}",
+            )
+        assert isinstance(event_id, str) and isinstance(room_id, str)
+        try:
+            state = await self.api.get_room_state(room_id, [("m.room.member", reporter)])
+        except Exception:  # e.g. an unknown or malformed room id
+            state = {}
+        member = state.get(("m.room.member", reporter))
+        if member is None or member.content.get("membership") != "join":
+            raise rejected(Reason.NOT_A_MEMBER)
+        ids = [event_id] + [c["event_id"] for c in context]
+        records = await self.api.defer_to_thread(self.state.franking, ids)
+        rec = records.get(event_id)
+        if rec is None or rec.room != room_id:
+            raise rejected(Reason.NOT_FRANKED, event_id)
+        try:
+            self._verify_report(rec, payload)
+        except ProtocolError as e:
+            raise rejected(Reason.REPORT_NOT_VERIFIED, e.message) from None
+        verified = []
+        for c in context:
+            r = records.get(c["event_id"])
+            try:
+                if r is None or r.room != room_id:
+                    raise ProtocolError("no franking record in this room")
+                self._verify_report(r, c["payload"])
+                verified.append(True)
+            except ProtocolError:
+                verified.append(False)
+        evidence = {
+            "format": "blindmatch-report",
+            "version": 1,
+            "reporter": reporter,
+            "reason": reason,
+            "event_id": event_id,
+            "room_id": room_id,
+            "sender": rec.sender,
+            "origin_server_ts": rec.origin_ts,
+            "commitment": rec.commitment.hex(),
+            "tag": rec.tag.hex(),
+            "payload": payload,
+            "context": [
+                {"event_id": c["event_id"], "verified": ok, "payload": c["payload"]}
+                for c, ok in zip(context, verified, strict=True)
+            ],
+        }
+        case_id = await self.api.defer_to_thread(
+            self.state.add_case,
+            kind="report",
+            account=rec.sender,
+            room=room_id,
+            event_id=event_id,
+            blobs=_payload_blobs(payload),
+            evidence=json.dumps(evidence, sort_keys=True, separators=(",", ":")).encode(),
+        )
+        return str(case_id), verified
+
+    def _verify_report(self, rec: FrankingRecord, payload: dict[str, Any]) -> None:
+        from blindmatch.protocol import FrankingContext, FrankingReport
+
+        ctx = FrankingContext(rec.sender, rec.room, rec.origin_ts)
+        self.keyring.verify_report(
+            FrankingReport.from_payload(payload, rec.commitment, rec.tag, ctx)
+        )
 
     # -- Synapse's media table -----------------------------------------------------
     async def _synapse_media(
@@ -775,6 +1007,20 @@ class BlindmatchModule:
             logger.exception("blindmatch: sweep failed")
         except Exception:
             logger.exception("blindmatch: sweep failed")
+
+
+def _short_str(x: object) -> bool:
+    return isinstance(x, str) and 0 < len(x.encode("utf-8", "replace")) <= 255
+
+
+def _payload_blobs(payload: dict[str, Any]) -> list[str]:
+    """The ``mxc://`` URIs of the encrypted files a decrypted message names."""
+    out = []
+    info = payload.get("info")
+    for f in (payload.get("file"), info.get("thumbnail_file") if isinstance(info, dict) else None):
+        if isinstance(f, dict) and isinstance(f.get("url"), str) and f["url"].startswith("mxc://"):
+            out.append(f["url"])
+    return out
 
 
 def _refs_json(m: Any) -> dict[str, Any]:

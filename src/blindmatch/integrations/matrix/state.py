@@ -18,7 +18,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from blindmatch.store.db import open_store
-from blindmatch.store.models import Case, MatrixBlob, MatrixRejection, MatrixVoucher
+from blindmatch.store.models import (
+    Case,
+    MatrixBlob,
+    MatrixFranking,
+    MatrixRejection,
+    MatrixVoucher,
+)
 
 CASE_KINDS = ("match", "report", "threshold")
 _CASE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read over the phone
@@ -84,6 +90,18 @@ class CaseRecord:
             "status": self.status,
             "created_at": self.created_at.isoformat(),
         }
+
+
+@dataclass(frozen=True)
+class FrankingRecord:
+    """What the server saw when it relayed a franked event, and its tag ``R``."""
+
+    event_id: str
+    room: str
+    sender: str
+    origin_ts: int
+    commitment: bytes
+    tag: bytes
 
 
 @dataclass(frozen=True)
@@ -223,9 +241,14 @@ class MatrixState:
         ]
         return Snapshot(bindings, blobs, {r.media_id for r in rows})
 
-    def bind(self, bindings: Sequence[Binding], cases: Sequence[dict[str, Any]] = ()) -> list[str]:
-        """Record the bindings of one event and its cases in one transaction; returns the
-        case ids.
+    def bind(
+        self,
+        bindings: Sequence[Binding],
+        cases: Sequence[dict[str, Any]] = (),
+        franking: FrankingRecord | None = None,
+    ) -> list[str]:
+        """Record the bindings of one event, its cases and its franking tag in one
+        transaction; returns the case ids.
 
         A voucher id or blob bound meanwhile by another event raises
         :class:`BindingConflict` and records nothing.
@@ -249,9 +272,28 @@ class MatrixState:
                             created_at=now(),
                         )
                     )
+                if franking is not None:
+                    _add_franking(s, franking)
                 return [r.id for r in rows]
         except IntegrityError:
             raise BindingConflict from None
+
+    # -- franking -------------------------------------------------------------------
+    def record_franking(self, record: FrankingRecord) -> None:
+        with self._session.begin() as s:
+            _add_franking(s, record)
+
+    def franking(self, event_ids: Sequence[str]) -> dict[str, FrankingRecord]:
+        if not event_ids:
+            return {}
+        with self._session() as s:
+            q = select(MatrixFranking).where(MatrixFranking.event_id.in_(list(event_ids)))
+            return {
+                r.event_id: FrankingRecord(
+                    r.event_id, r.room, r.sender, r.origin_ts, bytes(r.commitment), bytes(r.tag)
+                )  # fmt: skip
+                for r in s.scalars(q)
+            }
 
     # -- cases and rejections ---------------------------------------------------
     def add_case(self, **fields: Any) -> str:
@@ -307,6 +349,13 @@ class MatrixState:
             return [(r.account, r.event_id, r.reason) for r in s.scalars(q)]
 
 
+def _add_franking(s: Any, r: FrankingRecord) -> None:
+    if s.get(MatrixFranking, r.event_id) is None:  # a retried event keeps its first tag
+        s.add(MatrixFranking(event_id=r.event_id, room=r.room, sender=r.sender,
+                             origin_ts=r.origin_ts, commitment=r.commitment, tag=r.tag,
+                             created_at=now()))  # fmt: skip
+
+
 def _blob(r: MatrixBlob) -> Blob:
     return Blob(r.media_id, r.sha256, r.size, r.kind, _aware(r.uploaded_at),
                 r.quarantined_at is not None)  # fmt: skip
@@ -345,4 +394,12 @@ def cutoff(seconds: float) -> datetime:
     return now() - timedelta(seconds=seconds)
 
 
-__all__ = ["Binding", "BindingConflict", "Blob", "CaseRecord", "MatrixState", "new_case_id"]
+__all__ = [
+    "Binding",
+    "BindingConflict",
+    "Blob",
+    "CaseRecord",
+    "FrankingRecord",
+    "MatrixState",
+    "new_case_id",
+]
