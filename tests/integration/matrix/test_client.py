@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import io
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -35,6 +36,7 @@ from blindmatch.integrations.matrix.client import (  # noqa: E402
     BlindmatchClient,
     HomeserverError,
     ImageHashes,
+    ReportRefused,
     SendRefused,
     _TableState,
     load_trust,
@@ -354,18 +356,23 @@ def test_a_report_carries_what_the_server_needs_to_verify_it(
             keyring.verify_report(FrankingReport.from_payload(forged, hidden.commitment, tag,
                                                               ctx))  # fmt: skip
         try:
-            return await bob.report(hidden, "voucher not for this image")
+            result = await bob.report(hidden, "voucher not for this image")
         except HomeserverError as e:
-            return e
+            return e, None
+        # A report of something the accused did not send is refused, typed, with the reason.
+        with pytest.raises(ReportRefused) as refused:
+            await bob.report(dataclasses.replace(hidden, payload=forged), "forged")
+        return result, refused.value
 
-    result = run(matrix_world, tmp_path, body, DecoyVoucherClient)
+    result, refused = run(matrix_world, tmp_path, body, DecoyVoucherClient)
     if isinstance(result, HomeserverError) and result.status == 404:
         pytest.skip(
             "POST /_blindmatch/v1/report is not served by the module yet (the module owner "
             "adds it: server-side franking tag per event, verify_report, a 'report' case)"
         )
     assert not isinstance(result, HomeserverError), result.as_dict()
-    assert result.case_id is not None
+    assert result.case_id is not None and result.case_id.startswith("BM-")
+    assert refused is not None and refused.reason == "report_not_verified"
     cases = run_cli("cases", "list", "--kind", "report", "--json", "--database-url",
                     matrix_world.database_url)  # fmt: skip
     assert result.case_id in [c["id"] for c in cases.json_lines]

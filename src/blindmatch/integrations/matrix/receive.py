@@ -17,7 +17,9 @@ picture it is about to show. For every received event, :func:`check_event`:
    (:func:`~blindmatch.integrations.matrix.client.hash_image`) and checks the voucher with
    :func:`~blindmatch.protocol.verify_voucher_for_image` (commitment = the blob's SHA-256).
 
-The result is a :class:`Verdict`: ``ok``, or hidden with a :class:`Hidden` reason. A hidden
+The result is a :class:`Verdict`: ``ok``, or hidden with a :class:`Hidden` reason
+(``undecryptable`` often means the room key has not arrived yet: check ``verdict.raw`` again
+after the next sync). A hidden
 message must not be shown; one whose franking verified can be reported
 (:meth:`BlindmatchClient.report <blindmatch.integrations.matrix.client.BlindmatchClient.report>`):
 the verdict keeps everything a report needs (the decrypted payload with its franking key,
@@ -105,6 +107,7 @@ class Verdict:
     commitment: bytes | None = None  # the franking commitment C
     franking_ok: bool = False
     attachments: tuple[CheckedAttachment, ...] = ()
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # as received
 
     @property
     def ok(self) -> bool:
@@ -210,7 +213,7 @@ async def check_event(client: BlindmatchClient, room_id: str, raw: Mapping[str, 
     outer = outer if isinstance(outer, Mapping) else {}
 
     def verdict(reason: Hidden | None, detail: str = "", **kw: Any) -> Verdict:
-        v = Verdict(event_id, room_id, sender, ts, reason, detail, **kw)
+        v = Verdict(event_id, room_id, sender, ts, reason, detail, raw=dict(raw), **kw)
         client.remember(v)
         return v
 
