@@ -321,9 +321,13 @@ def test_tampered_franking_is_hidden_and_not_reportable(
     async def body(alice: BlindmatchClient, bob: BlindmatchClient, room: str) -> None:
         await alice.send_text(room, "hello")
         await alice.send_image(room, BENIGN)
+        # nio's own room_send (no blindmatch): no franking commitment outside at all.
+        await alice.room_send(room, "m.room.message", {"msgtype": "m.text", "body": "plain"},
+                              ignore_unverified_devices=True)  # fmt: skip
         verdicts = await received(bob)
-        assert [v.reason for v in verdicts] == [Hidden.BAD_FRANKING] * 2
+        assert [v.reason for v in verdicts] == [Hidden.BAD_FRANKING] * 2 + [Hidden.MISSING_FRANKING]
         assert not any(v.reportable for v in verdicts) and verdicts[1].images == []
+        assert verdicts[2].payload is not None and verdicts[2].payload["body"] == "plain"
 
     run(matrix_world, tmp_path, body, TamperedFrankingClient)
 
