@@ -177,3 +177,36 @@ def test_the_franking_keys_are_made_once_and_kept(table_dir: Path, tmp_path: Pat
     keys.write_text("{}")
     with pytest.raises(ConfigError):
         module(table_dir, tmp_path, StubApi(), franking_keys=str(keys))
+
+
+def test_only_uploads_that_decode_count_as_plaintext(tmp_path: Path) -> None:
+    import io
+    import os
+    import shutil
+    import subprocess
+
+    from PIL import Image
+
+    from blindmatch.integrations.matrix.module import classify_upload
+
+    def kind(data: bytes) -> str:
+        p = tmp_path / "blob"
+        p.write_bytes(data)
+        return classify_upload(str(p), data[:512], len(data))
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 200, 30)).save(buf, format="JPEG")
+    assert kind(buf.getvalue()) == "image"
+    noise = os.urandom(4096)
+    # Ciphertext a client re-encrypted until it starts like an image or a video: opaque.
+    for magic in (b"BM", b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"FLV", b"\x1a\x45\xdf\xa3"):
+        assert kind(magic + noise) == "opaque", magic
+    assert kind(noise) == "opaque"
+    assert kind(buf.getvalue()[:200]) == "opaque"  # a truncated picture
+    if shutil.which("ffmpeg") and shutil.which("ffprobe"):
+        video = tmp_path / "v.mp4"
+        subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i",
+                        "testsrc=size=64x48:rate=5", "-t", "1", "-y", str(video)],
+                       check=True, timeout=60)  # fmt: skip
+        assert kind(video.read_bytes()) == "video"
+        assert kind(b"\x00\x00\x00\x18ftypmp42" + noise) == "opaque"

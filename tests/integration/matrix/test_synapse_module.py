@@ -168,6 +168,10 @@ def test_a_plaintext_upload_is_not_pending(matrix_world: MatrixWorld) -> None:
     s = matrix_world.new_sender()
     s.upload(jpeg(BENIGN), "image/jpeg")  # e.g. an avatar: its pixels are visible to the server
     assert s.send().status == 200
+    # An encrypted blob made to start like a bitmap (a few thousand re-encryptions) does
+    # not decode: it is still an upload that needs a voucher, whatever its content type.
+    s.upload(b"BM" + secrets.token_bytes(5000), "image/bmp")
+    assert rejection(s.send())["org.blindmatch.reason"] == "voucher_required"
 
 
 @pytest.mark.parametrize(

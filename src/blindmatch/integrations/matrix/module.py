@@ -39,6 +39,7 @@ import hashlib
 import json
 import logging
 import os
+import subprocess
 import threading
 import time
 from collections import defaultdict
@@ -547,8 +548,7 @@ class BlindmatchModule:
                     head += chunk[: 512 - len(head)]
                 h.update(chunk)
                 size += len(chunk)
-        found = sniff(head)
-        kind = found[0] if found else "opaque"
+        kind = classify_upload(path, head, size)
         self.state.record_upload(media_id, h.hexdigest(), size, kind)
         self.stats.uploads_recorded += 1
 
@@ -1007,6 +1007,39 @@ class BlindmatchModule:
             logger.exception("blindmatch: sweep failed")
         except Exception:
             logger.exception("blindmatch: sweep failed")
+
+
+MAX_PLAINTEXT_IMAGE_BYTES = 64 << 20
+
+
+def classify_upload(path: str, head: bytes, size: int) -> str:
+    """``image`` or ``video`` for a plaintext picture or video that really decodes, else
+    ``opaque`` (an encrypted attachment). Magic bytes alone are not enough: a client can
+    re-encrypt until its ciphertext starts with ``BM`` or ``FLV`` in a few thousand tries."""
+    found = sniff(head)
+    if found is None:
+        return "opaque"
+    if found[0] == "image":
+        if size > MAX_PLAINTEXT_IMAGE_BYTES:
+            return "opaque"
+        from blindmatch.hashing.image import open_image
+
+        try:
+            with open(path, "rb") as f:
+                open_image(f.read()).load()
+        except Exception:  # anything that does not decode is not a plaintext image
+            return "opaque"
+        return "image"
+    try:  # a video: ffprobe must find a video stream in it
+        out = subprocess.run(
+            ["ffprobe", "-v", "error", "-select_streams", "v", "-show_entries",
+             "stream=codec_type", "-of", "json", path],
+            capture_output=True, timeout=20, check=False,
+        )  # fmt: skip
+        streams = json.loads(out.stdout or b"{}").get("streams") or []
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return "opaque"  # no ffprobe: a plaintext video is treated as an encrypted blob
+    return "video" if out.returncode == 0 and streams else "opaque"
 
 
 def _short_str(x: object) -> bool:
