@@ -204,6 +204,7 @@ def running_world(
         "bind_window_seconds": 600,
         "sweep_interval_seconds": 3600,
         "expose_stats": True,
+        "max_reports_per_hour": 1000,  # tests share the recipient; the limit is tested apart
         **module_config,
     }
     hs = Homeserver(root / "hs", module_config=config)

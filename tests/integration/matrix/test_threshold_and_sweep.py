@@ -1,6 +1,6 @@
-"""A second Synapse: a threshold-policy table, a short bind window so the sweep runs, and
+"""A second Synapse: a threshold-policy table, a short bind window so the sweep runs,
 table reloads every second (a new table is served while vouchers for the old one are
-still accepted for a grace period)."""
+still accepted for a grace period), and a low report limit."""
 
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ def threshold_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix
         bind_window_seconds=WINDOW,
         sweep_interval_seconds=1,
         reload_interval_seconds=1,
+        max_reports_per_hour=3,
     ) as world:
         yield world
 
@@ -127,7 +128,9 @@ def test_a_new_table_is_served_and_the_old_ones_vouchers_still_accepted(
     assert again.status == 304
     # A client that verified the new table (against the new keys, here) sends with it ...
     manifest = http.request("GET", "/_blindmatch/v1/manifest").body
-    verified = verify_table(new_table, manifest, _load_trust(str(new_dir / "trust.json")))
+    # (the throwaway table was signed with new keys: later tests trust them too)
+    threshold_world.trust = _load_trust(str(new_dir / "trust.json"))
+    verified = verify_table(new_table, manifest, threshold_world.trust)
     new_session = ClientSession(verified, AccountSecret.generate())
     mxc, digest, _ = s.encrypted_upload(jpeg(synthetic_photo(13)))
     new_voucher = new_session.make_voucher(bytes.fromhex("0f" * 32))
@@ -135,3 +138,21 @@ def test_a_new_table_is_served_and_the_old_ones_vouchers_still_accepted(
     # ... and a voucher made just before the update is still accepted (grace period).
     mxc, digest, _ = s.encrypted_upload(jpeg(synthetic_photo(13)))
     assert s.send(voucher_field([(old_voucher, mxc, digest)])).status == 200
+
+
+def test_report_attempts_are_limited_per_account(threshold_world: MatrixWorld) -> None:
+    s = threshold_world.new_sender(invite_recipient=True)
+    body = {"event_id": "$x", "room_id": s.room_id, "payload": {}}
+    answers = [
+        threshold_world.hs.http.request("POST", "/_blindmatch/v1/report", json_body=body,
+                                        token=threshold_world.recipient.access_token)
+        for _ in range(4)
+    ]  # fmt: skip
+    assert [a.status for a in answers] == [404, 404, 404, 429]
+    last = answers[-1].json()
+    assert last["errcode"] == "M_LIMIT_EXCEEDED" and last["retry_after_ms"] > 0
+    assert last["org.blindmatch.reason"] == "too_many_reports"
+    # Another account is not held back.
+    other = threshold_world.hs.http.request("POST", "/_blindmatch/v1/report", json_body=body,
+                                            token=s.user.access_token)  # fmt: skip
+    assert other.status == 404

@@ -70,6 +70,7 @@ class Reason(StrEnum):
     NOT_A_MEMBER = "not_a_member"  # the reporter is not in the room
     NOT_FRANKED = "not_franked"  # this server relayed no franked event with that id there
     REPORT_NOT_VERIFIED = "report_not_verified"  # the payload is not what the sender sent
+    TOO_MANY_REPORTS = "too_many_reports"  # max_reports_per_hour reached
 
 
 MESSAGES: dict[Reason, str] = {
@@ -95,6 +96,7 @@ MESSAGES: dict[Reason, str] = {
     Reason.NOT_A_MEMBER: "only members of the room can report its messages",
     Reason.NOT_FRANKED: "this server has no franking record of that event in that room",
     Reason.REPORT_NOT_VERIFIED: "the reported message is not what its sender sent",
+    Reason.TOO_MANY_REPORTS: "too many reports from this account; try again later",
 }
 
 

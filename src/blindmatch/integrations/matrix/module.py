@@ -42,7 +42,7 @@ import os
 import subprocess
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -104,7 +104,7 @@ _CONFIG_KEYS = {
     "table_dir", "table", "manifest", "trust", "server_key", "database_url", "policy",
     "require_voucher", "bind_window_seconds", "quarantine_unbound", "sweep_interval_seconds",
     "appeal", "expose_stats", "reload_interval_seconds", "table_grace_seconds",
-    "franking_keys", "require_franking",
+    "franking_keys", "require_franking", "max_reports_per_hour",
 }  # fmt: skip
 
 
@@ -126,6 +126,7 @@ class ModuleConfig:
     table_grace_seconds: float = 3600.0
     franking_keys: Path | None = None  # default: beside server_key
     require_franking: bool = False
+    max_reports_per_hour: int = 30
 
 
 def parse_config(config: dict[str, Any]) -> ModuleConfig:
@@ -168,6 +169,9 @@ def parse_config(config: dict[str, Any]) -> ModuleConfig:
         if v == 0 and key in positive:
             raise ConfigError(f"blindmatch module: {key} must be positive")
         numbers[key] = float(v)
+    max_reports = config.get("max_reports_per_hour", ModuleConfig.max_reports_per_hour)
+    if type(max_reports) is not int or max_reports < 1:
+        raise ConfigError("blindmatch module: max_reports_per_hour must be a positive integer")
     franking_keys = config.get("franking_keys", str(paths["server_key"].parent / "franking.keys"))
     if not isinstance(franking_keys, str) or not franking_keys:
         raise ConfigError("blindmatch module: franking_keys must be a path")
@@ -183,6 +187,7 @@ def parse_config(config: dict[str, Any]) -> ModuleConfig:
         policy=policy,
         appeal=appeal,
         franking_keys=Path(franking_keys),
+        max_reports_per_hour=max_reports,
         **flags,
         **numbers,
     )
@@ -425,6 +430,7 @@ class BlindmatchModule:
         self.stats = Stats()
         self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
         self._locks_guard = threading.Lock()
+        self._reports: dict[str, deque[float]] = defaultdict(deque)  # reporter -> times
         self._static = {
             TABLE_PATH: _Static(b"", "application/octet-stream"),
             MANIFEST_PATH: _Static(b"", "application/json"),
@@ -828,8 +834,14 @@ class BlindmatchModule:
         """Authenticate the reporter, verify the report, open a case. Every refusal is a
         JSON answer with ``org.blindmatch.reason``; nothing escapes as a crash."""
         requester = await self.api.get_user_by_req(request)  # 401 without a valid token
-        body = parse_json_object_from_request(request)  # 400 M_NOT_JSON
         reporter = requester.user.to_string()
+        wait = self._report_budget(reporter)
+        if wait is not None:  # every attempt counts, verified or not: no free probing
+            err = rejected(Reason.TOO_MANY_REPORTS)
+            return 429, {"errcode": "M_LIMIT_EXCEEDED", "error": err.message,
+                         "retry_after_ms": wait, REASON_FIELD: err.reason,
+                         MESSAGE_FIELD: err.message}  # fmt: skip
+        body = parse_json_object_from_request(request)  # 400 M_NOT_JSON
         try:
             case_id, context = await self._report(reporter, body)
         except EventRejected as e:
@@ -849,6 +861,17 @@ class BlindmatchModule:
         logger.warning("blindmatch: report by %s opened case %s", reporter, case_id)
         return 200, {CASE_FIELD: case_id, "case": case_id, "verified": True,
                      "context_verified": context}  # fmt: skip
+
+    def _report_budget(self, reporter: str) -> int | None:
+        """Count one report attempt; None if allowed, else milliseconds to wait."""
+        now = time.monotonic()
+        recent = self._reports[reporter]
+        while recent and recent[0] <= now - 3600:
+            recent.popleft()
+        if len(recent) >= self.config.max_reports_per_hour:
+            return int((recent[0] + 3600 - now) * 1000) + 1
+        recent.append(now)
+        return None
 
     async def _report(self, reporter: str, body: dict[str, Any]) -> tuple[str, list[bool]]:
         event_id, room_id = body.get("event_id"), body.get("room_id")
