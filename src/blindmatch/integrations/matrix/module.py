@@ -97,6 +97,7 @@ STATS_PATH = "/_blindmatch/v1/stats"
 REPORT_PATH = "/_blindmatch/v1/report"
 MAX_REPORT_CONTEXT = 20
 MAX_REPORT_REASON = 2000
+LOCK_STRIPES = 256
 DEFAULT_APPEAL = (
     "If you think this is a mistake, appeal to this server's operators and quote the case id."
 )
@@ -428,8 +429,9 @@ class BlindmatchModule:
         self.previous_until = 0.0
         self._bad_signature: tuple[tuple[int, int], ...] | None = None
         self.stats = Stats()
-        self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
-        self._locks_guard = threading.Lock()
+        # Striped per-account locks: one account's vouchers are opened one at a time (the
+        # ThresholdStore port requires it); a fixed number of locks, however many accounts.
+        self._locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
         self._reports: dict[str, deque[float]] = defaultdict(deque)  # reporter -> times
         self._static = {
             TABLE_PATH: _Static(b"", "application/octet-stream"),
@@ -736,8 +738,8 @@ class BlindmatchModule:
         return [a for a in atts if a.voucher_id.hex() not in done]
 
     def _lock(self, account: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks[account]
+        digest = hashlib.blake2b(account.encode(), digest_size=4).digest()
+        return self._locks[int.from_bytes(digest, "big") % LOCK_STRIPES]
 
     def _open_and_bind(
         self,
@@ -865,6 +867,9 @@ class BlindmatchModule:
     def _report_budget(self, reporter: str) -> int | None:
         """Count one report attempt; None if allowed, else milliseconds to wait."""
         now = time.monotonic()
+        if len(self._reports) > 10_000:  # forget accounts with no attempt in the last hour
+            for k in [k for k, v in self._reports.items() if not v or v[-1] <= now - 3600]:
+                del self._reports[k]
         recent = self._reports[reporter]
         while recent and recent[0] <= now - 3600:
             recent.popleft()
