@@ -224,3 +224,17 @@ class MatrixFranking(Base):
     commitment: Mapped[bytes] = mapped_column(LargeBinary(32))
     tag: Mapped[bytes] = mapped_column(LargeBinary(36))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class MatrixBlobUse(Base):
+    """A blob accounted for without a voucher (migration 0005): declared by its uploader as
+    a non-image file of an encrypted event (``use`` = ``file``), or referenced by a
+    plaintext event (``plaintext``), whose content the server sees anyway."""
+
+    __tablename__ = "matrix_blob_uses"
+    media_id: Mapped[str] = mapped_column(_ID, primary_key=True)
+    use: Mapped[str] = mapped_column(String(16))
+    account: Mapped[str] = mapped_column(_ID)
+    room: Mapped[str] = mapped_column(_ID)
+    event_id: Mapped[str] = mapped_column(_ID)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -125,3 +125,21 @@ def test_bindings_are_unique_and_cases_listed(tmp_path: Path) -> None:
     assert c.id == cid and c.has_evidence and state.case_evidence(cid) == b"thumb"
     with pytest.raises(ValueError):
         state.add_case(kind="other", account="@a:x")
+
+
+def test_the_sweep_spares_bound_declared_and_plaintext_blobs(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from blindmatch.integrations.matrix.state import Use
+
+    state = MatrixState.open(url(tmp_path))
+    for m in ("vouched", "declared", "plain", "stray", "picture"):
+        state.record_upload(m, "ab" * 32, 10, "image" if m == "picture" else "opaque")
+    state.bind([Binding("01" * 16, "vouched", "@a:x", "!r:x", "$e", "cd" * 32, "accepted", None)],
+               uses=[Use("declared", "file", "@a:x", "!r:x", "$e")])  # fmt: skip
+    plain = [Use(m, "plaintext", "@a:x", "!r:x", "$p") for m in ("plain", "vouched")]
+    assert state.record_plaintext_uses(plain) == 1  # a vouched blob keeps its binding
+    later = datetime.now(UTC) + timedelta(seconds=5)
+    assert state.unbound_opaque_before(later) == ["stray"]
+    snap = state.snapshot([], ["declared"], ["plain", "stray"])
+    assert snap.bound == {"declared", "plain"} and snap.uses["declared"].use == "file"

@@ -15,7 +15,7 @@ from PIL import Image
 
 from blindmatch.demo.synthetic import synthetic_photo
 from blindmatch.errors import InvalidManifest, InvalidTable
-from blindmatch.integrations.matrix.events import voucher_field
+from blindmatch.integrations.matrix.events import files_field, voucher_field
 from blindmatch.integrations.matrix.homeserver import build_table_dir
 from blindmatch.integrations.matrix.state import MatrixState
 from blindmatch.protocol import AccountSecret, ClientSession, verify_table
@@ -299,3 +299,46 @@ def test_refusals_are_recorded_and_never_a_server_error(matrix_world: MatrixWorl
     assert len(mine) == len(hostile)
     assert stats(matrix_world)["events_rejected"] >= len(hostile)
     assert "internal_error" not in {reason for _, _, reason in mine}
+
+
+# -- blobs accounted for without a voucher ------------------------------------------------
+def test_an_encrypted_file_is_declared_instead_of_vouched(matrix_world: MatrixWorld) -> None:
+    s = matrix_world.new_sender(invite_recipient=True)
+    mxc, digest = s.upload(pdf := secrets.token_bytes(3000)), hashlib.sha256(pdf).hexdigest()
+    r = s.send(extra={"org.blindmatch.files": files_field([(mxc, digest)])})
+    assert r.status == 200, r.body
+    assert s.send().status == 200  # the file is accounted for: nothing pending
+    assert matrix_world.download(mxc, matrix_world.recipient).status == 200
+    # A declared file cannot be vouched for later, nor declared by someone else.
+    body = rejection(s.send(voucher_field([(s.voucher_for(BENIGN), mxc, digest)])))
+    assert body["org.blindmatch.reason"] == "blob_already_bound"
+    other = matrix_world.new_sender()
+    body = rejection(other.send(extra={"org.blindmatch.files": files_field([(mxc, digest)])}))
+    assert body["org.blindmatch.reason"] == "blob_already_bound"
+    mxc3 = s.upload(pdf)
+    body = rejection(other.send(extra={"org.blindmatch.files": files_field([(mxc3, digest)])}))
+    assert body["org.blindmatch.reason"] == "blob_not_yours"
+    assert s.send(extra={"org.blindmatch.files": files_field([(mxc3, digest)])}).status == 200
+    # Declared files are checked like vouched blobs.
+    mxc2, digest2 = s.upload(secrets.token_bytes(100)), "00" * 32
+    body = rejection(s.send(extra={"org.blindmatch.files": files_field([(mxc2, digest2)])}))
+    assert body["org.blindmatch.reason"] == "blob_hash_mismatch"
+    for bad in ([], [{"v": 1, "blob": mxc2}], {"v": 1, "blob": mxc2, "blob_sha256": digest2}):
+        body = rejection(s.send(extra={"org.blindmatch.files": bad}))
+        assert body["org.blindmatch.reason"] == "malformed_voucher", bad
+
+
+def test_a_plaintext_reference_accounts_for_an_upload(matrix_world: MatrixWorld) -> None:
+    s = matrix_world.new_sender()
+    data = secrets.token_bytes(2000)
+    mxc = s.upload(data)
+    r = matrix_world.hs.http.request(
+        "PUT", f"/_matrix/client/v3/rooms/{s.room_id}/send/m.room.message/p1",
+        json_body={"msgtype": "m.file", "body": "notes.bin", "url": mxc},
+        token=s.user.access_token,
+    )  # fmt: skip
+    assert r.status == 200, r.body
+    assert s.send().status == 200  # its use is visible to the server: not pending
+    body = rejection(s.send(voucher_field(
+        [(s.voucher_for(BENIGN), mxc, hashlib.sha256(data).hexdigest())])))  # fmt: skip
+    assert body["org.blindmatch.reason"] == "blob_already_bound"

@@ -33,6 +33,7 @@ from blindmatch.errors import EventRejected
 
 VOUCHER_FIELD = "org.blindmatch.voucher"
 FRANKING_FIELD = "org.blindmatch.franking"  # outer: {"v": 1, "commitment": base64 of C}
+FILES_FIELD = "org.blindmatch.files"  # outer: [{"v": 1, "blob", "blob_sha256"}]: not images
 REASON_FIELD = "org.blindmatch.reason"
 MESSAGE_FIELD = "org.blindmatch.message"
 CASE_FIELD = "org.blindmatch.case"
@@ -154,6 +155,63 @@ def voucher_field(
     return out[0] if len(out) == 1 else out
 
 
+@dataclass(frozen=True)
+class DeclaredFile:
+    """One ``org.blindmatch.files`` item: an encrypted blob its sender says is no picture."""
+
+    server_name: str
+    media_id: str
+    blob_sha256: str
+
+    @property
+    def mxc(self) -> str:
+        return f"mxc://{self.server_name}/{self.media_id}"
+
+
+def parse_files_field(content: Mapping[str, Any], *, server_name: str) -> list[DeclaredFile]:
+    """The blobs an event declares as non-image files (``[]`` when the field is absent).
+
+    ``[{"v": 1, "blob": "mxc://…", "blob_sha256": "<hex>"}, …]`` (1 to 4); anything else
+    raises :class:`~blindmatch.errors.EventRejected` (``malformed_voucher``).
+    """
+    if FILES_FIELD not in content:
+        return []
+    raw = content[FILES_FIELD]
+    if not isinstance(raw, list | tuple) or not 1 <= len(raw) <= MAX_ATTACHMENTS:
+        raise rejected(Reason.MALFORMED_VOUCHER, f"{FILES_FIELD} is a list of 1 to 4 objects")
+    out = []
+    for item in raw:
+        if not isinstance(item, Mapping) or set(item) != {"v", "blob", "blob_sha256"}:
+            raise rejected(Reason.MALFORMED_VOUCHER, "a file is {v, blob, blob_sha256}")
+        if type(item["v"]) is not int or item["v"] != FIELD_VERSION:
+            raise rejected(Reason.UNSUPPORTED_VERSION, "files: this server reads v=1")
+        blob, digest = item["blob"], item["blob_sha256"]
+        m = _MXC.fullmatch(blob) if isinstance(blob, str) else None
+        if m is None:
+            raise rejected(Reason.MALFORMED_VOUCHER, "blob must be mxc://server/media_id")
+        if m.group(1) != server_name:
+            raise rejected(Reason.BLOB_UNKNOWN, f"{blob} is not on {server_name}")
+        if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
+            raise rejected(Reason.MALFORMED_VOUCHER, "blob_sha256 must be 64 lowercase hex digits")
+        out.append(DeclaredFile(m.group(1), m.group(2), digest))
+    if len({f.media_id for f in out}) != len(out):
+        raise rejected(Reason.BLOB_ALREADY_BOUND, "the same blob twice in one event")
+    return out
+
+
+def files_field(files: Sequence[tuple[str, bytes | str]]) -> list[dict[str, Any]]:
+    """The ``org.blindmatch.files`` value for ``(mxc URI, blob SHA-256)`` pairs (client side)."""
+    if not 1 <= len(files) <= MAX_ATTACHMENTS:
+        raise ValueError(f"an event declares 1 to {MAX_ATTACHMENTS} files")
+    out = []
+    for mxc, digest in files:
+        hexdigest = digest.hex() if isinstance(digest, bytes) else digest.lower()
+        if not _MXC.fullmatch(mxc) or not _HEX64.fullmatch(hexdigest):
+            raise ValueError("blob must be an mxc:// URI and blob_sha256 a SHA-256")
+        out.append({"v": FIELD_VERSION, "blob": mxc, "blob_sha256": hexdigest})
+    return out
+
+
 def parse_franking_field(content: Mapping[str, Any]) -> bytes | None:
     """The franking commitment ``C`` (32 bytes) in an event's outer content, or None.
 
@@ -163,7 +221,7 @@ def parse_franking_field(content: Mapping[str, Any]) -> bytes | None:
     if FRANKING_FIELD not in content:
         return None
     f = content[FRANKING_FIELD]
-    if not isinstance(f, dict) or set(f) != {"v", "commitment"}:
+    if not isinstance(f, Mapping) or set(f) != {"v", "commitment"}:
         raise rejected(Reason.MALFORMED_FRANKING, 'expected {"v": 1, "commitment": base64}')
     if type(f["v"]) is not int or f["v"] != 1:
         raise rejected(Reason.MALFORMED_FRANKING, "v must be 1")
@@ -194,7 +252,7 @@ def parse_voucher_field(
     if VOUCHER_FIELD not in content:
         return None
     raw = content[VOUCHER_FIELD]
-    items = raw if isinstance(raw, list) else [raw]
+    items = list(raw) if isinstance(raw, list | tuple) else [raw]
     if not 1 <= len(items) <= MAX_ATTACHMENTS:
         raise rejected(Reason.MALFORMED_VOUCHER, f"1 to {MAX_ATTACHMENTS} vouchers per event")
     out = [_parse_one(x, server_name, tables) for x in items]
@@ -206,7 +264,7 @@ def parse_voucher_field(
 
 
 def _parse_one(item: Any, server_name: str, tables: Mapping[bytes, int]) -> Attachment:
-    if not isinstance(item, dict):
+    if not isinstance(item, Mapping):  # Synapse may hand over its own mapping type
         raise rejected(Reason.MALFORMED_VOUCHER, "expected an object")
     v = item.get("v")
     if type(v) is not int:
@@ -247,14 +305,18 @@ __all__ = [
     "APPEAL_FIELD",
     "CASE_FIELD",
     "FIELD_VERSION",
+    "FILES_FIELD",
     "FRANKING_FIELD",
     "MAX_ATTACHMENTS",
     "MESSAGE_FIELD",
     "REASON_FIELD",
     "VOUCHER_FIELD",
     "Attachment",
+    "DeclaredFile",
     "Reason",
     "b64_len",
+    "files_field",
+    "parse_files_field",
     "parse_franking_field",
     "parse_voucher_field",
     "rejected",

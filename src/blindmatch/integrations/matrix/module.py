@@ -72,7 +72,9 @@ from blindmatch.integrations.matrix.events import (
     REASON_FIELD,
     VOUCHER_FIELD,
     Attachment,
+    DeclaredFile,
     Reason,
+    parse_files_field,
     parse_franking_field,
     parse_voucher_field,
     rejected,
@@ -82,6 +84,7 @@ from blindmatch.integrations.matrix.state import (
     BindingConflict,
     FrankingRecord,
     MatrixState,
+    Use,
     cutoff,
     new_case_id,
 )
@@ -562,7 +565,10 @@ class BlindmatchModule:
 
     # -- events --------------------------------------------------------------------
     async def check_event_for_spam(self, event: Any) -> Literal["NOT_SPAM"] | tuple[Codes, dict]:
-        if event.type != "m.room.encrypted" or not self.api.is_mine(event.sender):
+        if not self.api.is_mine(event.sender):
+            return NOT_SPAM
+        if event.type != "m.room.encrypted":
+            await self._note_plaintext(event)
             return NOT_SPAM
         start = time.perf_counter()
         self.stats.events_checked += 1
@@ -613,11 +619,14 @@ class BlindmatchModule:
             )
             or []
         )
+        files = parse_files_field(event.content, server_name=self.server_name)
+        if {a.media_id for a in atts} & {f.media_id for f in files}:
+            raise rejected(Reason.BLOB_ALREADY_BOUND, "a blob both vouched for and declared")
         commitment = parse_franking_field(event.content)
         if commitment is None and self.config.require_franking:
             raise rejected(Reason.FRANKING_REQUIRED)
         franking = self._franking_record(event, commitment) if commitment else None
-        stored = await self._check_attachments(event, atts, tables, franking)
+        stored = await self._check_attachments(event, atts, files, tables, franking)
         if franking is not None and not stored:
             with self.stats.timed("franking_write"):
                 await self.api.defer_to_thread(self.state.record_franking, franking)
@@ -638,21 +647,23 @@ class BlindmatchModule:
         self,
         event: Any,
         atts: Sequence[Attachment],
+        files: Sequence[DeclaredFile],
         tables: dict[bytes, LoadedTable],
         franking: FrankingRecord | None,
     ) -> bool:
-        """Vouchers and pending uploads; True if the franking record was written with the
-        bindings."""
+        """Vouchers, declared files and pending uploads; True if the franking record was
+        written with the bindings."""
         sender = event.sender
-        if not atts and not self.config.require_voucher:
+        if not atts and not files and not self.config.require_voucher:
             return False
+        named = [a.media_id for a in atts] + [f.media_id for f in files]
         with self.stats.timed("synapse_media"):
-            media, recent = await self._synapse_media(sender, [a.media_id for a in atts])
-        if not atts and not recent:
+            media, recent = await self._synapse_media(sender, named)
+        if not named and not recent:
             return False  # e.g. a text message, nothing uploaded lately: no state to read
         with self.stats.timed("decide"):
             decision = await self.api.defer_to_thread(
-                self._decide, event, atts, media, recent, tables, franking
+                self._decide, event, atts, files, media, recent, tables, franking
             )
         if decision.case_id is not None:  # a match under the block policy
             with self.stats.timed("quarantine"):
@@ -665,6 +676,7 @@ class BlindmatchModule:
         self,
         event: Any,
         atts: Sequence[Attachment],
+        files: Sequence[DeclaredFile],
         media: dict[str, _SynapseMedia],
         recent: Sequence[str],
         tables: dict[bytes, LoadedTable],
@@ -679,12 +691,24 @@ class BlindmatchModule:
         sender = event.sender
         with self._lock(sender):
             snap = self.state.snapshot(
-                [a.voucher_id.hex() for a in atts], [a.media_id for a in atts], recent
+                [a.voucher_id.hex() for a in atts],
+                [a.media_id for a in atts] + [f.media_id for f in files],
+                recent,
             )
             # A retry of an event already decided is answered as before (its blob may be
             # quarantined by now); any other re-use of a voucher or blob is refused.
             fresh = self._not_yet_bound(event, atts, snap.bindings)
-            for a in fresh:
+            if any(a.media_id in snap.uses for a in fresh):
+                raise rejected(Reason.BLOB_ALREADY_BOUND, "declared or used without a voucher")
+            new_files = []
+            for f in files:
+                u = snap.uses.get(f.media_id)
+                if u is None:
+                    new_files.append(f)
+                elif not (u.use == "file" and u.account == sender and u.room == event.room_id):
+                    raise rejected(Reason.BLOB_ALREADY_BOUND, f.mxc)  # else: a retry
+            checked: list[Attachment | DeclaredFile] = [*fresh, *new_files]
+            for a in checked:
                 m = media.get(a.media_id)
                 if m is None:
                     raise rejected(Reason.BLOB_UNKNOWN, a.mxc)
@@ -697,7 +721,7 @@ class BlindmatchModule:
                 if digest != a.blob_sha256:
                     raise rejected(Reason.BLOB_HASH_MISMATCH, a.mxc)
             if self.config.require_voucher:
-                named = {a.media_id for a in atts}
+                named = {a.media_id for a in atts} | {f.media_id for f in files}
                 missing = sorted(
                     m
                     for m in recent
@@ -710,9 +734,17 @@ class BlindmatchModule:
                 if missing:
                     shown = ", ".join(f"mxc://{self.server_name}/{m}" for m in missing[:4])
                     raise rejected(Reason.VOUCHER_REQUIRED, "unbound: " + shown)
-            if not fresh:
-                return _Decision()
-            return self._open_and_bind(event, fresh, tables, franking)
+            uses = [Use(f.media_id, "file", sender, event.room_id, event.event_id)
+                    for f in new_files]  # fmt: skip
+            if fresh:
+                return self._open_and_bind(event, fresh, tables, franking, uses)
+            if uses:
+                try:
+                    self.state.bind([], (), franking, uses)
+                except BindingConflict:
+                    raise rejected(Reason.BLOB_ALREADY_BOUND, "bound meanwhile") from None
+                return _Decision(franking_stored=franking is not None)
+            return _Decision()
 
     def _not_yet_bound(
         self, event: Any, atts: Sequence[Attachment], existing: Sequence[Binding]
@@ -747,9 +779,10 @@ class BlindmatchModule:
         atts: Sequence[Attachment],
         tables: dict[bytes, LoadedTable],
         franking: FrankingRecord | None,
+        uses: Sequence[Use] = (),
     ) -> _Decision:
         """Open every voucher; record the bindings, cases and (for an event that will be
-        relayed) the franking tag in one transaction."""
+        relayed) the declared files and the franking tag in one transaction."""
         from blindmatch.protocol import Policy
 
         sender, room, event_id = event.sender, event.room_id, event.event_id
@@ -819,7 +852,11 @@ class BlindmatchModule:
         ]
         try:
             with self.stats.timed("bind_write"):
-                ids = self.state.bind(bindings, cases, None if block else franking)
+                ids = (
+                    self.state.bind(bindings, cases)
+                    if block
+                    else self.state.bind(bindings, cases, franking, uses)
+                )
         except BindingConflict:
             raise rejected(Reason.VOUCHER_REPLAYED, "bound by a concurrent event") from None
         for c, cid in zip(cases, ids, strict=True):
@@ -828,8 +865,24 @@ class BlindmatchModule:
         if block:
             assert case_id is not None
             logger.warning("blindmatch: blocked %s from %s: case %s", event_id, sender, case_id)
-            return _Decision(case_id, [a.media_id for a in atts])
+            return _Decision(case_id, [a.media_id for a in atts] + [u.media_id for u in uses])
         return _Decision(franking_stored=franking is not None)
+
+    async def _note_plaintext(self, event: Any) -> None:
+        """A plaintext event that references the sender's uploads accounts for them: their
+        use is visible to the server, so they are neither pending nor swept. Best effort:
+        a failure here is logged, and never refuses a plaintext event."""
+        try:
+            ids = _plaintext_media(event.content, self.server_name)
+            if not ids:
+                return
+            media, _ = await self._synapse_media(event.sender, ids, recent=False)
+            uses = [Use(m, "plaintext", event.sender, event.room_id, event.event_id)
+                    for m in ids if m in media and media[m].user_id == event.sender]  # fmt: skip
+            if uses:
+                await self.api.defer_to_thread(self.state.record_plaintext_uses, uses)
+        except Exception:
+            logger.exception("blindmatch: could not note the media of %s", event.event_id)
 
     # -- reports -------------------------------------------------------------------------
     async def handle_report_request(self, request: Any) -> tuple[int, dict[str, Any]]:
@@ -969,12 +1022,12 @@ class BlindmatchModule:
 
     # -- Synapse's media table -----------------------------------------------------
     async def _synapse_media(
-        self, sender: str, media_ids: Sequence[str]
+        self, sender: str, media_ids: Sequence[str], *, recent: bool = True
     ) -> tuple[dict[str, _SynapseMedia], list[str]]:
         """The named blobs' rows, and (with ``require_voucher``) the media ids ``sender``
         uploaded within the window and not quarantined, in one database interaction."""
         since_ms = int((time.time() - self.config.bind_window_seconds) * 1000)
-        want_recent = self.config.require_voucher
+        want_recent = recent and self.config.require_voucher
 
         def txn(cur: Any) -> tuple[dict[str, _SynapseMedia], list[str]]:
             out = {}
@@ -1068,6 +1121,34 @@ def classify_upload(path: str, head: bytes, size: int) -> str:
     except (OSError, subprocess.SubprocessError, ValueError):
         return "opaque"  # no ffprobe: a plaintext video is treated as an encrypted blob
     return "video" if out.returncode == 0 and streams else "opaque"
+
+
+def _as_dict(value: Any) -> dict[str, Any] | None:
+    """A JSON object as a dict: Synapse hands modules its own (Rust) ``JsonObject`` type for
+    event content, which is a mapping but not a ``dict``."""
+    if isinstance(value, dict):
+        return value
+    try:
+        return dict(value) if value is not None and hasattr(value, "keys") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _plaintext_media(content: Any, server_name: str) -> list[str]:
+    """Local media ids a plaintext event points at: ``url`` (files, images, stickers, room
+    avatars), ``info.thumbnail_url``, ``avatar_url`` (membership)."""
+    content, info = _as_dict(content), None
+    if content is None:
+        return []
+    info = _as_dict(content.get("info"))
+    urls = [content.get("url"), content.get("avatar_url"),
+            info.get("thumbnail_url") if info is not None else None]  # fmt: skip
+    prefix = f"mxc://{server_name}/"
+    out = []
+    for u in urls:
+        if isinstance(u, str) and u.startswith(prefix) and 0 < len(u) - len(prefix) <= 255:
+            out.append(u[len(prefix) :])
+    return list(dict.fromkeys(out))
 
 
 def _short_str(x: object) -> bool:

@@ -21,6 +21,7 @@ from blindmatch.store.db import open_store
 from blindmatch.store.models import (
     Case,
     MatrixBlob,
+    MatrixBlobUse,
     MatrixFranking,
     MatrixRejection,
     MatrixVoucher,
@@ -105,12 +106,24 @@ class FrankingRecord:
 
 
 @dataclass(frozen=True)
+class Use:
+    """A blob accounted for without a voucher: ``file`` (declared) or ``plaintext``."""
+
+    media_id: str
+    use: str
+    account: str
+    room: str
+    event_id: str
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """What one event's check needs from the state, read in one session."""
 
     bindings: list[Binding]  # existing bindings of the event's voucher ids or blobs
     blobs: dict[str, Blob]  # recorded uploads among the given media ids
-    bound: set[str]  # which of the given media ids are bound
+    bound: set[str]  # which of the given media ids are bound or used
+    uses: dict[str, Use]  # uses (declared files, plaintext) among the given media ids
 
 
 class BindingConflict(Exception):
@@ -170,6 +183,7 @@ class MatrixState:
         """Encrypted-looking blobs uploaded before ``cutoff``, never bound nor quarantined."""
         with self._session() as s:
             bound = select(MatrixVoucher.media_id)
+            used = select(MatrixBlobUse.media_id)
             q = (
                 select(MatrixBlob.media_id)
                 .where(
@@ -177,6 +191,7 @@ class MatrixState:
                     MatrixBlob.uploaded_at < cutoff,
                     MatrixBlob.quarantined_at.is_(None),
                     MatrixBlob.media_id.not_in(bound),
+                    MatrixBlob.media_id.not_in(used),
                 )
                 .limit(limit)
             )
@@ -222,9 +237,13 @@ class MatrixState:
                 )
                 rows = list(s.scalars(q))
             blobs = {}
+            uses = {}
             if mids:
                 for r in s.scalars(select(MatrixBlob).where(MatrixBlob.media_id.in_(mids))):
                     blobs[r.media_id] = _blob(r)
+                uq = select(MatrixBlobUse).where(MatrixBlobUse.media_id.in_(mids))
+                for u in s.scalars(uq):
+                    uses[u.media_id] = Use(u.media_id, u.use, u.account, u.room, u.event_id)
         bindings = [
             Binding(
                 r.voucher_id,
@@ -239,13 +258,14 @@ class MatrixState:
             for r in rows
             if r.voucher_id in vids or r.media_id in own
         ]
-        return Snapshot(bindings, blobs, {r.media_id for r in rows})
+        return Snapshot(bindings, blobs, {r.media_id for r in rows} | set(uses), uses)
 
     def bind(
         self,
         bindings: Sequence[Binding],
         cases: Sequence[dict[str, Any]] = (),
         franking: FrankingRecord | None = None,
+        uses: Sequence[Use] = (),
     ) -> list[str]:
         """Record the bindings of one event, its cases and its franking tag in one
         transaction; returns the case ids.
@@ -274,9 +294,27 @@ class MatrixState:
                     )
                 if franking is not None:
                     _add_franking(s, franking)
+                for u in uses:
+                    s.add(_use_row(u))
+                s.flush()  # a blob used or bound twice fails here, inside the transaction
                 return [r.id for r in rows]
         except IntegrityError:
             raise BindingConflict from None
+
+    def record_plaintext_uses(self, uses: Sequence[Use]) -> int:
+        """Record blobs referenced by plaintext events; blobs already bound or used are
+        left as they are. Returns how many were recorded."""
+        n = 0
+        with self._session.begin() as s:
+            for u in uses:
+                if s.get(MatrixBlobUse, u.media_id) is not None:
+                    continue
+                if s.scalar(select(MatrixVoucher.voucher_id).where(
+                        MatrixVoucher.media_id == u.media_id)) is not None:  # fmt: skip
+                    continue
+                s.add(_use_row(u))
+                n += 1
+        return n
 
     # -- franking -------------------------------------------------------------------
     def record_franking(self, record: FrankingRecord) -> None:
@@ -349,6 +387,11 @@ class MatrixState:
             return [(r.account, r.event_id, r.reason) for r in s.scalars(q)]
 
 
+def _use_row(u: Use) -> MatrixBlobUse:
+    return MatrixBlobUse(media_id=u.media_id, use=u.use, account=u.account, room=u.room,
+                         event_id=u.event_id, created_at=now())  # fmt: skip
+
+
 def _add_franking(s: Any, r: FrankingRecord) -> None:
     if s.get(MatrixFranking, r.event_id) is None:  # a retried event keeps its first tag
         s.add(MatrixFranking(event_id=r.event_id, room=r.room, sender=r.sender,
@@ -401,5 +444,6 @@ __all__ = [
     "CaseRecord",
     "FrankingRecord",
     "MatrixState",
+    "Use",
     "new_case_id",
 ]
