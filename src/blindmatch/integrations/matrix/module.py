@@ -727,9 +727,9 @@ class BlindmatchModule:
                     for m in recent
                     if m not in named
                     and m not in snap.bound
-                    and (b := snap.blobs.get(m)) is not None
-                    and b.kind == "opaque"
-                    and not b.quarantined
+                    # an upload the module failed to record counts as opaque: fail closed
+                    and ((b := snap.blobs.get(m)) is None or b.kind == "opaque")
+                    and not (b is not None and b.quarantined)
                 )
                 if missing:
                     shown = ", ".join(f"mxc://{self.server_name}/{m}" for m in missing[:4])
