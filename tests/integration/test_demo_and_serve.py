@@ -15,7 +15,7 @@ from blindmatch.config import DEV_ADMIN_KEY
 
 
 def test_demo_runs_and_reports_each_file(cli, home: Path) -> None:
-    res = cli("demo", "--json")
+    res = cli("demo", "scan", "--json")
     assert res.code == 0, res.out
     lines = res.json_lines
     matched = {Path(x["path"]).name for x in lines if x.get("matches")}
@@ -32,7 +32,7 @@ def test_demo_runs_and_reports_each_file(cli, home: Path) -> None:
     assert by["resent-cropped-tilted.jpg"]["hash_type"] == "keypoints"
     assert by["resent-mirrored.jpg"]["variant"] == "flipx"
     assert failed == {"broken.jpg"}
-    assert cli("demo").code == 0  # runs again on the same home
+    assert cli("demo", "scan").code == 0  # runs again on the same home
 
 
 def _free_port() -> int:

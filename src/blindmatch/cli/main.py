@@ -358,7 +358,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from blindmatch.demo.run import run_demo
 
-    return run_demo(json_output=args.json)
+    rc = EXIT_CLEAN
+    if args.part in ("all", "matrix"):
+        from blindmatch.config import load_settings
+        from blindmatch.demo.matrix import run_matrix_demo
+
+        rc = run_matrix_demo(load_settings().home, json_output=args.json)
+        if args.part == "all" and not args.json:
+            sys.stdout.write("\n" + "-" * 78 + "\n\n")
+    if args.part in ("all", "scan"):
+        rc = max(rc, run_demo(json_output=args.json))
+    return rc
 
 
 # -- parser -----------------------------------------------------------------
@@ -484,7 +494,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-progress", action="store_true")
     ev.set_defaults(func=cmd_eval)
 
-    dm = sub.add_parser("demo", help="build a demo list from benign images and scan edits")
+    dm = sub.add_parser(
+        "demo",
+        help="an E2EE messenger (Synapse + the module, two users) refusing a listed picture, "
+        "then a hotline list and a scan of edited copies; benign pictures only",
+    )
+    dm.add_argument(
+        "part", nargs="?", choices=("all", "matrix", "scan"), default="all",
+        help="matrix: the messenger; scan: the list and scan (default: both)",
+    )  # fmt: skip
     dm.add_argument("--json", action="store_true")
     dm.set_defaults(func=cmd_demo)
 
