@@ -29,7 +29,7 @@ pytest.importorskip("nio", reason="the matrix extra (matrix-nio) is not installe
 from nio import AsyncClientConfig  # noqa: E402
 
 from blindmatch.demo.synthetic import synthetic_photo  # noqa: E402
-from blindmatch.errors import InputError, InvalidManifest, NotAnImage  # noqa: E402
+from blindmatch.errors import ConfigError, InputError, InvalidManifest, NotAnImage  # noqa: E402
 from blindmatch.integrations.matrix.client import (  # noqa: E402
     FRANKING_FIELD,
     OPENING_FIELD,
@@ -160,6 +160,14 @@ def test_an_ordinary_photo_is_delivered_decrypted_and_verified(
         assert "org.blindmatch.voucher" not in raw_text["content"]
         assert FRANKING_FIELD in raw_text["content"]
         assert att.opening_seed.hex() not in str(raw) and "seed" not in str(outer)
+        # Prepared ahead (decode, encrypt, hash, voucher), sent later; once only.
+        prepared = await alice.prepare_image(OTHER_BENIGN, body="later.jpg")
+        later = await alice.send_image(room, prepared)
+        assert later.attachments[0].voucher_id == prepared.voucher_id
+        with pytest.raises(ConfigError):
+            await alice.send_image(room, prepared)
+        [v] = await received(bob)
+        assert v.ok and v.images == [OTHER_BENIGN] and v.event_id == later.event_id
         # What cannot be hashed is refused before anything is uploaded: an unvouchered
         # upload would make the server refuse this account's next encrypted events.
         with pytest.raises(InputError):
@@ -207,12 +215,20 @@ def test_a_client_on_an_old_table_refetches_once_and_sends(
         # Pretend the server changed its table since this client fetched one.
         alice._table = _TableState(old, ClientSession(old, AccountSecret.generate()), None,
                                    None, b"")  # fmt: skip
+        prepared = await alice.prepare_image(OTHER_BENIGN)  # vouchered on the old table too
+        assert prepared.table_id == old.table.table_id
         sent = await alice.send_image(room, BENIGN)
         assert sent.table_refetched
         assert alice.verified_table is not None
         assert alice.verified_table.table.table_id == current.table.table_id
-        [v] = await received(bob)
+        # A picture prepared before the table changed is vouchered again when sent.
+        later = await alice.send_image(room, prepared)
+        assert not later.table_refetched and later.attachments[0].voucher_id != (
+            prepared.voucher_id
+        )
+        [v, w] = await received(bob)
         assert v.ok and v.images == [BENIGN]
+        assert w.ok and w.images == [OTHER_BENIGN]
 
     async def with_table(alice: BlindmatchClient, bob: BlindmatchClient, room: str) -> None:
         await alice.refresh_table()

@@ -224,6 +224,28 @@ class ImageHashes:
     height: int
 
 
+@dataclass(frozen=True)
+class PreparedImage:
+    """A picture made ready to send (:meth:`BlindmatchClient.prepare_image`): encrypted,
+    hashed and vouchered, not uploaded. Single use."""
+
+    data: bytes = field(repr=False)
+    name: str
+    mimetype: str
+    ciphertext: bytes = field(repr=False)
+    keys: dict[str, Any] = field(repr=False)  # the EncryptedFile without its url
+    digest: bytes  # SHA-256 of the ciphertext: the voucher's commitment
+    hashes: ImageHashes = field(repr=False)
+    voucher: bytes = field(repr=False)
+    seed: bytes = field(repr=False)
+    table_id: bytes
+    timings: dict[str, float] = field(default_factory=dict, compare=False)
+
+    @property
+    def voucher_id(self) -> bytes:
+        return self.voucher[24:40]
+
+
 # -- hashing: the one recipe both sides use ----------------------------------------------------
 def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decode a picture as ``blindmatch voucher make`` does (EXIF upright, RGB, JPEG draft);
@@ -369,6 +391,7 @@ class BlindmatchClient(AsyncClient):
         self._inbox: list[tuple[str, dict[str, Any]]] = []
         self.verdicts: dict[str, Verdict] = {}
         self._history: dict[str, deque[str]] = {}
+        self._prepared_sent: set[bytes] = set()
 
     # -- HTTP ------------------------------------------------------------------------------
     async def _request(
@@ -543,23 +566,8 @@ class BlindmatchClient(AsyncClient):
         franked = frank(content)
         return franked.payload, franked.commitment
 
-    async def send_image(
-        self,
-        room_id: str,
-        image: bytes | str | os.PathLike[str],
-        *,
-        body: str | None = None,
-        mimetype: str | None = None,
-        extra_content: Mapping[str, Any] | None = None,
-    ) -> Sent:
-        """Send a picture to an encrypted room with its voucher; see the module docstring.
-
-        Raises :class:`SendRefused` when the module refuses it (a listed image:
-        ``listed_image`` with ``case_id`` and ``appeal``), ``NotAnImage`` / other
-        ``InputError``\\ s for what cannot be hashed, :class:`HomeserverError` when the
-        homeserver cannot be reached or the upload fails."""
-        timings: dict[str, float] = {}
-        t0 = time.perf_counter()
+    def _load(self, image: bytes | str | os.PathLike[str], body: str | None,
+              mimetype: str | None) -> tuple[bytes, str, str]:  # fmt: skip
         if isinstance(image, bytes):
             data, name = image, body or "image"
         else:
@@ -567,48 +575,130 @@ class BlindmatchClient(AsyncClient):
         found = sniff(data[:512])
         if found is None or found[0] != "image":
             raise NotAnImage("send_image sends pictures only")
-        if self._table is None:
-            await self.refresh_table()
-        # Decode first: a picture that cannot be hashed must not be uploaded (an upload
-        # nobody vouchers blocks this account's encrypted sends until it is quarantined).
-        decoded = await asyncio.to_thread(decode_image, data, max_pixels=self.max_pixels)
-        t1 = time.perf_counter()
-        timings["decode"] = t1 - t0
+        return data, name, mimetype or f"image/{found[1]}"
 
-        # Encrypt as Matrix does; hash and voucher (threads) while the ciphertext uploads:
-        # the voucher commits to the ciphertext's hash, known before the upload.
+    @staticmethod
+    def _encrypt(data: bytes) -> tuple[bytes, dict[str, Any], bytes]:
+        """Encrypt as Matrix does; (ciphertext, EncryptedFile keys, SHA-256 of ciphertext)."""
         ciphertext, keys = encrypt_attachment(data)
         digest = hashlib.sha256(ciphertext).digest()
         if unb64(keys["hashes"]["sha256"], 32) != digest:  # nio's own hash of what we upload
             raise ProtocolError("attachment hash mismatch")
+        return ciphertext, keys, digest
+
+    async def _table_state(self) -> _TableState:
+        if self._table is None:
+            await self.refresh_table()
+        assert self._table is not None
+        return self._table
+
+    async def prepare_image(
+        self,
+        image: bytes | str | os.PathLike[str],
+        *,
+        body: str | None = None,
+        mimetype: str | None = None,
+    ) -> PreparedImage:
+        """Do a picture's client-side work ahead of the send (e.g. while the user writes a
+        caption): decode, encrypt, hash and voucher; nothing touches the network but a
+        table fetch if there is no table yet. Pass the result to :meth:`send_image` once
+        (its voucher and opening seed are single-use); nothing is uploaded before that, so
+        a prepared picture that is never sent leaves nothing pending on the server."""
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        data, name, mime = self._load(image, body, mimetype)
+        state = await self._table_state()
+        decoded = await asyncio.to_thread(decode_image, data, max_pixels=self.max_pixels)
+        t1 = time.perf_counter()
+        ciphertext, keys, digest = self._encrypt(data)
         t2 = time.perf_counter()
-        timings["encrypt"] = t2 - t1
-        state = self._table
-        assert state is not None
-
-        async def hash_and_voucher() -> tuple[ImageHashes, bytes, bytes]:
-            t = time.perf_counter()
-            hashes = await self.hash_image(data, decoded=decoded)
-            timings["hash"] = time.perf_counter() - t
-            seed = new_opening_seed()
-            t = time.perf_counter()
-            voucher = await asyncio.to_thread(self.make_voucher, state.session, hashes, digest,
-                                              seed)  # fmt: skip
-            timings["voucher"] = time.perf_counter() - t
-            return hashes, voucher, seed
-
-        work = asyncio.ensure_future(hash_and_voucher())
-        try:
-            mxc = await self._upload(ciphertext)
-        except BaseException:
-            work.cancel()
-            raise
+        hashes = await self.hash_image(data, decoded=decoded)
         t3 = time.perf_counter()
-        hashes, voucher, seed = await work
-        timings["upload"], timings["wait"] = t3 - t2, time.perf_counter() - t3
+        seed = new_opening_seed()
+        voucher = await asyncio.to_thread(self.make_voucher, state.session, hashes, digest, seed)
+        timings.update(decode=t1 - t0, encrypt=t2 - t1, hash=t3 - t2,
+                       voucher=time.perf_counter() - t3)  # fmt: skip
+        return PreparedImage(data, name, mime, ciphertext, keys, digest, hashes, voucher, seed,
+                             state.table_id, timings)  # fmt: skip
+
+    async def send_image(
+        self,
+        room_id: str,
+        image: bytes | str | os.PathLike[str] | PreparedImage,
+        *,
+        body: str | None = None,
+        mimetype: str | None = None,
+        extra_content: Mapping[str, Any] | None = None,
+    ) -> Sent:
+        """Send a picture to an encrypted room with its voucher; see the module docstring.
+
+        ``image`` is the picture (bytes or a path) or a :class:`PreparedImage`
+        (:meth:`prepare_image`: the hashing and voucher are then already done).
+        Raises :class:`SendRefused` when the module refuses it (a listed image:
+        ``listed_image`` with ``case_id`` and ``appeal``), ``NotAnImage`` and other
+        ``InputError`` subclasses for what cannot be hashed, :class:`HomeserverError` when the
+        homeserver cannot be reached or the upload fails."""
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        if isinstance(image, PreparedImage):
+            prep = image
+            if prep.voucher_id in self._prepared_sent:
+                raise ConfigError("this prepared picture was sent already: prepare it again")
+            self._prepared_sent.add(prep.voucher_id)
+            t1 = time.perf_counter()
+            mxc = await self._upload(prep.ciphertext)
+            timings["upload"] = time.perf_counter() - t1
+            data, name, mime, keys, digest = (
+                prep.data,
+                prep.name,
+                prep.mimetype,
+                prep.keys,
+                prep.digest,
+            )
+            hashes, voucher, seed = prep.hashes, prep.voucher, prep.seed
+            state = self._table
+            if state is None or state.table_id != prep.table_id:  # the table changed since
+                state = await self._table_state()
+                seed = new_opening_seed()
+                voucher = await asyncio.to_thread(self.make_voucher, state.session, hashes,
+                                                  digest, seed)  # fmt: skip
+        else:
+            data, name, mime = self._load(image, body, mimetype)
+            state = await self._table_state()
+            # Decode first: a picture that cannot be hashed must not be uploaded (an upload
+            # nobody vouchers blocks this account's encrypted sends until it is quarantined).
+            decoded = await asyncio.to_thread(decode_image, data, max_pixels=self.max_pixels)
+            t1 = time.perf_counter()
+            timings["decode"] = t1 - t0
+            ciphertext, keys, digest = self._encrypt(data)
+            t2 = time.perf_counter()
+            timings["encrypt"] = t2 - t1
+
+            # Hash and voucher (threads) while the ciphertext uploads: the voucher commits
+            # to the ciphertext's hash, known before the upload.
+            async def hash_and_voucher() -> tuple[ImageHashes, bytes, bytes]:
+                t = time.perf_counter()
+                hashes = await self.hash_image(data, decoded=decoded)
+                timings["hash"] = time.perf_counter() - t
+                seed = new_opening_seed()
+                t = time.perf_counter()
+                voucher = await asyncio.to_thread(self.make_voucher, state.session, hashes,
+                                                  digest, seed)  # fmt: skip
+                timings["voucher"] = time.perf_counter() - t
+                return hashes, voucher, seed
+
+            work = asyncio.ensure_future(hash_and_voucher())
+            try:
+                mxc = await self._upload(ciphertext)
+            except BaseException:
+                work.cancel()
+                raise
+            t3 = time.perf_counter()
+            hashes, voucher, seed = await work
+            timings["upload"], timings["wait"] = t3 - t2, time.perf_counter() - t3
 
         info: dict[str, Any] = {
-            "mimetype": mimetype or f"image/{found[1]}",
+            "mimetype": mime,
             "size": len(data),
             "w": hashes.width,
             "h": hashes.height,
@@ -876,6 +966,7 @@ __all__ = [
     "BlindmatchClient",
     "HomeserverError",
     "ImageHashes",
+    "PreparedImage",
     "ReportRefused",
     "ReportResult",
     "RoomNotReady",
