@@ -244,20 +244,7 @@ class MatrixState:
                 uq = select(MatrixBlobUse).where(MatrixBlobUse.media_id.in_(mids))
                 for u in s.scalars(uq):
                     uses[u.media_id] = Use(u.media_id, u.use, u.account, u.room, u.event_id)
-        bindings = [
-            Binding(
-                r.voucher_id,
-                r.media_id,
-                r.account,
-                r.room,
-                r.event_id,
-                r.voucher_sha256,
-                r.outcome,
-                r.case_id,
-            )  # fmt: skip
-            for r in rows
-            if r.voucher_id in vids or r.media_id in own
-        ]
+        bindings = [_binding(r) for r in rows if r.voucher_id in vids or r.media_id in own]
         return Snapshot(bindings, blobs, {r.media_id for r in rows} | set(uses), uses)
 
     def bind(
@@ -397,6 +384,11 @@ def _add_franking(s: Any, r: FrankingRecord) -> None:
         s.add(MatrixFranking(event_id=r.event_id, room=r.room, sender=r.sender,
                              origin_ts=r.origin_ts, commitment=r.commitment, tag=r.tag,
                              created_at=now()))  # fmt: skip
+
+
+def _binding(r: MatrixVoucher) -> Binding:
+    return Binding(r.voucher_id, r.media_id, r.account, r.room, r.event_id, r.voucher_sha256,
+                   r.outcome, r.case_id)  # fmt: skip
 
 
 def _blob(r: MatrixBlob) -> Blob:
