@@ -392,6 +392,7 @@ def test_a_report_carries_what_the_server_needs_to_verify_it(
         )
     assert not isinstance(result, HomeserverError), result.as_dict()
     assert result.case_id is not None and result.case_id.startswith("BM-")
+    assert result.context_verified == [True, True]  # both earlier messages were franked
     assert refused is not None and refused.reason == "report_not_verified"
     cases = run_cli("cases", "list", "--kind", "report", "--json", "--database-url",
                     matrix_world.database_url)  # fmt: skip

@@ -89,6 +89,7 @@ from blindmatch.hashing.sniff import sniff
 from blindmatch.integrations.matrix.events import (
     APPEAL_FIELD,
     CASE_FIELD,
+    FRANKING_FIELD,
     MESSAGE_FIELD,
     REASON_FIELD,
     VOUCHER_FIELD,
@@ -115,8 +116,6 @@ MANIFEST_PATH = "/_blindmatch/v1/manifest"
 REPORT_PATH = "/_blindmatch/v1/report"
 #: Inside the encrypted content: one opening seed per uploaded blob (property 6).
 OPENING_FIELD = "org.blindmatch.opening"
-#: In the outer (unencrypted) content: the franking commitment ``C``.
-FRANKING_FIELD = "org.blindmatch.franking"
 FRANKING_VERSION = 1
 MAX_TABLE_BYTES = 1 << 31
 MAX_MANIFEST_BYTES = 1 << 20
@@ -208,8 +207,16 @@ class Sent:
 
 @dataclass(frozen=True)
 class ReportResult:
+    """The module's answer to a verified report: the ``report`` case it opened."""
+
     case_id: str | None
     body: dict[str, Any]
+
+    @property
+    def context_verified(self) -> list[bool]:
+        """For each context message sent, whether its franking verified too."""
+        value = self.body.get("context_verified")
+        return [x is True for x in value] if isinstance(value, list) else []
 
 
 @dataclass(frozen=True)
