@@ -363,12 +363,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from blindmatch.config import load_settings
         from blindmatch.demo.matrix import run_matrix_demo
 
-        rc = run_matrix_demo(load_settings().home, json_output=args.json)
+        seed = bytes.fromhex(args.table_seed) if args.table_seed else None
+        rc = run_matrix_demo(load_settings().home, json_output=args.json, table_seed=seed)
         if args.part == "all" and not args.json:
             sys.stdout.write("\n" + "-" * 78 + "\n\n")
     if args.part in ("all", "scan"):
         rc = max(rc, run_demo(json_output=args.json))
     return rc
+
+
+def _seed_hex(text: str) -> str:
+    try:
+        if len(bytes.fromhex(text)) == 32:
+            return text
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError("expected 64 hex digits (32 bytes)")
 
 
 # -- parser -----------------------------------------------------------------
@@ -504,6 +514,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="matrix: the messenger; scan: the list and scan (default: both)",
     )  # fmt: skip
     dm.add_argument("--json", action="store_true")
+    dm.add_argument(
+        "--table-seed", type=_seed_hex, default=None, metavar="HEX",
+        help="the messenger demo's lookup-key seed (64 hex digits; printed by each run)",
+    )  # fmt: skip
     dm.set_defaults(func=cmd_demo)
 
     from blindmatch.cli.protocol_cmds import register  # table, voucher: private matching
