@@ -261,7 +261,7 @@ async def _conversation(
         leaked = [v for v in await received(bob)]
         good = refused is not None and refused.reason == "listed_image" and not leaked
         lines = [
-            "2. Alice tries to send a listed picture, re-compressed at half size: "
+            "2. Alice tries to send a listed picture, resized to 90% and re-compressed: "
             + ("refused" if refused else "NOT refused")
         ]
         if refused is not None:
