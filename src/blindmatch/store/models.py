@@ -131,12 +131,18 @@ class MatrixBlob(Base):
 
 
 class MatrixVoucher(Base):
-    """A voucher the module accepted or blocked, and the blob it binds (each at most once)."""
+    """A voucher the module accepted or blocked, and the blob it binds. A voucher binds
+    once; a blob is bound by one event, with one voucher (a picture) or several (a video's
+    frames: ``slot`` 0, 1, … within that event; migration 0006)."""
 
     __tablename__ = "matrix_vouchers"
-    __table_args__ = (Index("ix_matrix_vouchers_account", "account"),)
+    __table_args__ = (
+        Index("ix_matrix_vouchers_account", "account"),
+        UniqueConstraint("media_id", "slot", name="uq_matrix_vouchers_media_slot"),
+    )
     voucher_id: Mapped[str] = mapped_column(String(32), primary_key=True)  # 16 bytes, hex
-    media_id: Mapped[str] = mapped_column(_ID, unique=True)
+    media_id: Mapped[str] = mapped_column(_ID)
+    slot: Mapped[int] = mapped_column(Integer, default=0)
     account: Mapped[str] = mapped_column(_ID)
     room: Mapped[str] = mapped_column(_ID)
     event_id: Mapped[str] = mapped_column(_ID)

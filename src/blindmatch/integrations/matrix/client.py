@@ -37,6 +37,10 @@ What an image send does (docs/matrix-client.md has the event format):
    and ``org.blindmatch.franking`` = ``{"v": 1, "commitment": base64}`` to the outer
    ``m.room.encrypted`` content; ``PUT`` it.
 
+A video (:meth:`BlindmatchClient.send_video`) is vPDQ-hashed, up to three frames are
+chosen (:func:`choose_frames`, deterministic: the recipient picks the same) and each gets a
+voucher of its PDQ, all bound to the one encrypted blob (docs/matrix-client.md, "Videos").
+
 No thumbnail is sent (an encrypted thumbnail would be a second blob needing its own
 voucher: a second hash and voucher per image for a picture the recipient can make itself).
 A 403 from the module raises :class:`SendRefused`; ``wrong_table`` (the table changed)
@@ -58,6 +62,7 @@ import io
 import json
 import logging
 import os
+import tempfile
 import time
 import uuid
 from collections import deque
@@ -82,10 +87,12 @@ from blindmatch.errors import (
     IoFailed,
     NotAnImage,
     ProtocolError,
+    VideoError,
 )
 from blindmatch.files import DEFAULT_MAX_FILE_BYTES, read_file
 from blindmatch.hashing.image import DEFAULT_MAX_PIXELS, open_image
 from blindmatch.hashing.sniff import sniff
+from blindmatch.hashing.video import vpdq_from_path
 from blindmatch.integrations.matrix.events import (
     APPEAL_FIELD,
     CASE_FIELD,
@@ -95,6 +102,7 @@ from blindmatch.integrations.matrix.events import (
     VOUCHER_FIELD,
     voucher_field,
 )
+from blindmatch.lists.model import VpdqFrame
 from blindmatch.protocol import (
     AccountSecret,
     ClientSession,
@@ -123,6 +131,19 @@ KEPT_TABLES = 4  # verified tables kept for checking vouchers made just before a
 DEFAULT_POLL_SECONDS = 300.0
 DEFAULT_CONTEXT = 5  # earlier messages sent with a report
 _HISTORY = 50  # verdicts kept per room (report context)
+#: Frames of a video that get a voucher. Each voucher adds ~14 KiB of base64 to the event and
+#: Synapse caps an event at 64 KiB: three leave room for the Megolm ciphertext.
+VIDEO_FRAMES = 3
+VIDEO_SECONDS_PER_HASH = 1.0  # vPDQ hashes one frame per second, on both sides
+_VIDEO_MIME = {
+    "mp4": "video/mp4",
+    "matroska": "video/x-matroska",
+    "avi": "video/x-msvideo",
+    "flv": "video/x-flv",
+    "mpeg": "video/mpeg",
+    "mpegts": "video/mp2t",
+    "ogg": "video/ogg",
+}
 
 
 # -- errors and results -------------------------------------------------------------------
@@ -280,6 +301,57 @@ def hash_image(
     im = decoded if decoded is not None else decode_image(data, max_pixels=max_pixels)
     pdq, confidence, variants = query_hashes(np.asarray(im), pool=pool)
     return ImageHashes(pdq, confidence, variants, im.width, im.height)
+
+
+@dataclass(frozen=True)
+class VideoHashes:
+    """What both sides hash from one video: its vPDQ frames (one per second) and the
+    frames that get a voucher (:func:`choose_frames`)."""
+
+    frames: tuple[VpdqFrame, ...] = field(repr=False)
+    chosen: tuple[int, ...]  # indices into frames, in time order
+
+    @property
+    def chosen_frames(self) -> list[VpdqFrame]:
+        return [self.frames[i] for i in self.chosen]
+
+    @property
+    def duration_ms(self) -> int:
+        return int(round(self.frames[-1].timestamp * 1000)) if self.frames else 0
+
+
+def choose_frames(frames: Sequence[VpdqFrame], k: int = VIDEO_FRAMES) -> tuple[int, ...]:
+    """The frames that get a voucher, deterministically (the recipient picks the same):
+    the frames in time order are cut into ``k`` runs of (nearly) equal length and each
+    run gives its highest-quality frame, the earliest on a tie. Fewer than ``k`` frames:
+    all of them."""
+    n = len(frames)
+    if n <= k:
+        return tuple(range(n))
+    return tuple(
+        max(range(j * n // k, (j + 1) * n // k), key=lambda i: (frames[i].quality, -i))
+        for j in range(k)
+    )
+
+
+def hash_video(data: bytes, *, k: int = VIDEO_FRAMES) -> VideoHashes:
+    """vPDQ-hash an encoded video (Meta's ``vpdq``, one frame per second) and choose the
+    frames to voucher. The sender hashes the plaintext it encrypts, the recipient the
+    plaintext it decrypted. ``VideoError`` for what is no video or cannot be decoded."""
+    found = sniff(data[:512]) if data else None
+    if found is None or found[0] != "video":
+        raise VideoError("not a video: only videos are vPDQ-hashed")
+    # vpdq reads a file: write the plaintext to a private temporary one (0600), then delete.
+    fd, path = tempfile.mkstemp(prefix="blindmatch-video-", suffix=f".{found[1]}")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        frames = tuple(vpdq_from_path(path, seconds_per_hash=VIDEO_SECONDS_PER_HASH))
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    frames = tuple(sorted(frames, key=lambda f: f.timestamp))
+    return VideoHashes(frames, choose_frames(frames, k))
 
 
 def b64(raw: bytes) -> str:
@@ -745,6 +817,111 @@ class BlindmatchClient(AsyncClient):
             return sent
         raise AssertionError("unreachable")
 
+    async def hash_video(self, data: bytes) -> VideoHashes:
+        """vPDQ-hash a video and choose its frames, off the event loop (the recipient too)."""
+        return await asyncio.to_thread(hash_video, data)
+
+    def make_frame_vouchers(
+        self, session: ClientSession, hashes: VideoHashes, commitment: bytes,
+        seeds: Sequence[bytes],
+    ) -> list[bytes]:  # fmt: skip
+        """One voucher per chosen frame: its PDQ alone (vPDQ gives no confidence vector and
+        no variants), every voucher committing to the same blob."""
+        return [
+            session.make_voucher(bytes.fromhex(f.pdq), commitment=commitment, opening_seed=seed)
+            for f, seed in zip(hashes.chosen_frames, seeds, strict=True)
+        ]
+
+    async def send_video(
+        self,
+        room_id: str,
+        video: bytes | str | os.PathLike[str],
+        *,
+        body: str | None = None,
+        mimetype: str | None = None,
+        extra_content: Mapping[str, Any] | None = None,
+    ) -> Sent:
+        """Send a video (``m.video``) to an encrypted room with one voucher per chosen frame.
+
+        The plaintext is vPDQ-hashed (one frame per second) before anything is uploaded,
+        :func:`choose_frames` picks up to ``VIDEO_FRAMES`` (3, both sides) of them, each
+        gets a voucher of its PDQ bound to the one encrypted blob, and the opening seeds
+        travel inside the encrypted content (``org.blindmatch.opening``, one per frame,
+        with ``frame`` = its place among the chosen). Raises as :meth:`send_image`;
+        ``VideoError`` for what is no video or cannot be decoded."""
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        if isinstance(video, bytes):
+            data, name = video, body or "video"
+        else:
+            data, name = read_file(str(video), self.max_file_bytes), body or Path(video).name
+        found = sniff(data[:512]) if data else None
+        if found is None or found[0] != "video":
+            raise VideoError("send_video sends videos only")
+        mime = mimetype or _VIDEO_MIME.get(found[1], "application/octet-stream")
+        state = await self._table_state()
+        # Hash first: a video that cannot be hashed must not be uploaded.
+        hashes = await self.hash_video(data)
+        t1 = time.perf_counter()
+        timings["hash"] = t1 - t0
+        ciphertext, keys, digest = self._encrypt(data)
+        t2 = time.perf_counter()
+        timings["encrypt"] = t2 - t1
+        seeds = [new_opening_seed() for _ in hashes.chosen]
+
+        async def vouchers_for(session: ClientSession) -> list[bytes]:
+            t = time.perf_counter()
+            out = await asyncio.to_thread(self.make_frame_vouchers, session, hashes, digest,
+                                          seeds)  # fmt: skip
+            timings["voucher"] = time.perf_counter() - t
+            return out
+
+        work = asyncio.ensure_future(vouchers_for(state.session))
+        try:
+            mxc = await self._upload(ciphertext)
+        except BaseException:
+            work.cancel()
+            raise
+        t3 = time.perf_counter()
+        vouchers = await work
+        timings["upload"], timings["wait"] = t3 - t2, time.perf_counter() - t3
+        info: dict[str, Any] = {"mimetype": mime, "size": len(data),
+                                "duration": hashes.duration_ms}  # fmt: skip
+        file = {"url": mxc, **keys}
+        for attempt in range(2):
+            atts = tuple(SentAttachment(mxc, digest, v[24:40], seed)
+                         for v, seed in zip(vouchers, seeds, strict=True))  # fmt: skip
+            content: dict[str, Any] = {
+                "msgtype": "m.video",
+                "body": name,
+                "info": info,
+                "file": file,
+                OPENING_FIELD: [
+                    {"blob": mxc, "seed": b64(seed), "frame": j} for j, seed in enumerate(seeds)
+                ],
+                **(extra_content or {}),
+            }
+            try:
+                sent = await self.send_franked(
+                    room_id, content, attachments=atts, vouchers=vouchers, timings=timings
+                )
+            except SendRefused as e:
+                if e.reason != "wrong_table" or attempt:
+                    raise
+                await self.refresh_table(force=True)
+                new = self._table
+                if new is None or new is state:
+                    raise
+                seeds = [new_opening_seed() for _ in hashes.chosen]
+                vouchers = await vouchers_for(new.session)
+                continue
+            timings["total"] = time.perf_counter() - t0
+            if attempt:
+                sent = Sent(sent.event_id, sent.room_id, sent.commitment, sent.payload,
+                            sent.attachments, True, sent.timings)  # fmt: skip
+            return sent
+        raise AssertionError("unreachable")
+
     async def send_text(self, room_id: str, text: str, *, msgtype: str = "m.text") -> Sent:
         """A franked text message (no voucher: nothing was uploaded)."""
         return await self.send_franked(room_id, {"msgtype": msgtype, "body": text})
@@ -980,10 +1157,14 @@ __all__ = [
     "SendRefused",
     "Sent",
     "SentAttachment",
+    "VIDEO_FRAMES",
+    "VideoHashes",
     "b64",
+    "choose_frames",
     "franking_field",
     "decode_image",
     "hash_image",
+    "hash_video",
     "load_account_secret",
     "load_trust",
     "unb64",

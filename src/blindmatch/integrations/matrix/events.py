@@ -10,7 +10,8 @@ Pure: no Synapse, no I/O. The format (docs/matrix.md has the full account)::
     }
 
 or a list of 1..4 such objects when one event carries several attachments (an
-image and its encrypted thumbnail). The field sits beside ``algorithm``,
+image and its encrypted thumbnail) or a video (one voucher per chosen frame, all
+naming the same blob). The field sits beside ``algorithm``,
 ``ciphertext``, ``sender_key``, ``session_id`` and ``device_id`` in the
 *outer* (unencrypted) content, so the homeserver sees it.
 
@@ -256,8 +257,12 @@ def parse_voucher_field(
     if not 1 <= len(items) <= MAX_ATTACHMENTS:
         raise rejected(Reason.MALFORMED_VOUCHER, f"1 to {MAX_ATTACHMENTS} vouchers per event")
     out = [_parse_one(x, server_name, tables) for x in items]
-    if len({a.media_id for a in out}) != len(out):
-        raise rejected(Reason.BLOB_ALREADY_BOUND, "the same blob twice in one event")
+    # Several vouchers may bind one blob (a video: one per chosen frame), all in this event
+    # and all naming the same ciphertext hash; another event binding it is refused later.
+    digests: dict[str, str] = {}
+    for a in out:
+        if digests.setdefault(a.media_id, a.blob_sha256) != a.blob_sha256:
+            raise rejected(Reason.MALFORMED_VOUCHER, "one blob with two different blob_sha256")
     if len({a.voucher_id for a in out}) != len(out):
         raise rejected(Reason.VOUCHER_REPLAYED, "the same voucher twice in one event")
     return out

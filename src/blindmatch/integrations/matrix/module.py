@@ -810,7 +810,7 @@ class BlindmatchModule:
                     "room": room,
                     "event_id": event_id,
                     "voucher_ids": [a.voucher_id.hex() for a, _ in matched],
-                    "blobs": [a.mxc for a in atts],
+                    "blobs": list(dict.fromkeys(a.mxc for a in atts)),  # a video: once
                     "entry_refs": [_refs_json(m) for _, r in matched for m in r.matches],
                 }
             )
@@ -865,7 +865,8 @@ class BlindmatchModule:
         if block:
             assert case_id is not None
             logger.warning("blindmatch: blocked %s from %s: case %s", event_id, sender, case_id)
-            return _Decision(case_id, [a.media_id for a in atts] + [u.media_id for u in uses])
+            blobs = [a.media_id for a in atts] + [u.media_id for u in uses]
+            return _Decision(case_id, list(dict.fromkeys(blobs)))
         return _Decision(franking_stored=franking is not None)
 
     async def _note_plaintext(self, event: Any) -> None:

@@ -16,6 +16,10 @@ picture it is about to show. For every received event, :func:`check_event`:
    decrypts it (nio's ``decrypt_attachment``), hashes the picture as the sender must have
    (:func:`~blindmatch.integrations.matrix.client.hash_image`) and checks the voucher with
    :func:`~blindmatch.protocol.verify_voucher_for_image` (commitment = the blob's SHA-256).
+   A video (what the decrypted bytes are, not what the event says) is vPDQ-hashed
+   (:func:`~blindmatch.integrations.matrix.client.hash_video`), the same frames are chosen,
+   and each chosen frame's PDQ is checked against its voucher (the field's order) and seed
+   (``frame`` = its place among the chosen).
 
 The result is a :class:`Verdict`: ``ok``, or hidden with a :class:`Hidden` reason
 (``undecryptable`` often means the room key has not arrived yet: check ``verdict.raw`` again
@@ -67,7 +71,7 @@ class Hidden(StrEnum):
     BLOB_UNAVAILABLE = "blob_unavailable"  # the blob could not be downloaded (e.g. quarantined)
     BLOB_MISMATCH = "blob_mismatch"  # blob hash ≠ the voucher's / the EncryptedFile's
     UNKNOWN_TABLE = "unknown_table"  # the voucher names a table this client cannot verify
-    UNSUPPORTED_ATTACHMENT = "unsupported_attachment"  # not a picture (video, file): unchecked
+    UNSUPPORTED_ATTACHMENT = "unsupported_attachment"  # no picture or video: unchecked
     VOUCHER_NOT_FOR_IMAGE = "voucher_not_for_image"  # the voucher was made for another image
 
 
@@ -80,7 +84,7 @@ MESSAGES: dict[Hidden, str] = {
     Hidden.BLOB_UNAVAILABLE: "an attachment could not be downloaded",
     Hidden.BLOB_MISMATCH: "an attachment does not match the blob its voucher names",
     Hidden.UNKNOWN_TABLE: "a voucher was made with a table this client cannot verify",
-    Hidden.UNSUPPORTED_ATTACHMENT: "an attachment is not a picture and cannot be checked",
+    Hidden.UNSUPPORTED_ATTACHMENT: "an attachment is no picture or video and cannot be checked",
     Hidden.VOUCHER_NOT_FOR_IMAGE: "voucher not for this image",
 }
 
@@ -91,6 +95,7 @@ class CheckedAttachment:
     blob_sha256: bytes
     where: str  # "file" or "info.thumbnail_file"
     plaintext: bytes | None = field(default=None, repr=False)  # only when the event is ok
+    kind: str = "image"  # "image" or "video": what the decrypted bytes are (sniffed)
 
 
 @dataclass(frozen=True)
@@ -127,7 +132,18 @@ class Verdict:
         """The decrypted pictures to show (none unless the event is ok)."""
         if not self.ok:
             return []
-        return [a.plaintext for a in self.attachments if a.plaintext is not None]
+        return [
+            a.plaintext for a in self.attachments if a.plaintext is not None and a.kind == "image"
+        ]
+
+    @property
+    def videos(self) -> list[bytes]:
+        """The decrypted videos to show (none unless the event is ok)."""
+        if not self.ok:
+            return []
+        return [
+            a.plaintext for a in self.attachments if a.plaintext is not None and a.kind == "video"
+        ]
 
 
 def _attachments(payload: Mapping[str, Any]) -> list[tuple[str, Any]]:
@@ -140,39 +156,44 @@ def _attachments(payload: Mapping[str, Any]) -> list[tuple[str, Any]]:
     return out
 
 
-def _outer_vouchers(content: Mapping[str, Any]) -> dict[str, tuple[bytes, str]] | None:
-    """mxc → (voucher bytes, blob_sha256 hex) from the outer field; None if malformed."""
+def _outer_vouchers(content: Mapping[str, Any]) -> dict[str, list[tuple[bytes, str]]] | None:
+    """mxc → [(voucher bytes, blob_sha256 hex), …] from the outer field, in its order (a
+    picture has one, a video one per chosen frame); None if malformed."""
     raw = content.get(VOUCHER_FIELD)
     if raw is None:
         return {}
     items = raw if isinstance(raw, list) else [raw]
     if not 1 <= len(items) <= MAX_ATTACHMENTS:
         return None
-    out: dict[str, tuple[bytes, str]] = {}
+    out: dict[str, list[tuple[bytes, str]]] = {}
     for item in items:
         if not isinstance(item, Mapping) or item.get("v") != 1:
             return None
         blob, digest, text = item.get("blob"), item.get("blob_sha256"), item.get("voucher")
         if not isinstance(blob, str) or not isinstance(digest, str) or not isinstance(text, str):
             return None
-        if len(text) > 2 * MAX_VOUCHER_BYTES or blob in out:
+        if len(text) > 2 * MAX_VOUCHER_BYTES or any(d != digest for _, d in out.get(blob, [])):
             return None
         try:
-            out[blob] = (unb64(text), digest)
+            out.setdefault(blob, []).append((unb64(text), digest))
         except ProtocolError:
             return None
     return out
 
 
-def _openings(payload: Mapping[str, Any]) -> dict[str, bytes]:
-    out: dict[str, bytes] = {}
+def _openings(payload: Mapping[str, Any]) -> dict[str, dict[int, bytes]]:
+    """mxc → {frame: opening seed}; a picture's seed has no ``frame`` (0)."""
+    out: dict[str, dict[int, bytes]] = {}
     raw = payload.get(OPENING_FIELD)
     if not isinstance(raw, list):
         return out
     for item in raw[:MAX_ATTACHMENTS]:
         if isinstance(item, Mapping) and isinstance(item.get("blob"), str):
+            frame = item.get("frame", 0)
+            if type(frame) is not int or not 0 <= frame < MAX_ATTACHMENTS:
+                continue
             try:
-                out[item["blob"]] = unb64(item.get("seed"), 32)
+                out.setdefault(item["blob"], {}).setdefault(frame, unb64(item.get("seed"), 32))
             except ProtocolError:
                 continue
     return out
@@ -251,8 +272,10 @@ async def check_event(client: BlindmatchClient, room_id: str, raw: Mapping[str, 
         url = file.get("url") if isinstance(file, Mapping) else None
         if not isinstance(url, str) or url not in vouchers:
             return verdict(Hidden.MISSING_VOUCHER, where, **keep)
-        voucher, blob_hex = vouchers[url]
-        if url not in openings:
+        its = vouchers[url]  # one voucher for a picture, one per chosen frame for a video
+        blob_hex = its[0][1]
+        seeds = openings.get(url, {})
+        if not seeds:
             return verdict(Hidden.MISSING_OPENING, where, **keep)
         try:
             key = file["key"]["k"]
@@ -272,31 +295,59 @@ async def check_event(client: BlindmatchClient, room_id: str, raw: Mapping[str, 
             plaintext = decrypt_attachment(blob, key, file_hash, iv)
         except EncryptionError as e:
             return verdict(Hidden.BLOB_MISMATCH, f"{where}: {e}", **keep)
-        verified = client.table_by_id(voucher[_TABLE_ID])
-        if verified is None:  # a table newer than ours?
-            await client.refresh_table()
+        tables = []
+        for voucher, _ in its:
             verified = client.table_by_id(voucher[_TABLE_ID])
-        if verified is None:
-            return verdict(Hidden.UNKNOWN_TABLE, where, **keep)
+            if verified is None:  # a table newer than ours?
+                await client.refresh_table()
+                verified = client.table_by_id(voucher[_TABLE_ID])
+            if verified is None:
+                return verdict(Hidden.UNKNOWN_TABLE, where, **keep)
+            tables.append(verified)
         kind = sniff(plaintext[:512])
-        if kind is None or kind[0] != "image":
+        if kind is None or kind[0] not in ("image", "video"):
             return verdict(Hidden.UNSUPPORTED_ATTACHMENT, where, **keep)
         try:
-            hashes = await client.hash_image(plaintext)
-            verify_voucher_for_image(
-                verified,
-                voucher,
-                openings[url],
-                hashes.pdq,
-                confidence=hashes.confidence,
-                variants=hashes.variants,
-                commitment=digest,
-            )
+            if kind[0] == "image":
+                if len(its) != 1:
+                    return verdict(Hidden.VOUCHER_NOT_FOR_IMAGE,
+                                   f"{where}: a picture has one voucher", **keep)  # fmt: skip
+                if 0 not in seeds:
+                    return verdict(Hidden.MISSING_OPENING, where, **keep)
+                hashes = await client.hash_image(plaintext)
+                verify_voucher_for_image(
+                    tables[0],
+                    its[0][0],
+                    seeds[0],
+                    hashes.pdq,
+                    confidence=hashes.confidence,
+                    variants=hashes.variants,
+                    commitment=digest,
+                )
+            else:
+                # The same vPDQ hash and the same choice of frames as the sender's: the
+                # vouchers, in the field's order, are those of the chosen frames.
+                video = await client.hash_video(plaintext)
+                frames = video.chosen_frames
+                if len(its) != len(frames):
+                    detail = f"{where}: {len(its)} vouchers for {len(frames)} chosen frames"
+                    return verdict(Hidden.VOUCHER_NOT_FOR_IMAGE, detail, **keep)
+                for j, frame in enumerate(frames):
+                    if j not in seeds:
+                        return verdict(Hidden.MISSING_OPENING, f"{where}: frame {j}", **keep)
+                    try:
+                        verify_voucher_for_image(
+                            tables[j], its[j][0], seeds[j], bytes.fromhex(frame.pdq),
+                            commitment=digest,
+                        )  # fmt: skip
+                    except InvalidVoucher:
+                        detail = f"{where}: frame {j} at {frame.timestamp:g} s"
+                        return verdict(Hidden.VOUCHER_NOT_FOR_IMAGE, detail, **keep)
         except InputError as e:  # no honest sender could have hashed it either
             return verdict(Hidden.UNSUPPORTED_ATTACHMENT, f"{where}: {e.message}", **keep)
         except InvalidVoucher:
             return verdict(Hidden.VOUCHER_NOT_FOR_IMAGE, where, **keep)
-        checked.append(CheckedAttachment(url, digest, where, plaintext))
+        checked.append(CheckedAttachment(url, digest, where, plaintext, kind[0]))
     return verdict(None, attachments=tuple(checked), **keep)
 
 

@@ -265,11 +265,16 @@ class MatrixState:
                 rows = [_case_row(**c) for c in cases]
                 s.add_all(rows)
                 s.flush()
+                slots: dict[str, int] = {}
                 for b in bindings:
+                    # An event's vouchers for one blob (a video's frames) take slots 0, 1, …:
+                    # another event binding the blob collides on (media_id, 0).
+                    slot = slots[b.media_id] = slots.get(b.media_id, -1) + 1
                     s.add(
                         MatrixVoucher(
                             voucher_id=b.voucher_id,
                             media_id=b.media_id,
+                            slot=slot,
                             account=b.account,
                             room=b.room,
                             event_id=b.event_id,
