@@ -121,12 +121,7 @@ class ListedFeatures:
 
 def work_copy(rgb: np.ndarray) -> np.ndarray:
     """``rgb`` scaled down (area-averaged) to fit ``WORK_SIDE``; never scaled up."""
-    h, w = rgb.shape[:2]
-    scale = WORK_SIDE / max(h, w)
-    if scale >= 1:
-        return np.ascontiguousarray(rgb)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(np.ascontiguousarray(rgb), size, interpolation=cv2.INTER_AREA)
+    return low_res_copy(rgb, WORK_SIDE)
 
 
 def keypoints_from_rgb(rgb: np.ndarray, *, max_keypoints: int = MAX_KEYPOINTS) -> Keypoints:
