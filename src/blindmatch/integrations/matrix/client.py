@@ -66,7 +66,7 @@ import tempfile
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -782,40 +782,16 @@ class BlindmatchClient(AsyncClient):
             "w": hashes.width,
             "h": hashes.height,
         }
-        file = {"url": mxc, **keys}
-        for attempt in range(2):
-            att = SentAttachment(mxc, digest, voucher[24:40], seed)
-            content: dict[str, Any] = {
-                "msgtype": "m.image",
-                "body": name,
-                "info": info,
-                "file": file,
-                OPENING_FIELD: [{"blob": mxc, "seed": b64(seed)}],
-                **(extra_content or {}),
-            }
-            try:
-                sent = await self.send_franked(
-                    room_id, content, attachments=(att,), vouchers=(voucher,), timings=timings
-                )
-            except SendRefused as e:
-                if e.reason != "wrong_table" or attempt:
-                    raise
-                # The table changed under us: fetch the new one and voucher again (the
-                # upload is still unbound, so it can be sent with the new voucher).
-                await self.refresh_table(force=True)
-                new = self._table
-                if new is None or new is state:
-                    raise
-                seed = new_opening_seed()
-                voucher = await asyncio.to_thread(self.make_voucher, new.session, hashes,
-                                                  digest, seed)  # fmt: skip
-                continue
-            timings["total"] = time.perf_counter() - t0
-            if attempt:
-                sent = Sent(sent.event_id, sent.room_id, sent.commitment, sent.payload,
-                            sent.attachments, True, sent.timings)  # fmt: skip
-            return sent
-        raise AssertionError("unreachable")
+
+        async def revouch(session: ClientSession) -> tuple[list[bytes], list[bytes]]:
+            new_seed = new_opening_seed()
+            v = await asyncio.to_thread(self.make_voucher, session, hashes, digest, new_seed)
+            return [v], [new_seed]
+
+        return await self._send_vouchered(
+            room_id, state, "m.image", name, info, {"url": mxc, **keys}, digest,
+            [voucher], [seed], revouch, extra_content, timings, t0, frames=False,
+        )  # fmt: skip
 
     async def hash_video(self, data: bytes) -> VideoHashes:
         """vPDQ-hash a video and choose its frames, off the event loop (the recipient too)."""
@@ -887,18 +863,52 @@ class BlindmatchClient(AsyncClient):
         timings["upload"], timings["wait"] = t3 - t2, time.perf_counter() - t3
         info: dict[str, Any] = {"mimetype": mime, "size": len(data),
                                 "duration": hashes.duration_ms}  # fmt: skip
-        file = {"url": mxc, **keys}
+
+        async def revouch(session: ClientSession) -> tuple[list[bytes], list[bytes]]:
+            new_seeds = [new_opening_seed() for _ in hashes.chosen]
+            got = await asyncio.to_thread(self.make_frame_vouchers, session, hashes, digest,
+                                          new_seeds)  # fmt: skip
+            return got, new_seeds
+
+        return await self._send_vouchered(
+            room_id, state, "m.video", name, info, {"url": mxc, **keys}, digest,
+            vouchers, seeds, revouch, extra_content, timings, t0, frames=True,
+        )  # fmt: skip
+
+    async def _send_vouchered(
+        self,
+        room_id: str,
+        state: _TableState,
+        msgtype: str,
+        name: str,
+        info: dict[str, Any],
+        file: dict[str, Any],
+        digest: bytes,
+        vouchers: list[bytes],
+        seeds: list[bytes],
+        revouch: Callable[[ClientSession], Awaitable[tuple[list[bytes], list[bytes]]]],
+        extra_content: Mapping[str, Any] | None,
+        timings: dict[str, float],
+        t0: float,
+        *,
+        frames: bool,
+    ) -> Sent:
+        """Send an uploaded attachment with its vouchers; if the module answers
+        ``wrong_table`` (the table changed under us), fetch the new table, voucher again
+        (``revouch``: the upload is still unbound) and send once more."""
+        mxc = file["url"]
         for attempt in range(2):
             atts = tuple(SentAttachment(mxc, digest, v[24:40], seed)
                          for v, seed in zip(vouchers, seeds, strict=True))  # fmt: skip
+            openings: list[dict[str, Any]] = [{"blob": mxc, "seed": b64(seed)} for seed in seeds]
+            if frames:
+                openings = [{**o, "frame": j} for j, o in enumerate(openings)]
             content: dict[str, Any] = {
-                "msgtype": "m.video",
+                "msgtype": msgtype,
                 "body": name,
                 "info": info,
                 "file": file,
-                OPENING_FIELD: [
-                    {"blob": mxc, "seed": b64(seed), "frame": j} for j, seed in enumerate(seeds)
-                ],
+                OPENING_FIELD: openings,
                 **(extra_content or {}),
             }
             try:
@@ -912,8 +922,7 @@ class BlindmatchClient(AsyncClient):
                 new = self._table
                 if new is None or new is state:
                     raise
-                seeds = [new_opening_seed() for _ in hashes.chosen]
-                vouchers = await vouchers_for(new.session)
+                vouchers, seeds = await revouch(new.session)
                 continue
             timings["total"] = time.perf_counter() - t0
             if attempt:
