@@ -2,7 +2,7 @@
 
 ``BLINDMATCH_HOME``          data folder (default ``~/.local/share/blindmatch``)
 ``BLINDMATCH_DATABASE_URL``  SQLAlchemy URL (default SQLite in the data folder;
-                             PostgreSQL for production)
+                             PostgreSQL for production: the ``postgres`` extra)
 ``BLINDMATCH_ENV``           ``dev`` (default) or ``prod``
 ``BLINDMATCH_ADMIN_KEY``     bootstrap API key with write scope; outside dev
                              mode it must be set and must not be the default

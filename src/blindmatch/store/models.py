@@ -104,8 +104,6 @@ class Meta(Base):
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
 
-    __table_args__ = (UniqueConstraint("key"),)
-
 
 # -- the Matrix integration (blindmatch.integrations.matrix; migration 0003) ------------
 _ID = String(255)  # Matrix user, room, event and media ids are at most 255 bytes
