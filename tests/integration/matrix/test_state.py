@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -48,7 +49,11 @@ def test_the_migrations_build_exactly_the_models(tmp_path: Path) -> None:
 
 
 def test_block_evidence_is_released_after_restarts(tmp_path: Path, block_world: World) -> None:
-    engine = open_store(url(tmp_path)).engine
+    check_block_evidence_survives_restarts(open_store(url(tmp_path)).engine, block_world)
+
+
+def check_block_evidence_survives_restarts(engine: Any, block_world: World) -> None:
+    """Shared with the PostgreSQL suite: the same checks on another database."""
     secret, table = block_world.prep.server_secret, block_world.prep.table
     client = block_world.new_client()
 

@@ -21,6 +21,7 @@ from blindmatch.integrations.matrix.state import (
 from blindmatch.protocol import Policy, Release, ServerSession, StoredVoucher
 from blindmatch.store.db import open_store
 from blindmatch.store.threshold import SqlThresholdStore
+from tests.integration.matrix.test_state import check_block_evidence_survives_restarts
 from tests.protocol.conftest import World, make_world
 from tests.protocol.test_voucher import _real, _synthetic
 
@@ -121,24 +122,7 @@ def threshold_world() -> World:
 
 
 def test_block_evidence_is_released_after_restarts(pg_url: str, block_world: World) -> None:
-    engine = open_store(pg_url).engine
-    secret, table = block_world.prep.server_secret, block_world.prep.table
-    client = block_world.new_client()
-
-    def server() -> ServerSession:  # a new process: a new session over the same database
-        return ServerSession(secret, table, store=SqlThresholdStore(engine, namespace="t1:"))
-
-    for i in range(2):
-        r = server().open(client.make_voucher(block_world.listed[i], evidence=b"e%d" % i),
-                          account="@a:x")  # fmt: skip
-        assert r.matched and r.released == ()
-    assert server().account_state("@a:x") == (2, False)
-    r = server().open(client.make_voucher(block_world.listed[2], evidence=b"e2"), account="@a:x")
-    assert sorted(x.evidence for x in r.released) == [b"e0", b"e1", b"e2"]
-    assert server().account_state("@a:x") == (3, True)
-    other = ServerSession(secret, table, store=SqlThresholdStore(engine, namespace="t2:"))
-    assert other.account_state("@a:x") == (0, False)
-    engine.dispose()
+    check_block_evidence_survives_restarts(open_store(pg_url).engine, block_world)
 
 
 def test_threshold_state_and_replays_survive_restarts(pg_url: str, threshold_world: World) -> None:
