@@ -79,10 +79,14 @@ def check_block_evidence_survives_restarts(engine: Any, block_world: World) -> N
 def test_threshold_state_and_replays_survive_restarts(
     tmp_path: Path, threshold_world: World
 ) -> None:
-    engine = open_store(url(tmp_path)).engine
+    check_threshold_state_survives_restarts(open_store(url(tmp_path)).engine, threshold_world)
+
+
+def check_threshold_state_survives_restarts(engine: Any, threshold_world: World) -> None:
+    """Shared with the PostgreSQL suite."""
     prep = threshold_world.prep
     client = threshold_world.new_client()
-    stream = [_synthetic(client, rnd.randbytes(32))]
+    stream = [_synthetic(client, random.Random(5).randbytes(32))]
     stream += [_real(client, threshold_world.listed[i], b"ev%d" % i) for i in range(3)]
     released: list[Release] = []
     for v in stream:
@@ -95,9 +99,15 @@ def test_threshold_state_and_replays_survive_restarts(
 
 
 def test_a_duplicate_append_is_an_invalid_voucher(tmp_path: Path) -> None:
-    store = SqlThresholdStore(open_store(url(tmp_path)).engine)
+    check_duplicate_append_and_round_trip(open_store(url(tmp_path)).engine)
+
+
+def check_duplicate_append_and_round_trip(engine: Any) -> None:
+    """Shared with the PostgreSQL suite: a second append of one voucher id is refused;
+    32-byte shares, a 100 KB layer and bytes starting with a zero come back as stored."""
+    store = SqlThresholdStore(engine)
     x = (1 << 252) + 12345  # shares are up to 253 bits: 32 bytes little-endian
-    v = StoredVoucher(bytes(range(16)), bytes(32), x, x - 1, b"m", True, b"e")
+    v = StoredVoucher(bytes(range(16)), bytes(32), x, x - 1, b"m" * 100_000, True, b"\x00e")
     store.append("a", v)
     with pytest.raises(InvalidVoucher):
         store.append("a", v)
@@ -105,9 +115,9 @@ def test_a_duplicate_append_is_an_invalid_voucher(tmp_path: Path) -> None:
     store.mark_released("a", v.voucher_id)
     store.set_evidence_key("a", b"k" * 32)
     store.set_evidence_key("a", b"j" * 32)
-    state = store.load("a")
-    assert state.vouchers == (StoredVoucher(bytes(range(16)), bytes(32), x, x - 1, b"m", True,
-                                            b"e", released=True),)  # fmt: skip
+    state = SqlThresholdStore(engine).load("a")
+    assert state.vouchers == (StoredVoucher(bytes(range(16)), bytes(32), x, x - 1, b"m" * 100_000,
+                                            True, b"\x00e", released=True),)  # fmt: skip
     assert state.evidence_key == b"j" * 32
 
 

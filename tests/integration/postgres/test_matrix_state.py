@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from blindmatch.errors import InvalidVoucher
 from blindmatch.integrations.matrix.state import (
     Binding,
     BindingConflict,
@@ -18,12 +17,14 @@ from blindmatch.integrations.matrix.state import (
     MatrixState,
     Use,
 )
-from blindmatch.protocol import Policy, Release, ServerSession, StoredVoucher
+from blindmatch.protocol import Policy
 from blindmatch.store.db import open_store
-from blindmatch.store.threshold import SqlThresholdStore
-from tests.integration.matrix.test_state import check_block_evidence_survives_restarts
+from tests.integration.matrix.test_state import (
+    check_block_evidence_survives_restarts,
+    check_duplicate_append_and_round_trip,
+    check_threshold_state_survives_restarts,
+)
 from tests.protocol.conftest import World, make_world
-from tests.protocol.test_voucher import _real, _synthetic
 
 
 def _b(vid: str, media: str, event: str, outcome: str = "accepted") -> Binding:
@@ -127,36 +128,11 @@ def test_block_evidence_is_released_after_restarts(pg_url: str, block_world: Wor
 
 def test_threshold_state_and_replays_survive_restarts(pg_url: str, threshold_world: World) -> None:
     engine = open_store(pg_url).engine
-    prep = threshold_world.prep
-    client = threshold_world.new_client()
-    rnd = random.Random(5)
-    stream = [_synthetic(client, rnd.randbytes(32))]
-    stream += [_real(client, threshold_world.listed[i], b"ev%d" % i) for i in range(3)]
-    released: list[Release] = []
-    for v in stream:
-        s = ServerSession(prep.server_secret, prep.table, store=SqlThresholdStore(engine))
-        released += s.open(v, account="b").released
-    assert sorted(r.evidence for r in released) == [b"ev0", b"ev1", b"ev2"]
-    s = ServerSession(prep.server_secret, prep.table, store=SqlThresholdStore(engine))
-    with pytest.raises(InvalidVoucher):
-        s.open(stream[1], account="b")
+    check_threshold_state_survives_restarts(engine, threshold_world)
     engine.dispose()
 
 
 def test_a_duplicate_append_is_an_invalid_voucher_and_bytes_round_trip(pg_url: str) -> None:
     engine = open_store(pg_url).engine
-    store = SqlThresholdStore(engine)
-    x = (1 << 252) + 12345  # shares are up to 253 bits: 32 bytes little-endian
-    v = StoredVoucher(bytes(range(16)), bytes(32), x, x - 1, b"m" * 100_000, True, b"\x00e")
-    store.append("a", v)
-    with pytest.raises(InvalidVoucher):
-        store.append("a", v)
-    assert store.contains("a", v.voucher_id) and not store.contains("b", v.voucher_id)
-    store.mark_released("a", v.voucher_id)
-    store.set_evidence_key("a", b"k" * 32)
-    store.set_evidence_key("a", b"j" * 32)
-    state = SqlThresholdStore(engine).load("a")
-    assert state.vouchers == (StoredVoucher(bytes(range(16)), bytes(32), x, x - 1, b"m" * 100_000,
-                                            True, b"\x00e", released=True),)  # fmt: skip
-    assert state.evidence_key == b"j" * 32
+    check_duplicate_append_and_round_trip(engine)
     engine.dispose()
