@@ -24,17 +24,7 @@ from blindmatch.matching import Matcher
 from blindmatch.store import open_store
 from blindmatch.store.db import _MIGRATIONS
 from blindmatch.store.models import Base, Entry, KeypointRecord
-
-
-def _hex(rng: random.Random) -> str:
-    return rng.getrandbits(256).to_bytes(32, "big").hex()
-
-
-def _flip(h: str, bits: int, rng: random.Random) -> str:
-    v = int(h, 16)
-    for b in rng.sample(range(256), bits):
-        v ^= 1 << b
-    return v.to_bytes(32, "big").hex()
+from tests.unit.test_store_matching import _flip, _hex
 
 
 def _alembic(conn) -> Config:  # type: ignore[no-untyped-def]

@@ -66,11 +66,11 @@ import tempfile
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -118,6 +118,7 @@ if TYPE_CHECKING:
     from blindmatch.integrations.matrix.receive import Verdict
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 TABLE_PATH = "/_blindmatch/v1/table"
 MANIFEST_PATH = "/_blindmatch/v1/manifest"
@@ -766,15 +767,9 @@ class BlindmatchClient(AsyncClient):
                 timings["voucher"] = time.perf_counter() - t
                 return hashes, voucher, seed
 
-            work = asyncio.ensure_future(hash_and_voucher())
-            try:
-                mxc = await self._upload(ciphertext)
-            except BaseException:
-                work.cancel()
-                raise
-            t3 = time.perf_counter()
-            hashes, voucher, seed = await work
-            timings["upload"], timings["wait"] = t3 - t2, time.perf_counter() - t3
+            mxc, (hashes, voucher, seed) = await self._upload_alongside(
+                ciphertext, hash_and_voucher(), timings, t2
+            )
 
         info: dict[str, Any] = {
             "mimetype": mime,
@@ -852,15 +847,9 @@ class BlindmatchClient(AsyncClient):
             timings["voucher"] = time.perf_counter() - t
             return out
 
-        work = asyncio.ensure_future(vouchers_for(state.session))
-        try:
-            mxc = await self._upload(ciphertext)
-        except BaseException:
-            work.cancel()
-            raise
-        t3 = time.perf_counter()
-        vouchers = await work
-        timings["upload"], timings["wait"] = t3 - t2, time.perf_counter() - t3
+        mxc, vouchers = await self._upload_alongside(
+            ciphertext, vouchers_for(state.session), timings, t2
+        )
         info: dict[str, Any] = {"mimetype": mime, "size": len(data),
                                 "duration": hashes.duration_ms}  # fmt: skip
 
@@ -874,6 +863,23 @@ class BlindmatchClient(AsyncClient):
             room_id, state, "m.video", name, info, {"url": mxc, **keys}, digest,
             vouchers, seeds, revouch, extra_content, timings, t0, frames=True,
         )  # fmt: skip
+
+    async def _upload_alongside(
+        self, ciphertext: bytes, work: Coroutine[Any, Any, _T], timings: dict[str, float],
+        started: float,
+    ) -> tuple[str, _T]:  # fmt: skip
+        """Upload ``ciphertext`` while ``work`` (hashing, vouchers) runs; the mxc URI and
+        the work's result. A failed upload cancels the work."""
+        task = asyncio.ensure_future(work)
+        try:
+            mxc = await self._upload(ciphertext)
+        except BaseException:
+            task.cancel()
+            raise
+        t = time.perf_counter()
+        result = await task
+        timings["upload"], timings["wait"] = t - started, time.perf_counter() - t
+        return mxc, result
 
     async def _send_vouchered(
         self,
