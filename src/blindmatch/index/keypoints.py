@@ -29,12 +29,12 @@ from blindmatch.hashing.keypoints import (
     LOW_RES_BELOW,
     LOW_RES_SIDE,
     WINDOWS,
+    WORK_SIDE,
     Keypoints,
     ListedFeatures,
     keypoints_from_rgb,
     low_res_copy,
     window_pdqs,
-    work_copy,
 )
 
 MIN_INLIERS = 10
@@ -231,7 +231,7 @@ class KeypointIndex:
             # listed units per query unit; the query shows the listed picture's
             # longer side at `shown` pixels
             scale = float(np.hypot(*c.transform[0, :2]))
-            shown = max(work_copy(rgb).shape[:2]) / scale
+            shown = min(max(rgb.shape[:2]), WORK_SIDE) / scale  # the work copy's side
             if shown < LOW_RES_BELOW and f.low_res_pdqs:
                 query, listed_pdqs = low_res_copy(rgb, LOW_RES_SIDE * scale), f.low_res_pdqs
             got = window_pdqs(query, c.transform, f.keypoints.width, f.keypoints.height)
