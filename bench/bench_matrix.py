@@ -42,7 +42,12 @@ from blindmatch.cli.protocol_cmds import _load_trust, query_hashes
 from blindmatch.demo.synthetic import synthetic_photo
 from blindmatch.hashing.image import pdq_with_vector_from_rgb
 from blindmatch.integrations.matrix.events import voucher_field
-from blindmatch.integrations.matrix.homeserver import Homeserver, User, build_table_dir
+from blindmatch.integrations.matrix.homeserver import (
+    ENCRYPTED_ROOM,
+    Homeserver,
+    User,
+    build_table_dir,
+)
 from blindmatch.protocol import AccountSecret, ClientSession, ServerSession, verify_table
 from blindmatch.store.db import open_store
 from blindmatch.store.threshold import SqlThresholdStore
@@ -68,9 +73,8 @@ class Side:
         self.hs, self.user = hs, user
         body = {
             "preset": "private_chat",
-            "initial_state": [{"type": "m.room.encryption", "state_key": "",
-                               "content": {"algorithm": "m.megolm.v1.aes-sha2"}}],
-        }  # fmt: skip
+            "initial_state": ENCRYPTED_ROOM,
+        }
         r = hs.http.request("POST", "/_matrix/client/v3/createRoom", json_body=body,
                             token=user.access_token)  # fmt: skip
         self.room = r.json()["room_id"]

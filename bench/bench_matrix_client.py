@@ -49,11 +49,13 @@ from nio.crypto.attachments import decrypt_attachment
 from blindmatch.demo.synthetic import synthetic_photo
 from blindmatch.hashing.image import pdq_with_vector_from_rgb
 from blindmatch.integrations.matrix.client import BlindmatchClient
-from blindmatch.integrations.matrix.homeserver import Homeserver, build_table_dir
+from blindmatch.integrations.matrix.homeserver import (
+    Homeserver,
+    build_table_dir,
+    encrypted_room,
+)
 
 WARMUP = 3
-ENCRYPTED = [{"type": "m.room.encryption", "state_key": "",
-              "content": {"algorithm": "m.megolm.v1.aes-sha2"}}]  # fmt: skip
 
 
 def jpeg(seed: int) -> bytes:
@@ -81,15 +83,6 @@ async def login(hs: Homeserver, cls: type[AsyncClient], root: Path, **kw: Any) -
     if c.should_upload_keys:
         await c.keys_upload()
     return c
-
-
-async def room(alice: AsyncClient, bob: AsyncClient) -> str:
-    r = await alice.room_create(invite=[bob.user_id], initial_state=ENCRYPTED)
-    await bob.sync(timeout=0)
-    await bob.join(r.room_id)
-    await alice.sync(timeout=0)
-    await bob.sync(timeout=0)
-    return str(r.room_id)
 
 
 class Lane:
@@ -164,22 +157,22 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         c = root / "clients"
         lanes = []
         a, b = await login(plain, AsyncClient, c), await login(plain, AsyncClient, c)
-        lanes.append(Lane("plain", a, b, await room(a, b)))
+        lanes.append(Lane("plain", a, b, await encrypted_room(a, b)))
         a = await login(plain, BlindmatchClient, c, trust=trust)
         b = await login(plain, BlindmatchClient, c, trust=trust)
         for x in (a, b):  # no module on this server: the table comes out of band
             await x.install_table((table_dir / "table.bin").read_bytes(),
                                   (table_dir / "manifest.json").read_bytes())  # fmt: skip
-        lanes.append(Lane("client", a, b, await room(a, b)))
+        lanes.append(Lane("client", a, b, await encrypted_room(a, b)))
         a = await login(module, BlindmatchClient, c, trust=trust)
         b = await login(module, BlindmatchClient, c, trust=trust)
-        lanes.append(Lane("full", a, b, await room(a, b)))
+        lanes.append(Lane("full", a, b, await encrypted_room(a, b)))
         a = await login(module, BlindmatchClient, c, trust=trust, hash_threads=1)
         b = await login(module, BlindmatchClient, c, trust=trust, hash_threads=1)
-        lanes.append(Lane("full-1thr", a, b, await room(a, b)))
+        lanes.append(Lane("full-1thr", a, b, await encrypted_room(a, b)))
         a = await login(module, BlindmatchClient, c, trust=trust)
         b = await login(module, BlindmatchClient, c, trust=trust)
-        lanes.append(Lane("prepared", a, b, await room(a, b), prepared=True))
+        lanes.append(Lane("prepared", a, b, await encrypted_room(a, b), prepared=True))
         for lane in lanes:
             if isinstance(lane.alice, BlindmatchClient) and lane.alice.verified_table is None:
                 await lane.alice.refresh_table()

@@ -162,6 +162,7 @@ async def _conversation(
         ReportRefused,
         SendRefused,
     )
+    from blindmatch.integrations.matrix.homeserver import encrypted_room
 
     class SkipsVoucher(BlindmatchClient):
         """A modified app: uploads the attachment, sends no voucher."""
@@ -195,17 +196,9 @@ async def _conversation(
         return c
 
     async def room_with(sender: BlindmatchClient, bob: BlindmatchClient) -> str:
-        room = await sender.room_create(
-            invite=[bob.user_id],
-            initial_state=[{"type": "m.room.encryption", "state_key": "",
-                            "content": {"algorithm": "m.megolm.v1.aes-sha2"}}],
-        )  # fmt: skip
-        await bob.sync(timeout=0)
-        await bob.join(room.room_id)
-        await sender.sync(timeout=0)
-        await bob.sync(timeout=0)
-        await bob.check_received()
-        return str(room.room_id)
+        room_id = await encrypted_room(sender, bob)
+        await bob.check_received()  # nothing encrypted yet
+        return room_id
 
     async def received(bob: BlindmatchClient) -> list[Any]:
         await bob.sync(timeout=0)

@@ -41,7 +41,10 @@ from blindmatch.integrations.matrix.client import (  # noqa: E402
     _TableState,
     load_trust,
 )
-from blindmatch.integrations.matrix.homeserver import build_table_dir  # noqa: E402
+from blindmatch.integrations.matrix.homeserver import (  # noqa: E402
+    build_table_dir,
+    encrypted_room,
+)
 from blindmatch.integrations.matrix.receive import Hidden, Verdict  # noqa: E402
 from blindmatch.protocol import (  # noqa: E402
     AccountSecret,
@@ -89,17 +92,9 @@ async def pair(
     alice = await login(world, tmp, sender_cls)
     bob = await login(world, tmp, BlindmatchClient)
     try:
-        room = await alice.room_create(
-            invite=[bob.user_id],
-            initial_state=[{"type": "m.room.encryption", "state_key": "",
-                            "content": {"algorithm": "m.megolm.v1.aes-sha2"}}],
-        )  # fmt: skip
-        await bob.sync(timeout=0)
-        await bob.join(room.room_id)
-        await alice.sync(timeout=0)
-        await bob.sync(timeout=0)
+        room_id = await encrypted_room(alice, bob)
         await bob.check_received()  # nothing encrypted yet
-        yield alice, bob, room.room_id
+        yield alice, bob, room_id
     finally:
         await alice.close()
         await bob.close()

@@ -33,6 +33,7 @@ from nio.crypto.attachments import decrypt_attachment  # noqa: E402
 
 from blindmatch.demo.synthetic import synthetic_photo  # noqa: E402
 from blindmatch.integrations.matrix.events import voucher_field  # noqa: E402
+from blindmatch.integrations.matrix.homeserver import encrypted_room  # noqa: E402
 from tests.integration.matrix.conftest import LISTED_SEED, MatrixWorld, jpeg  # noqa: E402
 
 
@@ -74,16 +75,7 @@ async def scenario(world: MatrixWorld, tmp: Path) -> dict[str, Any]:
     bob = await login(world, "nio-bob", tmp / "bob")
     out: dict[str, Any] = {}
     try:
-        room = await alice.room_create(
-            invite=[bob.user_id],
-            initial_state=[{"type": "m.room.encryption", "state_key": "",
-                            "content": {"algorithm": "m.megolm.v1.aes-sha2"}}],
-        )  # fmt: skip
-        room_id = room.room_id
-        await bob.sync(timeout=0)
-        await bob.join(room_id)
-        await alice.sync(timeout=0)
-        await bob.sync(timeout=0)
+        room_id = await encrypted_room(alice, bob)
         session = world.client_session()
 
         async def send_image(img: Image.Image) -> RoomSendResponse | RoomSendError:

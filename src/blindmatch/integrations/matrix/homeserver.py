@@ -325,6 +325,21 @@ def _stop_all() -> None:
         hs.stop(grace=5.0)
 
 
+ENCRYPTED_ROOM = [{"type": "m.room.encryption", "state_key": "",
+                   "content": {"algorithm": "m.megolm.v1.aes-sha2"}}]  # fmt: skip
+
+
+async def encrypted_room(owner: Any, guest: Any) -> str:
+    """A new end-to-end-encrypted room: ``owner`` (a matrix-nio ``AsyncClient``) creates it
+    and invites ``guest``, who joins; both then sync, so each knows the other's devices."""
+    room = await owner.room_create(invite=[guest.user_id], initial_state=ENCRYPTED_ROOM)
+    await guest.sync(timeout=0)
+    await guest.join(room.room_id)
+    await owner.sync(timeout=0)
+    await guest.sync(timeout=0)
+    return str(room.room_id)
+
+
 def build_table_dir(
     out: Path | str,
     listed: Mapping[str, bytes],
