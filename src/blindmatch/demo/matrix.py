@@ -21,6 +21,7 @@ Everything it starts stops when it ends. No real list, no real abuse material: e
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import logging
@@ -251,7 +252,7 @@ async def _conversation(
             await alice.send_image(room, copy, body="meme.jpg")
         except SendRefused as e:
             refused = e
-        leaked = [v for v in await received(bob)]
+        leaked = await received(bob)
         good = refused is not None and refused.reason == "listed_image" and not leaked
         lines = [
             "2. Alice tries to send a listed picture, resized to 90% and re-compressed: "
@@ -273,8 +274,6 @@ async def _conversation(
             report = await bob.report(text, "harassment")
         forged_refused: ReportRefused | None = None
         if text is not None and text.payload is not None:
-            import dataclasses
-
             forged = dataclasses.replace(
                 text, payload={**text.payload, "body": "something Alice never wrote"}
             )
