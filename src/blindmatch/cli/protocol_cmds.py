@@ -64,7 +64,7 @@ from blindmatch.hashing.image import MIN_QUALITY
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from blindmatch.protocol import OpenResult, TrustPolicy, VerifiedTable
+    from blindmatch.protocol import OpenResult, PreparedTable, TrustPolicy, VerifiedTable
 
 EXIT_CLEAN, EXIT_MATCH, EXIT_FAILED = 0, 1, 2
 TABLE_FILE, MANIFEST_FILE, TRUST_FILE, SERVER_KEY_FILE = (
@@ -305,15 +305,31 @@ def _signers(args: argparse.Namespace, settings: Settings, sources: list[str]) -
     return _Signers(platform, hotlines)
 
 
+def write_table_dir(
+    out: Path,
+    prep: PreparedTable,
+    platform: Ed25519PrivateKey,
+    hotlines: dict[str, tuple[Ed25519PrivateKey, str]],
+    min_hotlines: int,
+) -> None:
+    """Sign ``prep``'s manifest (the platform, then every hotline) and write the table
+    directory: ``server.key`` (0600), ``table.bin``, ``manifest.json``, ``trust.json``."""
+    from blindmatch.protocol import SignedManifest, sign_manifest
+
+    sigs = [sign_manifest(prep.manifest, role="platform", signer="platform", key=platform)]
+    for hotline, (key, _) in sorted(hotlines.items()):
+        sigs.append(sign_manifest(prep.manifest, role="hotline", signer=hotline, key=key))
+    signed = SignedManifest(prep.manifest, tuple(sigs)).to_bytes()
+    out.mkdir(parents=True, exist_ok=True)
+    _write_file(out / SERVER_KEY_FILE, prep.server_secret.to_bytes(), private=True, replace=True)
+    _write_file(out / TABLE_FILE, prep.table.to_bytes(), private=False, replace=True)
+    _write_file(out / MANIFEST_FILE, signed + b"\n", private=False, replace=True)
+    trust = _trust_json(platform, hotlines, min_hotlines)
+    _write_file(out / TRUST_FILE, trust, private=False, replace=True)
+
+
 def cmd_table_build(args: argparse.Namespace) -> int:
-    from blindmatch.protocol import (
-        HotlineList,
-        Policy,
-        SignedManifest,
-        VariantProbeLSH,
-        prepare_table,
-        sign_manifest,
-    )
+    from blindmatch.protocol import HotlineList, Policy, VariantProbeLSH, prepare_table
     from blindmatch.runtime import open_runtime
 
     settings = load_settings()
@@ -390,17 +406,7 @@ def cmd_table_build(args: argparse.Namespace) -> int:
             f"no entry is in lists of at least {args.min_hotlines} hotlines "
             "(in as many jurisdictions): the table would be empty"
         )
-    sigs = [sign_manifest(prep.manifest, role="platform", signer="platform", key=signers.platform)]
-    for hotline, (key, _) in sorted(signers.hotlines.items()):
-        sigs.append(sign_manifest(prep.manifest, role="hotline", signer=hotline, key=key))
-    signed = SignedManifest(prep.manifest, tuple(sigs)).to_bytes()
-
-    out.mkdir(parents=True, exist_ok=True)
-    _write_file(out / SERVER_KEY_FILE, prep.server_secret.to_bytes(), private=True, replace=True)
-    _write_file(out / TABLE_FILE, prep.table.to_bytes(), private=False, replace=True)
-    _write_file(out / MANIFEST_FILE, signed + b"\n", private=False, replace=True)
-    trust = _trust_json(signers.platform, signers.hotlines, args.min_hotlines)
-    _write_file(out / TRUST_FILE, trust, private=False, replace=True)
+    write_table_dir(out, prep, signers.platform, signers.hotlines, args.min_hotlines)
 
     m = prep.manifest
     summary = {

@@ -356,15 +356,8 @@ def build_table_dir(
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from blindmatch.cli.protocol_cmds import _trust_json
-    from blindmatch.protocol import (
-        HotlineList,
-        Policy,
-        SignedManifest,
-        VariantProbeLSH,
-        prepare_table,
-        sign_manifest,
-    )
+    from blindmatch.cli.protocol_cmds import write_table_dir
+    from blindmatch.protocol import HotlineList, Policy, VariantProbeLSH, prepare_table
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -376,18 +369,8 @@ def build_table_dir(
         threshold=threshold,
         issued=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-    platform = Ed25519PrivateKey.generate()
     keys = {h: (Ed25519PrivateKey.generate(), j) for h, j in hotlines}
-    sigs = [sign_manifest(prep.manifest, role="platform", signer="platform", key=platform)]
-    sigs += [
-        sign_manifest(prep.manifest, role="hotline", signer=h, key=k) for h, (k, _) in keys.items()
-    ]
-    (out / "table.bin").write_bytes(prep.table.to_bytes())
-    (out / "manifest.json").write_bytes(SignedManifest(prep.manifest, tuple(sigs)).to_bytes())
-    (out / "trust.json").write_bytes(_trust_json(platform, keys, len(hotlines)))
-    key = out / "server.key"
-    key.touch(mode=0o600)
-    key.write_bytes(prep.server_secret.to_bytes())
+    write_table_dir(out, prep, Ed25519PrivateKey.generate(), keys, len(hotlines))
     return out
 
 
