@@ -118,7 +118,7 @@ def test_round_trip_matches_listed_and_edited_copies_only(world: World) -> None:
         assert {m["entry_id"] for m in r["matches"]} <= {entry}
         assert all(0 < m["distance"] <= 31 for m in r["matches"])
     assert out["other.jpg.voucher"] == {"path": str(w.voucher(w.other)), "matched": False,
-                                        "matches": []}  # fmt: skip
+                                        "blocked": False, "matches": []}  # fmt: skip
     assert out["p13.jpg.voucher"]["matched"] is False  # listed by one hotline only
 
     # nothing matched, nothing failed: exit 0
@@ -239,14 +239,22 @@ def test_bad_and_tampered_vouchers_are_named_and_the_batch_goes_on(world: World)
     assert [Path(x["path"]).name for x in lines] == [
         *(f"{n}.voucher" for n in names), good.name, "missing.voucher",
     ]  # fmt: skip
-    codes = [x["error"]["code"] if "error" in x else "matched" for x in lines]
-    assert codes == ["invalid_voucher", "invalid_voucher", "invalid_voucher", "empty_file",
+    codes = [
+        x["error"]["code"] if "error" in x else "tampered" if "tampered" in x else "matched"
+        for x in lines
+    ]
+    # a flipped byte of a pair's wrapped key or of the evidence: another pair opened, the
+    # middle layer (whose AAD covers every other byte) did not — a match attempt, blocked
+    assert codes == ["invalid_voucher", "tampered", "tampered", "empty_file",
                      "invalid_voucher", "matched", "not_found"]  # fmt: skip
-    assert "6 failed" in res.err
+    assert all(lines[i]["blocked"] is True and lines[i]["matched"] is False for i in (1, 2))
+    assert "4 failed" in res.err
 
     # a voucher sent twice in one run counts once
     res = run_cli("voucher", "open", "--key", world.table / "server.key", "--json", good, good)
-    assert [("error" in x) for x in res.json_lines] == [False, True]
+    first, again = res.json_lines
+    assert first["matched"] and not first.get("replayed")
+    assert again["replayed"] and not again["matched"] and again["blocked"]
 
 
 def test_voucher_make_names_each_bad_image_and_goes_on(world: World) -> None:

@@ -1,5 +1,5 @@
 """Property 6, honest senders are checkable: the recipient recomputes the voucher from the
-opening seed and the image, and cannot open the share (voucher format 2)."""
+opening seed and the image, and cannot open the share (voucher format 3)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from blindmatch.protocol.hazmat.cuckoo import slot_positions
 from blindmatch.protocol.hazmat.kdf import hkdf_sha256
 from blindmatch.protocol.hazmat.shamir import evaluate
 from blindmatch.protocol.lookup import PDQ_BITS
+from blindmatch.protocol.server import TAMPERED_EVIDENCE, TAMPERED_SHARE
 from blindmatch.protocol.table import KEY_DOMAIN
 from blindmatch.protocol.voucher import (
     INFO_EVIDENCE,
@@ -43,6 +44,7 @@ from blindmatch.protocol.voucher import (
     ParsedVoucher,
     derive_opening,
     evidence_key,
+    match_commitment,
     opening_stream,
     pair_key,
     shamir_x,
@@ -143,8 +145,10 @@ def forge(
     k_mid = hkdf_sha256(rkey, salt=t, info=INFO_MID)
     m = open_sealed(k_mid, v.mid, v.mid_aad())
     assert m is not None
-    if match_plain is not None:
-        m = seal(hkdf_sha256(rkey, salt=t, info=INFO_MATCH), match_plain)
+    if match_plain is not None:  # a consistent lie: M and its commitment c both changed
+        nonce = opening_stream(seed, v.header, "match-nonce")(32)
+        sealed = seal(hkdf_sha256(rkey, salt=t, info=INFO_MATCH), nonce + match_plain)
+        m = match_commitment(nonce, match_plain) + sealed
     head = (front or voucher[: lay.r_offset]) + (big_r or v.server_r) + (c_share or v.share)
     ev = c_ev or v.evidence
     c_mid = seal(k_mid, m, hashlib.sha256(head + ev).digest())
@@ -168,7 +172,16 @@ def test_honest_vouchers_verify_on_the_recipient_side(block: Party) -> None:
 
 def test_one_seed_and_image_fix_everything_but_r_share_and_evidence(block: Party) -> None:
     img, seed, com = Image.random(), new_opening_seed(), bytes(32)
-    a, b = block.make(img, seed, com), block.make(img, seed, com)
+    a = block.make(img, seed, com)
+    with pytest.raises(ProtocolError, match="already used"):  # one voucher per seed
+        block.make(img, seed, com)
+    b = ClientSession(block.verified, block.account).make_voucher(
+        img.pdq,
+        confidence=img.confidence,
+        variants=img.variants,
+        commitment=com,
+        opening_seed=seed,
+    )  # fmt: skip  (another session of the same account: what a second device would do)
     lay = Layout.for_table(block.verified.table)
     assert a[: lay.r_offset] == b[: lay.r_offset]  # id and every pair: from the seed
     assert a[lay.r_offset : lay.mid_offset] != b[lay.r_offset : lay.mid_offset]  # fresh r
@@ -238,11 +251,9 @@ def test_a_voucher_with_the_match_layer_changed_is_rejected(block: Party) -> Non
     }
     for name, lie in lies.items():
         forged = forge(block, v, seed, match_plain=lie)
-        try:
-            r = ServerSession(block.server._secret, block.verified.table).open(forged, account=name)
-            assert not r.matched, name  # the lie hides the match from the server...
-        except InvalidVoucher:
-            pass  # ...or makes the voucher invalid
+        r = ServerSession(block.server._secret, block.verified.table).open(forged, account=name)
+        # the lie hides the match from the server, or the server refuses it as tampered...
+        assert not r.matched or r.tampered, name
         with pytest.raises(InvalidVoucher):  # ...and the recipient catches it either way
             block.check(forged, seed, img, com)
     block.check(forge(block, v, seed, match_plain=plain), seed, img, com)  # honest re-seal
@@ -267,22 +278,23 @@ def test_garbage_outer_layers_are_caught_by_the_recipient(block: Party) -> None:
     garbage_ev = forge(block, v, seed, c_ev=rnd.randbytes(lay.ev_bytes))
     with pytest.raises(InvalidVoucher):
         block.check(garbage_ev, seed, img, com)
-    with pytest.raises(InvalidVoucher):  # the server refuses it too, if it opens
-        block.server.open(forge(block, block.make(Image.random(block.listed[6]), seed, com),
-                                seed, c_ev=rnd.randbytes(lay.ev_bytes)), account="g")  # fmt: skip
+    seed2 = new_opening_seed()  # the server refuses it too, as a match attempt, if it opens
+    r = block.server.open(forge(block, block.make(Image.random(block.listed[6]), seed2, com),
+                                seed2, c_ev=rnd.randbytes(lay.ev_bytes)), account="g")  # fmt: skip
+    assert r.block and r.tampered == TAMPERED_EVIDENCE
 
 
 def test_what_the_recipient_cannot_check_the_server_refuses(block: Party) -> None:
     """The share layer is sealed against the recipient, so a modified client can put garbage
     there unseen (docs/protocol.md §5); the server then refuses the match as a tampered
-    voucher, and an identity R likewise."""
+    voucher (and keeps no share), and an identity R is malformed on its face."""
     img, seed, com = Image.random(block.listed[4]), new_opening_seed(), bytes(32)
     v = block.make(img, seed, com)
     garbage = forge(block, v, seed, c_share=rnd.randbytes(48))
     block.check(garbage, seed, img, com)  # the recipient cannot tell
     server = ServerSession(block.server._secret, block.verified.table)
-    with pytest.raises(InvalidVoucher):
-        server.open(garbage, account="cheat")
+    r = server.open(garbage, account="cheat")
+    assert r.block and r.matched and r.tampered == TAMPERED_SHARE
     with pytest.raises(InvalidVoucher):
         server.open(forge(block, v, seed, big_r=bytes(32)), account="cheat")
     assert server.account_state("cheat") == (0, False)
@@ -390,6 +402,54 @@ def test_threshold_client_that_ignores_the_coin_is_caught(threshold: Party) -> N
         threshold.check(forced_fake, real_seed, img, com)
     with pytest.raises(InvalidVoucher):
         threshold.check(forced_real, fake_seed, img, com)
+
+
+def test_a_real_match_sent_with_the_synthetic_flag_is_caught_on_both_sides(
+    threshold: Party, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 10, finding 2: a modified client sends real matches (real pairs, real shares)
+    with the synthetic flag set in M, hoping the server drops them at t. The recipient's
+    check covers M through its commitment c, and the server, once it holds the account's
+    polynomial, sees a flag-1 voucher whose share lies on it."""
+    from blindmatch.protocol import voucher as voucher_module
+    from blindmatch.protocol.server import TAMPERED_FLAG
+
+    com = bytes(32)
+    client = ClientSession(threshold.verified, AccountSecret.generate())
+    sent = []
+    with monkeypatch.context() as m:
+        m.setattr(voucher_module, "FLAG_REAL", voucher_module.FLAG_SYNTHETIC)  # the lie
+        for k in range(threshold.verified.table.threshold):
+            img, seed = Image.random(threshold.listed[10 + k]), seed_with_coin(threshold, False)
+            sent.append((img, seed, threshold_make(client, img, seed, com)))
+    for img, seed, v in sent:  # the recipient: the flag does not match what the seed says
+        with pytest.raises(InvalidVoucher):
+            threshold.check(v, seed, img, com)
+    server = ServerSession(threshold.server._secret, threshold.verified.table)
+    results = [server.open(v, account="liar") for _, _, v in sent]
+    released = {rel.voucher_id: rel for r in results for rel in r.released}
+    assert set(released) == {r.voucher_id for r in results}  # every lie is dealt with at t
+    for rel in released.values():
+        assert rel.tampered == TAMPERED_FLAG and rel.matches  # and counted as the match it is
+
+
+def threshold_make(client: ClientSession, img: Image, seed: bytes, com: bytes) -> bytes:
+    return client.make_voucher(img.pdq, confidence=img.confidence, variants=img.variants,
+                               commitment=com, opening_seed=seed)  # fmt: skip
+
+
+def test_honest_threshold_vouchers_release_without_lies(threshold: Party) -> None:
+    com = bytes(32)
+    client = ClientSession(threshold.verified, AccountSecret.generate())
+    server = ServerSession(threshold.server._secret, threshold.verified.table)
+    released = []
+    for k in range(threshold.verified.table.threshold):
+        img, seed = Image.random(threshold.listed[14 + k]), seed_with_coin(threshold, False)
+        v = threshold_make(client, img, seed, com)
+        threshold.check(v, seed, img, com)
+        released += server.open(v, account="honest").released
+    assert len(released) == threshold.verified.table.threshold
+    assert all(rel.tampered is None and rel.matches for rel in released)
 
 
 def test_block_policy_has_no_synthetic_coin(block: Party) -> None:

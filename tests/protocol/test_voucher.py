@@ -168,36 +168,39 @@ def test_a_replayed_voucher_does_not_count_twice(block_world: World) -> None:
     server = block_world.new_server()
     v = block_world.client.make_voucher(block_world.listed[40])
     assert server.open(v, account="r").matched
-    with pytest.raises(InvalidVoucher):
-        server.open(v, account="r")
+    again = server.open(v, account="r")
+    assert again.replayed and again.block and not again.matched and not again.released
     assert server.account_state("r") == (1, False)
 
 
 # --- tampering and hostile input ------------------------------------------------------------
 
 
-def test_tampered_vouchers_are_rejected_or_stay_closed(block_world: World) -> None:
+#: Regions where a flipped byte makes the voucher malformed on its face (no secret needed).
+ON_ITS_FACE = {"magic", "version", "n_pairs", "table_id"}
+
+
+def test_tampered_vouchers_are_malformed_closed_or_refused(block_world: World) -> None:
+    """A changed byte anywhere: the voucher is malformed on its face, or no pair opens, or
+    (the pair opened, an inner layer failed) it is refused as a match attempt — it never
+    opens cleanly, and nothing is stored."""
     v = block_world.client.make_voucher(block_world.listed[41], evidence=b"x")
+    seen = set()
     for name, i in regions(block_world, v).items():
         bad = bytearray(v)
         bad[i] ^= 0x01
+        server = block_world.new_server()
         try:
-            r = block_world.new_server().open(bytes(bad), account="t")
+            r = server.open(bytes(bad), account="t")
         except InvalidVoucher:
+            # header fields, or a point (Q, R) that no longer decodes
+            assert name in ON_ITS_FACE | {"first_q", "last_pair", "r"}, name
             continue
-        assert not r.opened and not r.matched, name
-
-
-def test_header_and_mid_layer_tampering_raise(block_world: World) -> None:
-    v = block_world.client.make_voucher(block_world.listed[42])
-    reg = regions(block_world, v)
-    names = ("magic", "version", "n_pairs", "table_id", "r", "share", "share_tag", "mid", "mid_tag",
-             "evidence", "last")  # fmt: skip
-    for name in names:
-        bad = bytearray(v)
-        bad[reg[name]] ^= 0x01
-        with pytest.raises(InvalidVoucher):
-            block_world.new_server().open(bytes(bad), account="t")
+        assert name not in ON_ITS_FACE, name
+        assert not r.opened or (r.tampered and r.block), name
+        assert server.account_state("t") == (0, False), name
+        seen.add("tampered" if r.opened else "closed")
+    assert seen == {"tampered", "closed"}
 
 
 def test_hostile_and_truncated_vouchers_raise_only_invalid_voucher(block_world: World) -> None:

@@ -731,9 +731,20 @@ def cmd_voucher_open(args: argparse.Namespace) -> int:
             failed += 1
             _fail_line(path, r, args.json)
             return
-        matched += r.matched
+        matched += r.matched or r.block
         if args.json:
-            _emit({"path": path, "matched": r.matched, "matches": _match_json(r)})
+            line: dict[str, object] = {"path": path, "matched": r.matched, "blocked": r.block,
+                                       "matches": _match_json(r)}  # fmt: skip
+            if r.tampered:
+                line["tampered"] = r.tampered
+            if r.replayed:
+                line["replayed"] = True
+            _emit(line)
+        elif r.replayed:
+            sys.stdout.write(f"{path}: REPLAYED (already counted for this account)\n")
+        elif r.tampered:
+            what = "BLOCKED" if r.block else "RECORDED"
+            sys.stdout.write(f"{path}: {what} forged voucher whose pair opened: {r.tampered}\n")
         elif r.matched:
             for m in _match_json(r):
                 sys.stdout.write(

@@ -59,6 +59,7 @@ store (or a new account namespace).
 
 from __future__ import annotations
 
+import hmac
 import itertools
 from collections import defaultdict
 from collections.abc import Sequence
@@ -69,7 +70,7 @@ from blindmatch.errors import InvalidKey, InvalidVoucher
 from blindmatch.protocol.hazmat import group
 from blindmatch.protocol.hazmat.aead import open_sealed
 from blindmatch.protocol.hazmat.kdf import hkdf_sha256
-from blindmatch.protocol.hazmat.shamir import ORDER, Share, recover_secret
+from blindmatch.protocol.hazmat.shamir import ORDER, Share, evaluate
 from blindmatch.protocol.lookup import PDQ_BYTES, hamming
 from blindmatch.protocol.table import EntryRef, ListedEntry, Policy, ServerSecret, Table
 from blindmatch.protocol.voucher import (
@@ -80,8 +81,12 @@ from blindmatch.protocol.voucher import (
     INFO_EVIDENCE_OUTER,
     INFO_MATCH,
     INFO_MID,
+    MATCH_COMMITMENT_BYTES,
+    NONCE_BYTES,
+    Layout,
     ParsedVoucher,
     evidence_key,
+    match_commitment,
     pair_key,
     shamir_x,
     share_key,
@@ -102,11 +107,26 @@ class Match:
 
 @dataclass(frozen=True)
 class Release:
-    """Evidence released for one confirmed voucher once the account reached ``t``."""
+    """A stored voucher dealt with once the account's key is known (at ``t``).
+
+    A confirmed match, with its evidence; or a voucher the server caught lying
+    (``tampered`` says how — e.g. a synthetic flag on a share that lies on the
+    account's polynomial), with whatever matches and evidence could be read.
+    """
 
     voucher_id: bytes
     matches: tuple[Match, ...]
     evidence: bytes = field(repr=False)
+    tampered: str | None = None
+
+
+#: Why a voucher whose outer layer opened is treated as tampered (``OpenResult.tampered``).
+TAMPERED_MID = "middle layer does not open"
+TAMPERED_MATCH = "match layer does not open or does not match its commitment"
+TAMPERED_SHARE = "share layer does not open"
+TAMPERED_EVIDENCE = "evidence layer does not open"
+TAMPERED_FLAG = "synthetic flag on a share of the account's polynomial"
+TAMPERED_OFF_POLYNOMIAL = "real voucher whose share is not on the account's polynomial"
 
 
 @dataclass(frozen=True)
@@ -116,8 +136,18 @@ class OpenResult:
     ``opened``: the outer layer opened (under the threshold policy a synthetic
     voucher opens too, so this alone means nothing). ``matched``: confirmed
     ``d ≤ max_distance`` against ``matches`` — under the threshold policy only
-    once the account's key is known. ``released``: evidence that this call
-    made available (possibly for earlier vouchers).
+    once the account's key is known. ``released``: vouchers this call dealt with
+    at the threshold (possibly earlier ones): evidence of confirmed matches, and
+    vouchers caught lying. ``tampered``: the outer layer opened but an inner
+    layer failed (a listed probe key with a forged voucher; see the constants
+    ``TAMPERED_*``); nothing of it is stored in the threshold store — the
+    integration keeps the voucher for review. ``replayed``: this voucher id was
+    already stored for the account; nothing counts twice.
+
+    ``block`` is the one field an integration may let the sender observe: under
+    the block policy, a confirmed match, a tampered voucher whose pair opened,
+    or a replay of a stored (hence blocked) voucher; always False under the
+    threshold policy, where the sender must see the same for every voucher.
     """
 
     voucher_id: bytes
@@ -125,6 +155,9 @@ class OpenResult:
     matched: bool
     matches: tuple[Match, ...] = ()
     released: tuple[Release, ...] = ()
+    tampered: str | None = None
+    replayed: bool = False
+    block: bool = False
 
 
 @dataclass(frozen=True)
@@ -267,6 +300,7 @@ class ServerSession:
             for k in table.scheme.list_keys(e.pdq):
                 self._keys[k].append(i)
         self._store: ThresholdStore = store if store is not None else MemoryThresholdStore()
+        self._layout = Layout.for_table(table)
 
     def __repr__(self) -> str:
         return f"ServerSession({self.table!r}, <secret hidden>)"
@@ -291,68 +325,105 @@ class ServerSession:
     def open(self, voucher: bytes, *, account: str) -> OpenResult:
         """Try to open ``voucher`` sent by ``account``.
 
-        A malformed voucher, or one whose opened layers fail authentication,
-        raises :class:`~blindmatch.errors.InvalidVoucher`; a voucher that
-        simply does not open is a normal, unmatched result.
+        Only a voucher that is malformed on its face — wrong size, header or
+        table, a pair point or ``R`` that is not a valid point — raises
+        :class:`~blindmatch.errors.InvalidVoucher`; that check needs no secret,
+        so it says nothing about the list. Every pair is tried, whether or not an
+        earlier one opened (the work does not depend on the outcome). What
+        happens after a pair opens never raises: a failing inner layer is
+        reported in :attr:`OpenResult.tampered` (under the block policy such a
+        voucher is refused as a match attempt, ``block``; under the threshold
+        policy the sender must see what a non-matching sender sees), so no
+        error separates vouchers that opened from vouchers that did not.
         """
         v = ParsedVoucher.from_bytes(voucher, self.table)
         t = transcript(v.header, v.voucher_id)
         rkey = self._unwrap(v, t)
+        rl = self._alpha_r(v)  # computed for every voucher: the same work either way
         if rkey is None:
             return OpenResult(v.voucher_id, opened=False, matched=False)
-        m = open_sealed(hkdf_sha256(rkey, salt=t, info=INFO_MID), v.mid, v.mid_aad())
-        if m is None:
-            raise InvalidVoucher(_BAD)
-        if self._store.contains(account, v.voucher_id):
-            raise InvalidVoucher(_BAD)  # a replayed voucher must not count twice
+        block = self.table.policy is Policy.BLOCK
+        if self._store.contains(account, v.voucher_id):  # stored before: never counts twice
+            return OpenResult(v.voucher_id, True, False, replayed=True, block=block)
+
+        def tampered(why: str, matches: tuple[Match, ...] = ()) -> OpenResult:
+            return OpenResult(v.voucher_id, True, bool(matches), matches, tampered=why,
+                              block=block)  # fmt: skip
+
+        mid = open_sealed(hkdf_sha256(rkey, salt=t, info=INFO_MID), v.mid, v.mid_aad())
+        if mid is None or len(mid) != self._layout.mid_plain:
+            return tampered(TAMPERED_MID)
+        c, sealed_m = mid[:MATCH_COMMITMENT_BYTES], mid[MATCH_COMMITMENT_BYTES:]
 
         matches: tuple[Match, ...] | None = None
-        if self.table.policy is Policy.BLOCK:
-            plain = open_sealed(hkdf_sha256(rkey, salt=t, info=INFO_MATCH), m)
-            if plain is None or (matches := self._matches_in(plain)) is None:
-                raise InvalidVoucher(_BAD)
+        if block:
+            plain = self._open_match(rkey, t, c, sealed_m)
+            matches = None if plain is None else self._matches_in(plain)
+            if plain is None or matches is None:
+                return tampered(TAMPERED_MATCH)
             if not matches:  # a near miss: nothing is kept, not even the id
                 return OpenResult(v.voucher_id, opened=True, matched=False)
-            layer, sealed = plain, False
+            layer, is_sealed = plain, False
         else:
-            layer, sealed = m, True
-        y, evidence = self._share_and_evidence(v, rkey, t)
+            layer, is_sealed = c + sealed_m, True
+        got = self._share_and_evidence(v, rkey, rl, t)
+        if isinstance(got, str):
+            return tampered(got, matches or ())
+        y, evidence = got
         x = shamir_x(self.table.table_id, v.voucher_id)
-        rec = StoredVoucher(v.voucher_id, t, x, y, layer, sealed, evidence)
+        rec = StoredVoucher(v.voucher_id, t, x, y, layer, is_sealed, evidence)
         self._store.append(account, rec)
         released, newest = self._advance(account, rec)
         matches = matches if matches is not None else newest
-        return OpenResult(v.voucher_id, True, bool(matches), matches or (), released)
+        return OpenResult(v.voucher_id, True, bool(matches), matches or (), released,
+                          block=block)  # fmt: skip
 
-    def _share_and_evidence(self, v: ParsedVoucher, rkey: bytes, t: bytes) -> tuple[int, bytes]:
-        """The share ``y`` (under ``rkey`` and ``α·R``) and the inner evidence layer (the
-        outer one is under ``rkey``) of an opened voucher; either failing is a tampered
-        voucher (an honest client always makes both)."""
+    def _alpha_r(self, v: ParsedVoucher) -> bytes:
         try:
-            rl = group.mul(self._secret.alpha, v.server_r)
-        except ValueError:
+            return group.mul(self._secret.alpha, v.server_r)
+        except ValueError:  # pragma: no cover - R was checked when the voucher was parsed
             raise InvalidVoucher(_BAD) from None
+
+    def _open_match(self, key: bytes, t: bytes, c: bytes, sealed_m: bytes) -> bytes | None:
+        """``M``'s plaintext (flag ‖ PDQ ‖ commitment ‖ hint) if it opens under ``key`` (rkey
+        under block, ek under threshold) and matches ``c``; else None."""
+        m = open_sealed(hkdf_sha256(key, salt=t, info=INFO_MATCH), sealed_m)
+        if m is None or len(m) != NONCE_BYTES + self._layout.match_plain:
+            return None
+        nonce, plain = m[:NONCE_BYTES], m[NONCE_BYTES:]
+        if not hmac.compare_digest(match_commitment(nonce, plain), c):
+            return None
+        return plain
+
+    def _share_and_evidence(
+        self, v: ParsedVoucher, rkey: bytes, rl: bytes, t: bytes
+    ) -> tuple[int, bytes] | str:
+        """The share ``y`` (under ``rkey`` and ``α·R``) and the inner evidence layer (the
+        outer one is under ``rkey``) of an opened voucher; or why they failed (an honest
+        client always makes both)."""
         raw_y = open_sealed(share_key(rkey, rl, t), v.share)
+        if raw_y is None or int.from_bytes(raw_y, "little") >= group.ORDER:
+            return TAMPERED_SHARE
         inner = open_sealed(hkdf_sha256(rkey, salt=t, info=INFO_EVIDENCE_OUTER), v.evidence)
-        if raw_y is None or inner is None:
-            raise InvalidVoucher(_BAD)
-        y = int.from_bytes(raw_y, "little")
-        if y >= group.ORDER:
-            raise InvalidVoucher(_BAD)
-        return y, inner
+        if inner is None:
+            return TAMPERED_EVIDENCE
+        return int.from_bytes(raw_y, "little"), inner
 
     def _unwrap(self, v: ParsedVoucher, t: bytes) -> bytes | None:
-        """The hot loop: one scalar multiplication, one HKDF and one AEAD trial per pair."""
+        """The hot loop: one scalar multiplication, one HKDF and one AEAD trial per pair —
+        for every pair, also after one opened (constant work; an invalid point anywhere
+        makes the voucher malformed, whatever opened)."""
         alpha = self._secret.alpha
+        found: bytes | None = None
         for q, wrapped in v.pairs:
             try:
                 s = group.mul(alpha, q)
             except ValueError:
                 raise InvalidVoucher(_BAD) from None
             rkey = open_sealed(pair_key(s, q, t), wrapped)
-            if rkey is not None:
-                return rkey
-        return None
+            if found is None:
+                found = rkey
+        return found
 
     def _matches_in(self, plain: bytes) -> tuple[Match, ...] | None:
         """Matches named by M's plaintext (``()`` for a synthetic voucher), None if malformed."""
@@ -362,14 +433,39 @@ class ServerSession:
             return ()
         if flag != FLAG_REAL:
             return None
-        return self.candidates(pdq, hint)
+        try:
+            return self.candidates(pdq, hint)
+        except InvalidVoucher:
+            return None
 
-    def _read_match(self, rec: StoredVoucher, ek: bytes) -> tuple[Match, ...] | None:
-        """Matches of a stored voucher once ``ek`` is known, or None if M does not open."""
+    def _read_stored(self, rec: StoredVoucher, ek: bytes) -> bytes | None:
+        """The plaintext of a stored voucher's ``M`` once ``ek`` is known, or None."""
         if not rec.match_sealed:
-            return self._matches_in(rec.match_layer)
-        plain = open_sealed(hkdf_sha256(ek, salt=rec.transcript, info=INFO_MATCH), rec.match_layer)
-        return None if plain is None else self._matches_in(plain)
+            return rec.match_layer
+        c, sealed_m = rec.match_layer[:MATCH_COMMITMENT_BYTES], rec.match_layer[32:]
+        return self._open_match(ek, rec.transcript, c, sealed_m)
+
+    def _judge(
+        self, rec: StoredVoucher, ek: bytes, coefficients: Sequence[int] | None
+    ) -> tuple[tuple[Match, ...], str | None]:
+        """A stored voucher once the account's key is known: its matches, and why it is a
+        lie if it is one. A share on the account's polynomial is real (a random share lands
+        on it with probability 1/ℓ), so a synthetic flag on it is a lie; a real voucher
+        whose share is off the polynomial, or whose ``M`` does not open or does not match
+        its commitment, is one too."""
+        plain = self._read_stored(rec, ek)
+        on_poly = coefficients is None or evaluate(coefficients, rec.share_x) == rec.share_y
+        if plain is None:
+            return (), TAMPERED_MATCH
+        if plain[0] == FLAG_SYNTHETIC and self.table.policy is Policy.THRESHOLD:
+            if not on_poly:
+                return (), None  # an honest synthetic voucher
+            pdq_hint = bytes([FLAG_REAL]) + plain[1:]
+            return self._matches_in(pdq_hint) or (), TAMPERED_FLAG
+        matches = self._matches_in(plain)
+        if matches is None:
+            return (), TAMPERED_MATCH
+        return matches, (None if on_poly else TAMPERED_OFF_POLYNOMIAL)
 
     def _advance(
         self, account: str, newest: StoredVoucher
@@ -378,48 +474,54 @@ class ServerSession:
         not yet released. Returns the releases and the newest voucher's matches (None while
         the key is unknown)."""
         state = self._store.load(account)
-        ek = state.evidence_key
-        if ek is None:
-            ek = self._recover(state.vouchers, newest)
-            if ek is None:
+        key = state.evidence_key
+        if key is None:
+            coefficients = self._recover(state.vouchers, newest)
+            if coefficients is None:
                 return (), None
-            self._store.set_evidence_key(account, ek)
+            key = _key_bytes(coefficients)
+            self._store.set_evidence_key(account, key)
+        ek, coefficients = _split_key(key)
         out = []
         newest_matches: tuple[Match, ...] = ()
         for rec in state.vouchers:
             if rec.released:
                 continue
-            try:
-                matches = self._read_match(rec, ek)
-            except InvalidVoucher:
-                matches = None
+            matches, lie = self._judge(rec, ek, coefficients)
             self._store.mark_released(account, rec.voucher_id)
             if rec.voucher_id == newest.voucher_id:
-                newest_matches = matches or ()
-            if not matches:  # synthetic, or not made with this account's key: never evidence
+                newest_matches = matches
+            if not matches and lie is None:  # synthetic: never evidence
                 continue
             ev = open_sealed(hkdf_sha256(ek, salt=rec.transcript, info=INFO_EVIDENCE), rec.evidence)
-            if ev is None or int.from_bytes(ev[:4], "big") > len(ev) - 4:
-                continue
-            n = int.from_bytes(ev[:4], "big")
-            out.append(Release(rec.voucher_id, matches, ev[4 : 4 + n]))
+            evidence = b""
+            if ev is not None and int.from_bytes(ev[:4], "big") <= len(ev) - 4:
+                evidence = ev[4 : 4 + int.from_bytes(ev[:4], "big")]
+            elif lie is None:
+                lie = TAMPERED_EVIDENCE
+            out.append(Release(rec.voucher_id, matches, evidence, lie))
         return tuple(out), newest_matches
 
-    def _recover(self, stored: Sequence[StoredVoucher], newest: StoredVoucher) -> bytes | None:
+    def _recover(self, stored: Sequence[StoredVoucher], newest: StoredVoucher) -> list[int] | None:
+        """The account's sharing polynomial from the stored unreleased shares, if they
+        determine it; confirmed by opening the evidence layer of a share on it."""
         t = self.table.threshold
-        others = [s for s in stored if s.voucher_id != newest.voucher_id]
-        if len(others) + 1 < t:
+        pending = [s for s in stored if not s.released]
+        if len(pending) < t:
             return None
+        others = [s for s in pending if s.voucher_id != newest.voucher_id]
         for trial, subset in enumerate(itertools.combinations(others, t - 1)):
             if trial >= self._max_trials:
                 return None
-            shares = [newest.share, *(s.share for s in subset)]
+            recs = [newest, *subset]
+            shares = [r.share for r in recs]
             if len({s.x for s in shares}) < t:
                 continue
-            ek = evidence_key(recover_secret(shares))
+            coefficients = _coefficients(shares)
+            ek = evidence_key(coefficients[0])
             k_ev = hkdf_sha256(ek, salt=newest.transcript, info=INFO_EVIDENCE)
             if open_sealed(k_ev, newest.evidence) is not None:
-                return ek
+                return coefficients
         return None
 
     def account_state(self, account: str) -> tuple[int, bool]:
@@ -428,8 +530,49 @@ class ServerSession:
         return len(state.vouchers), state.evidence_key is not None
 
 
+def _coefficients(shares: Sequence[Share]) -> list[int]:
+    """Coefficients ``a_0 … a_{n−1}`` of the polynomial through ``n`` shares."""
+    n = len(shares)
+    out = [0] * n
+    for i, si in enumerate(shares):
+        basis = [1]  # Π_{j≠i} (X − x_j), lowest degree first
+        den = 1
+        for j, sj in enumerate(shares):
+            if i == j:
+                continue
+            basis = [(-sj.x * basis[0]) % ORDER] + [
+                (basis[k - 1] - sj.x * (basis[k] if k < len(basis) else 0)) % ORDER
+                for k in range(1, len(basis) + 1)
+            ]
+            den = den * (si.x - sj.x) % ORDER
+        scale = si.y * pow(den, -1, ORDER) % ORDER
+        for k, b in enumerate(basis):
+            out[k] = (out[k] + scale * b) % ORDER
+    return out
+
+
+def _key_bytes(coefficients: Sequence[int]) -> bytes:
+    """What the store keeps as the account's key: its polynomial, 32 bytes LE a coefficient."""
+    return b"".join(c.to_bytes(32, "little") for c in coefficients)
+
+
+def _split_key(key: bytes) -> tuple[bytes, list[int] | None]:
+    """``(ek, coefficients)`` from a stored key; a 32-byte key (stores written before the
+    polynomial was kept) is ``ek`` alone."""
+    if len(key) == 32:
+        return key, None
+    coefficients = [int.from_bytes(key[i : i + 32], "little") for i in range(0, len(key), 32)]
+    return evidence_key(coefficients[0]), coefficients
+
+
 __all__ = [
     "MATCH_DISTANCE",
+    "TAMPERED_EVIDENCE",
+    "TAMPERED_FLAG",
+    "TAMPERED_MATCH",
+    "TAMPERED_MID",
+    "TAMPERED_OFF_POLYNOMIAL",
+    "TAMPERED_SHARE",
     "AccountState",
     "Match",
     "MemoryThresholdStore",

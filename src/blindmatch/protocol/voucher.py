@@ -1,11 +1,11 @@
 """Vouchers: the client side, the recipient's check, and the byte layout.
 
-Voucher wire format, version 2 (integers big-endian; sizes fixed by the table,
+Voucher wire format, version 3 (integers big-endian; sizes fixed by the table,
 so every voucher under one table has the same length)::
 
     offset  size       field
     0       4          magic "BMVC"
-    4       1          format version = 2 (version 1 is refused)
+    4       1          format version = 3 (versions 1 and 2 are refused)
     5       1          reserved = 0
     6       2          n_pairs = 3 · n_probes
     8       16         table id (first 16 bytes of the table digest)
@@ -14,12 +14,22 @@ so every voucher under one table has the same length)::
     40      80·n_pairs pairs (Q ‖ W): Q a point (32), W = seal(K, rkey) (48)   (from the seed)
     ...     32         R = r·G, r a fresh secret scalar from the system RNG (never the seed)
     ...     48         C_share = seal(k_share, y)                 y: the Shamir share, 32 LE
-    ...     65 + h + 32  C_mid = seal(k_mid, M), aad = SHA-256(all bytes except C_mid)
+    ...     32+32+65+h+32  C_mid = seal(k_mid, c ‖ M), aad = SHA-256(all bytes except C_mid)
     ...     36 + E     C_ev  = seal(k_out, seal(k_ev, u32 length ‖ evidence ‖ zero padding to E))
 
-    M = seal(k_match, flag ‖ PDQ ‖ commitment ‖ hint)   (1 + 32 + 32 + h, +16 tag)
+    plain = flag ‖ PDQ ‖ commitment ‖ hint                  (1 + 32 + 32 + h)
+    M     = seal(k_match, nonce ‖ plain)                     (32 + 65 + h, +16 tag)
+    c     = HMAC-SHA256(nonce, "blindmatch/v3/match-commitment\0" ‖ plain)
 
-with ``h`` the lookup scheme's hint size and ``E`` the table's evidence size.
+with ``h`` the lookup scheme's hint size and ``E`` the table's evidence size. ``nonce``
+comes from the opening seed. ``c`` binds ``M`` to what the recipient can recompute: under
+the threshold policy ``M`` is sealed under the sender's evidence key, which the recipient
+lacks, but the recipient opens ``C_mid`` (under ``rkey``) and checks ``c`` against the
+plaintext it expects (flag 0 and this image's PDQ, commitment and hint; or flag 1 and
+zeros when the seed's coin says synthetic); the server, once it can open ``M``, checks
+``c`` too. A client that lies in ``M`` (a synthetic flag on a real share, another PDQ) is
+caught on both sides. ``c`` hides ``plain`` from the server until then (``nonce`` is
+secret: it is in the seed, and inside ``M``).
 Keys (HKDF-SHA256, salt ``T = SHA-256("blindmatch/v1/voucher\\0" ‖ header ‖ voucher id)``)::
 
     K_i     = HKDF(S_i ‖ Q_i,     info "blindmatch/v1/pair")
@@ -36,8 +46,8 @@ the clear). Every value the recipient needs to recompute the voucher comes from
 ChaCha20 streams keyed by ``HKDF(s, salt = header, info = "blindmatch/v2/opening/" ‖ purpose)``
 (:class:`~blindmatch.protocol.hazmat.drbg.Drbg`): ``id`` (voucher id), ``rkey``,
 ``probe-padding`` (the scheme's random padding keys), ``pairs`` (every β, γ in
-order), ``synthetic-coin`` and ``synthetic-pairs`` (threshold policy) and
-``shuffle``. :func:`verify_voucher_for_image` recomputes all of that from ``s``
+order), ``synthetic-coin`` and ``synthetic-pairs`` (threshold policy), ``shuffle``
+and ``match-nonce``. :func:`verify_voucher_for_image` recomputes all of that from ``s``
 and the image and compares byte for byte. What the recipient must *not* learn
 stays out of the seed: the share ``y`` is sealed under ``k_share``, which needs
 ``r·L`` (``r`` from the system RNG; computing ``r·L`` from ``R`` and ``L`` is
@@ -85,7 +95,7 @@ from blindmatch.protocol.manifest import (
 from blindmatch.protocol.table import KEY_DOMAIN, Policy, Table
 
 VOUCHER_MAGIC = b"BMVC"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 HEADER_BYTES = 24
 ID_BYTES = 16
 PAIR_BYTES = 32 + 32 + TAG_BYTES
@@ -93,6 +103,8 @@ POINT_BYTES = 32
 SHARE_BYTES = 32 + TAG_BYTES
 COMMITMENT_BYTES = 32
 OPENING_SEED_BYTES = 32
+NONCE_BYTES = 32
+MATCH_COMMITMENT_BYTES = 32
 FLAG_REAL = 0
 FLAG_SYNTHETIC = 1
 
@@ -107,6 +119,7 @@ INFO_SHARE = b"blindmatch/v2/share"
 INFO_EK = b"blindmatch/v1/evidence-key"
 INFO_COEF = b"blindmatch/v1/shamir-coefficient"
 OPENING_LABEL = b"blindmatch/v2/opening/"
+MATCH_COMMITMENT_LABEL = b"blindmatch/v3/match-commitment\x00"
 _MISMATCH = "voucher was not made for this image with this opening"
 
 
@@ -170,6 +183,12 @@ def share_key(rkey: bytes, rl: bytes, t: bytes) -> bytes:
     return hkdf_sha256(rkey + rl, salt=t, info=INFO_SHARE)
 
 
+def match_commitment(nonce: bytes, plain: bytes) -> bytes:
+    """``c = HMAC-SHA256(nonce, label ‖ plain)``: binds ``M``'s plaintext; hides it without
+    ``nonce``."""
+    return hmac.digest(nonce, MATCH_COMMITMENT_LABEL + plain, "sha256")
+
+
 def new_opening_seed(rng: Rng = system_rng) -> bytes:
     """A fresh 32-byte opening seed: one per voucher, sent only inside the E2EE payload."""
     return rng(OPENING_SEED_BYTES)
@@ -190,11 +209,22 @@ class Layout:
 
     @property
     def match_plain(self) -> int:
+        """``flag ‖ PDQ ‖ commitment ‖ hint``."""
         return 1 + PDQ_BYTES + COMMITMENT_BYTES + self.hint_size
 
     @property
+    def match_sealed(self) -> int:
+        """``M = seal(k_match, nonce ‖ plain)``."""
+        return NONCE_BYTES + self.match_plain + TAG_BYTES
+
+    @property
+    def mid_plain(self) -> int:
+        """``c ‖ M``, the plaintext of ``C_mid``."""
+        return MATCH_COMMITMENT_BYTES + self.match_sealed
+
+    @property
     def mid_bytes(self) -> int:
-        return self.match_plain + TAG_BYTES + TAG_BYTES
+        return self.mid_plain + TAG_BYTES
 
     @property
     def ev_inner_bytes(self) -> int:
@@ -260,14 +290,16 @@ class ParsedVoucher:
         """Split and check sizes and header; anything wrong raises :class:`InvalidVoucher`."""
         if not isinstance(data, bytes):
             raise InvalidVoucher("malformed voucher")
-        if len(data) > 4 and data[:4] == VOUCHER_MAGIC and data[4] == 1:
+        if len(data) > 4 and data[:4] == VOUCHER_MAGIC and data[4] in (1, 2):
             raise InvalidVoucher(
-                f"voucher format version 1 is no longer accepted (this build reads version "
-                f"{FORMAT_VERSION}); make the voucher again with a current client"
+                f"voucher format version {data[4]} is no longer accepted (this build reads "
+                f"version {FORMAT_VERSION}); make the voucher again with a current client"
             )
         layout = Layout.for_table(table)
         if len(data) != layout.total or data[:HEADER_BYTES] != header_for(table):
             raise InvalidVoucher("malformed voucher")
+        if not group.is_valid_point(data[layout.r_offset : layout.share_offset]):
+            raise InvalidVoucher("malformed voucher")  # checked for every voucher, opened or not
         pairs = []
         for i in range(layout.n_pairs):
             o = layout.pairs_offset + PAIR_BYTES * i
@@ -324,6 +356,7 @@ class ClientSession:
         self._coefficients = account.coefficients(self.table.threshold)
         self._ek = evidence_key(self._coefficients[0])
         self._layout = Layout.for_table(self.table)
+        self._used_seeds: set[bytes] = set()
 
     def __repr__(self) -> str:
         return f"ClientSession({self.table!r}, <account hidden>)"
@@ -389,6 +422,12 @@ class ClientSession:
         seed = new_opening_seed(self._rng) if opening_seed is None else opening_seed
         table, lay, rng = self.table, self._layout, self._rng
         d = derive_opening(table, seed, pdq, confidence, variants, commitment, synthetic=synthetic)
+        # One voucher per seed: a second voucher from the same seed would reuse every AEAD key
+        # (all sealed with the zero nonce) on other plaintexts, and share the voucher id.
+        used = hashlib.sha256(seed).digest()
+        if used in self._used_seeds:
+            raise ProtocolError("this opening seed was already used: draw a fresh one per voucher")
+        self._used_seeds.add(used)
         r = group.random_scalar(rng)  # the system RNG, never the seed: the recipient lacks r
         big_r = group.base_mul(r)
         rl = group.mul(r, table.server_point)
@@ -400,13 +439,13 @@ class ClientSession:
             y = evaluate(self._coefficients, x)
         c_share = seal(share_key(d.rkey, rl, d.t), y.to_bytes(32, "little"))
         match_base = self._ek if table.policy is Policy.THRESHOLD else d.rkey
-        m = seal(hkdf_sha256(match_base, salt=d.t, info=INFO_MATCH), d.match_plain)
+        m = seal(hkdf_sha256(match_base, salt=d.t, info=INFO_MATCH), d.nonce + d.match_plain)
         padded = w.u32(len(evidence)) + evidence + bytes(table.evidence_bytes - len(evidence))
         inner = seal(hkdf_sha256(self._ek, salt=d.t, info=INFO_EVIDENCE), padded)
         c_ev = seal(hkdf_sha256(d.rkey, salt=d.t, info=INFO_EVIDENCE_OUTER), inner)
         front = d.front + big_r + c_share
         aad = hashlib.sha256(front + c_ev).digest()
-        c_mid = seal(hkdf_sha256(d.rkey, salt=d.t, info=INFO_MID), m, aad)
+        c_mid = seal(hkdf_sha256(d.rkey, salt=d.t, info=INFO_MID), d.commitment_c + m, aad)
         out = front + c_mid + c_ev
         assert len(out) == lay.total
         return out
@@ -425,6 +464,12 @@ class Opening:
     synthetic: bool
     front: bytes  # header ‖ voucher id ‖ pairs
     match_plain: bytes  # flag ‖ PDQ ‖ commitment ‖ hint (flag 1 and zeros when synthetic)
+    nonce: bytes  # the match layer's nonce (first 32 bytes of M's plaintext)
+
+    @property
+    def commitment_c(self) -> bytes:
+        """``c``, carried in ``C_mid`` beside ``M``."""
+        return match_commitment(self.nonce, self.match_plain)
 
     def __repr__(self) -> str:  # everything here is as secret as the seed
         return f"Opening(<{len(self.front)} bytes>, synthetic={self.synthetic})"
@@ -487,7 +532,8 @@ def derive_opening(
     else:
         plain = bytes([FLAG_REAL]) + pdq + commitment + probes.hint
     front = header + voucher_id + b"".join(q + wr for q, wr in pairs)
-    return Opening(voucher_id, t, rkey, synthetic, front, plain)
+    nonce = opening_stream(seed, header, "match-nonce")(NONCE_BYTES)
+    return Opening(voucher_id, t, rkey, synthetic, front, plain, nonce)
 
 
 def _pairs(
@@ -572,10 +618,13 @@ def verify_voucher_for_image(
     k_mid = hkdf_sha256(d.rkey, salt=d.t, info=INFO_MID)
     aad = v.mid_aad()
     if table.policy is Policy.BLOCK:
-        m = seal(hkdf_sha256(d.rkey, salt=d.t, info=INFO_MATCH), d.match_plain)
-        ok &= hmac.compare_digest(seal(k_mid, m, aad), v.mid)
+        m = seal(hkdf_sha256(d.rkey, salt=d.t, info=INFO_MATCH), d.nonce + d.match_plain)
+        ok &= hmac.compare_digest(seal(k_mid, d.commitment_c + m, aad), v.mid)
     else:
-        m_opened = open_sealed(k_mid, v.mid, aad)
-        ok &= m_opened is not None and len(m_opened) == lay.match_plain + TAG_BYTES
+        # M is under the sender's evidence key; c (beside it, under rkey) must commit to
+        # exactly the plaintext this image and seed give: flag, PDQ, commitment and hint.
+        mid = open_sealed(k_mid, v.mid, aad)
+        ok &= mid is not None and len(mid) == lay.mid_plain
+        ok &= mid is not None and hmac.compare_digest(mid[:MATCH_COMMITMENT_BYTES], d.commitment_c)
     if not ok:
         raise InvalidVoucher(_MISMATCH)

@@ -797,7 +797,9 @@ class BlindmatchModule:
             finally:
                 self.stats.vouchers_opened += 1
                 self.stats.open_seconds += time.perf_counter() - start
-        matched = [(a, r) for a, r in results if r.matched]
+        # r.block: a confirmed match, or a match attempt with a forged voucher (its pair opened,
+        # an inner layer did not): both refused under the block policy, never under threshold
+        matched = [(a, r) for a, r in results if r.block]
         block = self.current.table.policy is Policy.BLOCK and bool(matched)
         case_id = new_case_id() if block else None
         cases: list[dict[str, Any]] = []
