@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from blindmatch.errors import ProtocolError
 from blindmatch.protocol import (
@@ -29,6 +31,7 @@ from blindmatch.protocol.franking import (
     FRANKING_KEY_FIELD,
     MAX_MESSAGE_BYTES,
     TAG_BYTES,
+    _ctr,
     check_commitment,
     commit,
     franked_message,
@@ -227,11 +230,109 @@ def test_ctr_has_no_second_plaintext_for_one_key_iv_and_ciphertext() -> None:
         k = bytearray(file.key)
         k[i] ^= 1
         outs.add(decrypt_attachment(replace(file, key=bytes(k)), blob))
-    for i in range(16):
+    for i in range(8):  # the IV's random half (its counter half must stay zero: below)
         iv = bytearray(file.iv)
         iv[i] ^= 1
         outs.add(decrypt_attachment(replace(file, iv=bytes(iv)), blob))
-    assert len(outs) == 1 + 32 + 16
+    assert len(outs) == 1 + 32 + 8
+
+
+# --- the CTR counter: Matrix's 64-bit wrap vs a 128-bit carry -----------------------------------
+
+
+def matrix_ctr(key: bytes, iv: bytes, data: bytes) -> bytes:
+    """AES-256-CTR as Matrix clients run it (nio: ``Counter.new(64, prefix=iv[:8],
+    initial_value=int(iv[8:]))``): the first 8 IV bytes are fixed, the last 8 are a block
+    counter that wraps modulo 2**64 and never carries into the prefix. Built on AES-ECB."""
+    ecb = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    start = int.from_bytes(iv[8:], "big")
+    blocks = (len(data) + 15) // 16
+    stream = b"".join(
+        ecb.update(iv[:8] + ((start + i) % 2**64).to_bytes(8, "big")) for i in range(blocks)
+    )
+    return bytes(a ^ b for a, b in zip(data, stream, strict=False))
+
+
+def carry_ctr(key: bytes, iv: bytes, data: bytes) -> bytes:
+    """A 128-bit counter (``cryptography``'s CTR; what franking decrypted with before)."""
+    c = Cipher(algorithms.AES(key), modes.CTR(iv)).encryptor()
+    return c.update(data) + c.finalize()
+
+
+def test_matrix_ctr_is_nios_convention() -> None:
+    attachments = pytest.importorskip("nio.crypto.attachments")  # the matrix extra
+    key, data = rnd.randbytes(32), rnd.randbytes(100)
+    for low in (bytes(8), b"\xff" * 8, (2**64 - 2).to_bytes(8, "big")):
+        iv = rnd.randbytes(8) + low
+        blob = matrix_ctr(key, iv, data)
+        got = attachments.decrypt_attachment(
+            blob, base64.urlsafe_b64encode(key).decode().rstrip("="),
+            base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("="),
+            base64.b64encode(iv).decode().rstrip("="),
+        )  # fmt: skip
+        assert got == data
+
+
+#: Counter halves a sender could choose; Matrix's rule allows only zero.
+NONZERO_LOW_HALVES = [
+    b"\xff" * 8,  # wraps after the first block
+    (2**64 - 3).to_bytes(8, "big"),  # wraps after the third
+    (1).to_bytes(8, "big"),
+    (2**63).to_bytes(8, "big"),
+    bytes(7) + b"\x80",
+]
+
+
+def test_the_two_counter_conventions_part_once_the_low_half_wraps() -> None:
+    """Why the rule exists: one blob, one key, one IV ``prefix ‖ FF…FF``, two plaintexts."""
+    key, picture = rnd.randbytes(32), rnd.randbytes(4 * 16 + 5)
+    iv = rnd.randbytes(8) + b"\xff" * 8
+    blob = matrix_ctr(key, iv, picture)  # what a Matrix client sends and its recipient sees
+    assert matrix_ctr(key, iv, blob) == picture
+    server_view = carry_ctr(key, iv, blob)
+    assert server_view[:16] == picture[:16]  # block 1: counter prefix ‖ FF…FF in both
+    for b in range(16, len(picture), 16):  # from block 2 on every block differs
+        assert server_view[b : b + 16] != picture[b : b + 16]
+    # Wrapping after the third block: the first three agree, the rest do not.
+    iv3 = iv[:8] + (2**64 - 3).to_bytes(8, "big")
+    blob3 = matrix_ctr(key, iv3, picture)
+    view3 = carry_ctr(key, iv3, blob3)
+    assert view3[:48] == picture[:48] and view3[48:64] != picture[48:64]
+    # With the counter half zero (Matrix's rule) the two agree on everything.
+    iv0 = iv[:8] + bytes(8)
+    assert carry_ctr(key, iv0, matrix_ctr(key, iv0, picture)) == picture
+
+
+@pytest.mark.parametrize("low", NONZERO_LOW_HALVES, ids=lambda b: b.hex())
+def test_an_iv_with_a_nonzero_counter_half_is_refused(low: bytes) -> None:
+    picture = rnd.randbytes(3 * 16 + 7)
+    _, honest = encrypt_attachment(picture)
+    iv = honest.iv[:8] + low
+    blob = matrix_ctr(honest.key, iv, picture)  # a Matrix recipient would see `picture`
+    digest = hashlib.sha256(blob).digest()
+    obj = {**honest.to_json(), "iv": base64.b64encode(iv).decode().rstrip("="),
+           "hashes": {"sha256": base64.b64encode(digest).decode().rstrip("=")}}  # fmt: skip
+    for attempt in (
+        lambda: EncryptedFile.from_json(obj),
+        lambda: EncryptedFile(honest.key, iv, digest),
+        lambda: replace(honest, iv=iv, sha256=digest),
+        lambda: decrypt_attachment(obj, blob),
+        # neither what the recipient saw nor what a 128-bit counter gives verifies
+        lambda: verify_attachment(obj, blob, picture),
+        lambda: verify_attachment(obj, blob, carry_ctr(honest.key, iv, blob)),
+    ):
+        with pytest.raises(ProtocolError, match="low 64 bits"):
+            attempt()
+
+
+def test_honest_attachments_follow_the_rule_and_agree_with_matrix() -> None:
+    for size in (0, 1, 16, 17, 5000):
+        picture = rnd.randbytes(size)
+        blob, file = encrypt_attachment(picture)
+        assert file.iv[8:] == bytes(8)
+        assert blob == matrix_ctr(file.key, file.iv, picture)  # what a Matrix client makes
+        verify_attachment(file.to_json(), blob, picture)
+        assert decrypt_attachment(file, blob) == picture
 
 
 # --- hostile input ----------------------------------------------------------------------------
@@ -366,11 +467,13 @@ def test_franking_known_answers() -> None:
         key, msg = bytes.fromhex(case["key"]), bytes.fromhex(case["message"])
         assert hmac.digest(key, msg, "sha256").hex() == case["mac"]
     for case in v["aes256_ctr"]:
-        ct = bytes.fromhex(case["ciphertext"])
-        f = EncryptedFile(
-            bytes.fromhex(case["key"]), bytes.fromhex(case["iv"]), hashlib.sha256(ct).digest()
-        )
-        assert decrypt_attachment(f, ct).hex() == case["plaintext"]
+        # NIST's IV has a non-zero counter half (f8…ff), which Matrix's rule refuses in an
+        # EncryptedFile: the vector pins the raw AES-CTR primitive.
+        key, iv, ct = (bytes.fromhex(case[k]) for k in ("key", "iv", "ciphertext"))
+        assert _ctr(key, iv, ct).hex() == case["plaintext"]
+        assert matrix_ctr(key, iv, ct).hex() == case["plaintext"]  # 4 blocks: no wrap
+        with pytest.raises(ProtocolError, match="low 64 bits"):
+            EncryptedFile(key, iv, hashlib.sha256(ct).digest())
     c = v["commitment"]
     message, key = franked_message(c["payload"])
     assert message.decode() == c["message"] and key.hex() == c["franking_key"]

@@ -42,6 +42,18 @@ committed too. Here the key itself is committed and there is no tag to forge at 
 checks a reported blob against the franked ``EncryptedFile``; :func:`decrypt_attachment`
 gives the server the plaintext for review.
 
+**The counter.** The 16-byte IV is 8 random bytes then a 64-bit block counter that starts at
+zero (what Matrix clients write, and :func:`encrypt_attachment`). "One plaintext" holds only
+if every party runs the counter the same way, and they do not: Matrix clients (nio's
+``decrypt_attachment`` among them) increment the low 64 bits and *wrap* within them, while a
+128-bit counter (``cryptography``'s CTR, used here) carries into the high half. For an IV
+whose low half is zero the two agree on every attachment (:data:`MAX_ATTACHMENT_BYTES` is
+2**28 blocks, far from 2**64); for a sender-chosen IV ``prefix ‖ FF…FF`` they part from the
+second block on, so a recipient would see one picture and the server review another. So an
+:class:`EncryptedFile` whose IV has a non-zero low half can be neither built nor parsed: it
+is refused with a :class:`~blindmatch.errors.ProtocolError`, and nothing is decrypted for it
+under either convention.
+
 **Key rotation.** ``R`` starts with the 4-byte id of the server key that made it; a
 :class:`FrankingKeyring` holds every key still accepted for reports and the one used for new
 tags. Dropping an old key ends the reportability of messages tagged with it: keep keys at
@@ -79,6 +91,9 @@ MAX_JSON_DEPTH = 64
 MAX_TIMESTAMP = (1 << 63) - 1
 MAX_KEY_ID = (1 << 32) - 1
 MAX_ATTACHMENT_BYTES = 1 << 32
+IV_BYTES = 16
+#: The IV's first 8 bytes are random; the last 8 are the block counter and must be zero.
+IV_NONCE_BYTES = 8
 _JSON_INT = (1 << 53) - 1
 _TAG_LABEL = b"blindmatch/v1/franking-tag\x00"
 _FAILED = "franking report did not verify"
@@ -376,14 +391,39 @@ class FrankingKeyring:
 
 
 # -- attachments --------------------------------------------------------------------------------
+def _check_iv(iv: object) -> bytes:
+    """Matrix's rule: 8 random bytes, then a 64-bit block counter that starts at zero. A
+    non-zero counter half is refused: Matrix clients wrap the counter within the low 64 bits
+    and a 128-bit counter does not, so the two would decrypt the blob differently (module
+    docstring, "The counter")."""
+    if not isinstance(iv, bytes) or len(iv) != IV_BYTES:
+        raise _bad(f"an attachment iv is {IV_BYTES} bytes")
+    if any(iv[IV_NONCE_BYTES:]):
+        raise _bad(
+            "the attachment iv's low 64 bits (its block counter) must be zero, as Matrix "
+            "clients write them: from another start a 64-bit and a 128-bit counter decrypt "
+            "the blob differently"
+        )
+    return iv
+
+
 @dataclass(frozen=True)
 class EncryptedFile:
     """The parts of a Matrix ``EncryptedFile`` (v2) that fix an attachment's plaintext."""
 
     key: bytes = field(repr=False)  # AES-256 key (JWK "k", unpadded base64url)
-    iv: bytes  # 16-byte initial counter block (unpadded base64)
+    iv: bytes  # 8 random bytes ‖ a zero 64-bit block counter (unpadded base64)
     sha256: bytes  # SHA-256 of the ciphertext (unpadded base64)
     url: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.key, bytes) or len(self.key) != 32:
+            raise _bad("an attachment key is 32 bytes")
+        _check_iv(self.iv)
+        if not isinstance(self.sha256, bytes) or len(self.sha256) != 32:
+            raise _bad("an attachment sha256 is 32 bytes")
+        if self.url is not None and not isinstance(self.url, str):
+            raise _bad("an encrypted file's url is a string")
 
     @classmethod
     def from_json(cls, obj: object) -> EncryptedFile:
@@ -437,6 +477,9 @@ def _check_blob(data: object, what: str) -> bytes:
 
 
 def _ctr(key: bytes, iv: bytes, data: bytes) -> bytes:
+    """Raw AES-256-CTR, 128-bit counter. It agrees with Matrix's 64-bit wrapping counter only
+    because every IV that reaches it passed :func:`_check_iv` (counter half zero) and the
+    data is at most :data:`MAX_ATTACHMENT_BYTES`: reach it through :class:`EncryptedFile`."""
     c = Cipher(algorithms.AES(key), modes.CTR(iv)).encryptor()
     return c.update(data) + c.finalize()
 
@@ -447,7 +490,7 @@ def encrypt_attachment(
     """AES-256-CTR as Matrix clients encrypt attachments: fresh key, 8 random IV bytes then
     a zero 64-bit counter; returns the ciphertext and its ``EncryptedFile``."""
     data = _check_blob(plaintext, "an attachment")
-    key, iv = rng(32), rng(8) + bytes(8)
+    key, iv = rng(32), _check_iv(rng(IV_NONCE_BYTES) + bytes(IV_BYTES - IV_NONCE_BYTES))
     ciphertext = _ctr(key, iv, data)
     return ciphertext, EncryptedFile(key, iv, hashlib.sha256(ciphertext).digest(), url)
 
@@ -456,7 +499,8 @@ def decrypt_attachment(file: EncryptedFile | Mapping[str, object], ciphertext: b
     """The attachment's plaintext, after checking the ciphertext against the committed hash.
 
     ``file`` must come from a franked payload whose report verified; the plaintext is then
-    the one the sender sent (see the module docstring)."""
+    the one the sender sent (see the module docstring). An IV whose counter half is not zero
+    is refused (:class:`~blindmatch.errors.ProtocolError`) before anything is decrypted."""
     f = _as_file(file)
     blob = _check_blob(ciphertext, "the attachment ciphertext")
     if not hmac.compare_digest(hashlib.sha256(blob).digest(), f.sha256):
@@ -468,7 +512,7 @@ def verify_attachment(
     file: EncryptedFile | Mapping[str, object], ciphertext: bytes, plaintext: bytes
 ) -> None:
     """Raise unless ``ciphertext`` has the committed hash and decrypts, under the committed
-    key and IV, to exactly ``plaintext``."""
+    key and IV, to exactly ``plaintext`` (never for an IV with a non-zero counter half)."""
     claimed = _check_blob(plaintext, "the reported plaintext")
     if not hmac.compare_digest(decrypt_attachment(file, ciphertext), claimed):
         raise _bad(_FAILED)
@@ -478,6 +522,8 @@ __all__ = [
     "COMMITMENT_BYTES",
     "FRANKING_KEY_BYTES",
     "FRANKING_KEY_FIELD",
+    "IV_BYTES",
+    "IV_NONCE_BYTES",
     "TAG_BYTES",
     "EncryptedFile",
     "Franked",

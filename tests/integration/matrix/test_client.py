@@ -14,11 +14,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import hashlib
 import io
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 import pytest
@@ -26,7 +28,8 @@ from PIL import Image
 
 pytest.importorskip("nio", reason="the matrix extra (matrix-nio) is not installed")
 
-from nio import AsyncClientConfig  # noqa: E402
+from nio import AsyncClientConfig, MemoryDownloadResponse  # noqa: E402
+from nio.crypto.attachments import decrypt_attachment as nio_decrypt  # noqa: E402
 
 from blindmatch.demo.synthetic import synthetic_photo  # noqa: E402
 from blindmatch.errors import ConfigError, InputError, InvalidManifest, NotAnImage  # noqa: E402
@@ -45,18 +48,21 @@ from blindmatch.integrations.matrix.homeserver import (  # noqa: E402
     build_table_dir,
     encrypted_room,
 )
-from blindmatch.integrations.matrix.receive import Hidden, Verdict  # noqa: E402
+from blindmatch.integrations.matrix.receive import Hidden, Verdict, check_event  # noqa: E402
 from blindmatch.protocol import (  # noqa: E402
     AccountSecret,
     ClientSession,
     FrankingContext,
     FrankingKeyring,
     FrankingReport,
+    encrypt_attachment,
+    frank,
     verify_table,
 )
 from blindmatch.protocol.franking import FRANKING_KEY_FIELD  # noqa: E402
 from tests.conftest import run_cli  # noqa: E402
 from tests.integration.matrix.conftest import LISTED_SEED, MatrixWorld, jpeg  # noqa: E402
+from tests.protocol.test_franking import matrix_ctr  # noqa: E402
 
 C = TypeVar("C", bound=BlindmatchClient)
 BENIGN = jpeg(synthetic_photo(11))
@@ -289,6 +295,101 @@ class TamperedFrankingClient(BlindmatchClient):
     def frank_content(self, content: Any) -> tuple[dict[str, Any], bytes]:
         payload, commitment = super().frank_content(content)
         return {**payload, "body": "not what was committed"}, commitment
+
+
+class CounterHalfClient(BlindmatchClient):
+    """Encrypts its attachments with Matrix's 64-bit wrapping counter (as nio runs it) but
+    starts the counter half of the IV at FF…FF: every Matrix client decrypts the picture,
+    while a 128-bit counter gives other bytes from the second block on."""
+
+    @staticmethod
+    def _encrypt(data: bytes) -> tuple[bytes, dict[str, Any], bytes]:
+        key, iv = secrets.token_bytes(32), secrets.token_bytes(8) + b"\xff" * 8
+        ciphertext = matrix_ctr(key, iv, data)
+        digest = hashlib.sha256(ciphertext).digest()
+        keys = {
+            "v": "v2",
+            "key": {"kty": "oct", "alg": "A256CTR", "ext": True, "key_ops": ["encrypt", "decrypt"],
+                    "k": base64.urlsafe_b64encode(key).decode().rstrip("=")},
+            "iv": base64.b64encode(iv).decode().rstrip("="),
+            "hashes": {"sha256": base64.b64encode(digest).decode().rstrip("=")},
+        }  # fmt: skip
+        return ciphertext, keys, digest
+
+
+def test_an_attachment_iv_with_a_nonzero_counter_half_is_hidden_and_its_report_refused(
+    matrix_world: MatrixWorld, tmp_path: Path
+) -> None:
+    async def body(alice: BlindmatchClient, bob: BlindmatchClient, room: str) -> None:
+        sent = await alice.send_image(room, BENIGN)  # the server cannot see the IV
+        [v] = await received(bob)
+        # nio (what Matrix clients run) would show the picture from this very blob...
+        [att] = sent.attachments
+        dl = await bob.download(mxc=att.mxc)
+        assert isinstance(dl, MemoryDownloadResponse)
+        f = sent.payload["file"]
+        assert nio_decrypt(dl.body, f["key"]["k"], f["hashes"]["sha256"], f["iv"]) == BENIGN
+        # ...but the server would decrypt it to other bytes: not shown, not reportable.
+        assert not v.ok and v.images == [], (v.reason, v.detail)
+        assert v.reason is Hidden.UNVERIFIABLE_ATTACHMENT and "low 64 bits" in v.detail
+        assert v.franking_ok and not v.reportable and v.payload == sent.payload
+        with pytest.raises(ReportRefused) as refused:
+            await bob.report(v, "sent with a wrapped counter")
+        assert refused.value.reason == "unverifiable_attachment"
+
+    run(matrix_world, tmp_path, body, CounterHalfClient)
+
+
+class StubRecipient:
+    """Just what ``check_event`` calls before it would download: no homeserver."""
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        self.payload = payload
+        self.downloads: list[str] = []
+
+    def decrypt_event(self, event: Any) -> Any:
+        return SimpleNamespace(source={"content": dict(self.payload)})
+
+    def remember(self, verdict: Verdict) -> None:
+        pass
+
+    async def download(self, mxc: str) -> Any:
+        self.downloads.append(mxc)
+        return None  # "unavailable"
+
+
+def stub_event(file: dict[str, Any], blob: bytes) -> tuple[dict[str, Any], StubRecipient]:
+    """A raw franked m.image event carrying ``file`` and a stub recipient that decrypts it."""
+    mxc = file["url"]
+    seed = base64.b64encode(bytes(32)).decode()
+    franked = frank({"msgtype": "m.image", "body": "a.jpg", "file": file,
+                     OPENING_FIELD: [{"blob": mxc, "seed": seed}]})  # fmt: skip
+    commitment = base64.b64encode(franked.commitment).decode()
+    voucher = {"v": 1, "blob": mxc, "voucher": "AAAA",
+               "blob_sha256": hashlib.sha256(blob).hexdigest()}  # fmt: skip
+    raw = {"type": "m.room.encrypted", "event_id": "$e", "sender": "@a:hs.test",
+           "origin_server_ts": 1, "content": {
+               "algorithm": "m.megolm.v1.aes-sha2", "ciphertext": "AAAA", "sender_key": "AAAA",
+               "session_id": "AAAA", "device_id": "D",
+               FRANKING_FIELD: {"v": 1, "commitment": commitment},
+               "org.blindmatch.voucher": voucher}}  # fmt: skip
+    return raw, StubRecipient(franked.payload)
+
+
+@pytest.mark.parametrize("counter_half", [b"\xff" * 8, (1).to_bytes(8, "big")])
+def test_check_event_refuses_a_nonzero_iv_counter_before_downloading(counter_half: bytes) -> None:
+    blob, honest = encrypt_attachment(BENIGN, url="mxc://hs.test/blob")
+    iv = base64.b64encode(honest.iv[:8] + counter_half).decode().rstrip("=")
+    raw, stub = stub_event({**honest.to_json(), "iv": iv}, blob)
+    v = asyncio.run(check_event(stub, "!r:hs.test", raw))  # type: ignore[arg-type]
+    assert stub.downloads == [], v  # refused before anything was fetched or decrypted
+    assert v.reason == "unverifiable_attachment", (v.reason, v.detail)
+    assert "low 64 bits" in v.detail and v.detail.startswith("file:")
+    assert v.franking_ok and not v.reportable and v.images == []
+    # The same event with the counter half zero passes this check and goes on to download.
+    raw, stub = stub_event(honest.to_json(), blob)
+    v = asyncio.run(check_event(stub, "!r:hs.test", raw))  # type: ignore[arg-type]
+    assert v.reason is Hidden.BLOB_UNAVAILABLE and stub.downloads == ["mxc://hs.test/blob"]
 
 
 def test_a_voucher_made_for_another_image_is_accepted_by_the_server_but_hidden_by_the_recipient(

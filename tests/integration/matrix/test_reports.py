@@ -13,7 +13,7 @@ from typing import Any
 
 from blindmatch.integrations.matrix.homeserver import Response, User
 from blindmatch.integrations.matrix.state import MatrixState
-from blindmatch.protocol import frank
+from blindmatch.protocol import encrypt_attachment, frank
 from tests.conftest import run_cli
 from tests.integration.matrix.conftest import MatrixWorld, Sender, rejection
 
@@ -85,6 +85,41 @@ def test_reports_that_do_not_verify_are_refused(matrix_world: MatrixWorld) -> No
     other = matrix_world.new_sender(invite_recipient=True)
     r = report(matrix_world, matrix_world.recipient, {**base, "room_id": other.room_id})
     assert (r.status, r.json()["org.blindmatch.reason"]) == (404, "not_franked")
+
+
+def image_content(counter_half: bytes) -> dict[str, Any]:
+    """An ``m.image`` content whose EncryptedFile's IV ends in ``counter_half``."""
+    _, file = encrypt_attachment(b"benign bytes", url="mxc://hs/blob")
+    obj = file.to_json()
+    obj["iv"] = base64.b64encode(file.iv[:8] + counter_half).decode().rstrip("=")
+    return {"msgtype": "m.image", "body": "a.jpg", "file": obj}
+
+
+def test_a_report_of_an_attachment_with_a_nonzero_iv_counter_is_refused(
+    matrix_world: MatrixWorld,
+) -> None:
+    """Matrix clients decrypt such an attachment with a 64-bit wrapping counter, the
+    reviewer's decryption would carry into 128 bits: different bytes, so no report."""
+    s = matrix_world.new_sender(invite_recipient=True)
+    good_id, good = send_franked(s, image_content(bytes(8)))
+    bad_id, bad = send_franked(s, image_content(b"\xff" * 8))
+    thumb = {**image_content(bytes(8)), "info": {"thumbnail_file": image_content(
+        (1).to_bytes(8, "big"))["file"]}}  # fmt: skip
+    thumb_id, thumb = send_franked(s, thumb)
+    for event_id, payload in ((bad_id, bad), (thumb_id, thumb)):
+        r = report(matrix_world, matrix_world.recipient,
+                   {"event_id": event_id, "room_id": s.room_id, "payload": payload})  # fmt: skip
+        assert r.status == 403, r.body
+        assert r.json()["org.blindmatch.reason"] == "unverifiable_attachment"
+        assert "low 64 bits" in r.json()["org.blindmatch.message"]
+    # The same message with a zero counter half is reported; as context, the other is not
+    # counted as verified.
+    r = report(matrix_world, matrix_world.recipient, {
+        "event_id": good_id, "room_id": s.room_id, "payload": good,
+        "context": [{"event_id": bad_id, "payload": bad}],
+    })  # fmt: skip
+    assert r.status == 200, r.body
+    assert r.json()["context_verified"] == [False]
 
 
 def test_a_redacted_message_can_still_be_reported(matrix_world: MatrixWorld) -> None:

@@ -27,7 +27,8 @@ What an image send does (docs/matrix-client.md has the event format):
 1. hash the plaintext exactly as ``blindmatch voucher make`` does (:func:`hash_image`:
    the same decoder and :func:`~blindmatch.cli.protocol_cmds.query_hashes`), while the
    attachment is encrypted as Matrix does (``nio.crypto.attachments.encrypt_attachment``,
-   AES-256-CTR, an ``EncryptedFile``) and the ciphertext uploaded;
+   AES-256-CTR, an ``EncryptedFile`` whose IV's 64-bit counter half is zero: checked, as
+   recipients and the module refuse any other) and the ciphertext uploaded;
 2. make the voucher with the current verified table, a fresh opening seed and
    ``commitment`` = SHA-256 of the uploaded ciphertext (what the module binds);
 3. build the ``m.image`` content with ``file`` = the ``EncryptedFile`` and
@@ -106,6 +107,7 @@ from blindmatch.lists.model import VpdqFrame
 from blindmatch.protocol import (
     AccountSecret,
     ClientSession,
+    EncryptedFile,
     QueryHash,
     TrustPolicy,
     VerifiedTable,
@@ -659,10 +661,12 @@ class BlindmatchClient(AsyncClient):
 
     @staticmethod
     def _encrypt(data: bytes) -> tuple[bytes, dict[str, Any], bytes]:
-        """Encrypt as Matrix does; (ciphertext, EncryptedFile keys, SHA-256 of ciphertext)."""
+        """Encrypt as Matrix does; (ciphertext, EncryptedFile keys, SHA-256 of ciphertext).
+        The ``EncryptedFile`` must pass the recipients' and the server's parser (v2, a zero
+        counter half in the IV: ProtocolError otherwise)."""
         ciphertext, keys = encrypt_attachment(data)
         digest = hashlib.sha256(ciphertext).digest()
-        if unb64(keys["hashes"]["sha256"], 32) != digest:  # nio's own hash of what we upload
+        if EncryptedFile.from_json(keys).sha256 != digest:  # nio's own hash of what we upload
             raise ProtocolError("attachment hash mismatch")
         return ciphertext, keys, digest
 

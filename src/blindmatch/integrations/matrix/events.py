@@ -72,6 +72,9 @@ class Reason(StrEnum):
     NOT_A_MEMBER = "not_a_member"  # the reporter is not in the room
     NOT_FRANKED = "not_franked"  # this server relayed no franked event with that id there
     REPORT_NOT_VERIFIED = "report_not_verified"  # the payload is not what the sender sent
+    # an attachment's EncryptedFile is malformed or breaks Matrix's rules (a non-zero IV
+    # counter half): the server cannot review the bytes the recipient was shown
+    UNVERIFIABLE_ATTACHMENT = "unverifiable_attachment"
     TOO_MANY_REPORTS = "too_many_reports"  # max_reports_per_hour reached
 
 
@@ -98,6 +101,9 @@ MESSAGES: dict[Reason, str] = {
     Reason.NOT_A_MEMBER: "only members of the room can report its messages",
     Reason.NOT_FRANKED: "this server has no franking record of that event in that room",
     Reason.REPORT_NOT_VERIFIED: "the reported message is not what its sender sent",
+    Reason.UNVERIFIABLE_ATTACHMENT: "an attachment of the reported message cannot be "
+    "verified: its EncryptedFile is malformed or breaks Matrix's rules (e.g. a non-zero IV "
+    "counter)",
     Reason.TOO_MANY_REPORTS: "too many reports from this account; try again later",
 }
 

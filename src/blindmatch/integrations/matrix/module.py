@@ -88,7 +88,7 @@ from blindmatch.integrations.matrix.state import (
     cutoff,
     new_case_id,
 )
-from blindmatch.protocol import FrankingKeyring, ServerSession, Table
+from blindmatch.protocol import EncryptedFile, FrankingKeyring, ServerSession, Table
 
 logger = logging.getLogger(__name__)
 
@@ -906,6 +906,7 @@ class BlindmatchModule:
             status, errcode = {
                 Reason.NOT_A_MEMBER.value: (403, "M_FORBIDDEN"),
                 Reason.REPORT_NOT_VERIFIED.value: (403, "M_FORBIDDEN"),
+                Reason.UNVERIFIABLE_ATTACHMENT.value: (403, "M_FORBIDDEN"),
                 Reason.NOT_FRANKED.value: (404, "M_NOT_FOUND"),
             }.get(e.reason, (400, "M_BAD_JSON"))
             logger.info("blindmatch: refused a report by %s: %s", reporter, e.reason)
@@ -977,6 +978,10 @@ class BlindmatchModule:
             self._verify_report(rec, payload)
         except ProtocolError as e:
             raise rejected(Reason.REPORT_NOT_VERIFIED, e.message) from None
+        try:
+            _payload_files(payload)
+        except ProtocolError as e:
+            raise rejected(Reason.UNVERIFIABLE_ATTACHMENT, e.message) from None
         verified = []
         for c in context:
             r = records.get(c["event_id"])
@@ -984,6 +989,7 @@ class BlindmatchModule:
                 if r is None or r.room != room_id:
                     raise ProtocolError("no franking record in this room")
                 self._verify_report(r, c["payload"])
+                _payload_files(c["payload"])
                 verified.append(True)
             except ProtocolError:
                 verified.append(False)
@@ -1166,6 +1172,18 @@ def _payload_blobs(payload: dict[str, Any]) -> list[str]:
         if isinstance(f, dict) and isinstance(f.get("url"), str) and f["url"].startswith("mxc://"):
             out.append(f["url"])
     return out
+
+
+def _payload_files(payload: dict[str, Any]) -> list[EncryptedFile]:
+    """The ``EncryptedFile`` objects of a reported message, parsed as the reviewer will
+    decrypt them (:class:`~blindmatch.protocol.franking.EncryptedFile`): ProtocolError for a
+    malformed one or an IV whose 64-bit counter half is not zero, which Matrix clients
+    decrypt with a wrapping counter and the server would not (docs/protocol.md §12)."""
+    info = payload.get("info")
+    found = [payload["file"]] if "file" in payload else []
+    if isinstance(info, dict) and "thumbnail_file" in info:
+        found.append(info["thumbnail_file"])
+    return [EncryptedFile.from_json(f) for f in found]
 
 
 def _refs_json(m: Any) -> dict[str, Any]:

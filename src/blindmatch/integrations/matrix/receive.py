@@ -11,9 +11,13 @@ picture it is about to show. For every received event, :func:`check_event`:
    (:func:`~blindmatch.protocol.franking.open_franked`);
 3. for every attachment in the payload (``file``, ``info.thumbnail_file``): finds its
    voucher in the outer ``org.blindmatch.voucher`` and its opening seed in the payload's
-   ``org.blindmatch.opening`` (both by ``mxc`` URI), downloads the blob, checks its
+   ``org.blindmatch.opening`` (both by ``mxc`` URI), refuses an ``EncryptedFile`` the
+   server could not verify a report of (:meth:`EncryptedFile.from_json
+   <blindmatch.protocol.franking.EncryptedFile.from_json>`: ``v2``, an AES-256-CTR key and
+   an IV whose low 64 bits, the block counter, are zero), downloads the blob, checks its
    SHA-256 against the voucher's ``blob_sha256`` and the ``EncryptedFile``'s hash,
-   decrypts it (nio's ``decrypt_attachment``), hashes the picture as the sender must have
+   decrypts it (:func:`~blindmatch.protocol.franking.decrypt_attachment`: the very function
+   the server reviews a reported blob with), hashes the picture as the sender must have
    (:func:`~blindmatch.integrations.matrix.client.hash_image`) and checks the voucher with
    :func:`~blindmatch.protocol.verify_voucher_for_image` (commitment = the blob's SHA-256).
    A video (what the decrypted bytes are, not what the event says) is vPDQ-hashed
@@ -44,14 +48,18 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from nio import BadEvent, Event, MegolmEvent, MemoryDownloadResponse, UnknownBadEvent
-from nio.crypto.attachments import decrypt_attachment
 from nio.exceptions import EncryptionError
 
 from blindmatch.errors import InputError, InvalidVoucher, ProtocolError
 from blindmatch.hashing.sniff import sniff
 from blindmatch.integrations.matrix.client import FRANKING_FIELD, OPENING_FIELD, unb64
 from blindmatch.integrations.matrix.events import MAX_ATTACHMENTS, VOUCHER_FIELD
-from blindmatch.protocol import open_franked, verify_voucher_for_image
+from blindmatch.protocol import (
+    EncryptedFile,
+    decrypt_attachment,
+    open_franked,
+    verify_voucher_for_image,
+)
 
 if TYPE_CHECKING:
     from blindmatch.integrations.matrix.client import BlindmatchClient
@@ -70,6 +78,9 @@ class Hidden(StrEnum):
     MISSING_OPENING = "missing_opening"  # no opening seed inside for that attachment
     BLOB_UNAVAILABLE = "blob_unavailable"  # the blob could not be downloaded (e.g. quarantined)
     BLOB_MISMATCH = "blob_mismatch"  # blob hash ≠ the voucher's / the EncryptedFile's
+    # a malformed EncryptedFile, or one against Matrix's rules (an IV whose 64-bit counter
+    # half is not zero): it may decrypt differently elsewhere, so neither shown nor reportable
+    UNVERIFIABLE_ATTACHMENT = "unverifiable_attachment"
     UNKNOWN_TABLE = "unknown_table"  # the voucher names a table this client cannot verify
     UNSUPPORTED_ATTACHMENT = "unsupported_attachment"  # no picture or video: unchecked
     VOUCHER_NOT_FOR_IMAGE = "voucher_not_for_image"  # the voucher was made for another image
@@ -83,6 +94,8 @@ MESSAGES: dict[Hidden, str] = {
     Hidden.MISSING_OPENING: "an attachment's voucher cannot be checked (no opening)",
     Hidden.BLOB_UNAVAILABLE: "an attachment could not be downloaded",
     Hidden.BLOB_MISMATCH: "an attachment does not match the blob its voucher names",
+    Hidden.UNVERIFIABLE_ATTACHMENT: "an attachment's EncryptedFile is malformed or breaks "
+    "Matrix's rules (e.g. a non-zero IV counter): not shown, and a report could not verify",
     Hidden.UNKNOWN_TABLE: "a voucher was made with a table this client cannot verify",
     Hidden.UNSUPPORTED_ATTACHMENT: "an attachment is no picture or video and cannot be checked",
     Hidden.VOUCHER_NOT_FOR_IMAGE: "voucher not for this image",
@@ -120,8 +133,13 @@ class Verdict:
 
     @property
     def reportable(self) -> bool:
-        """The server can verify a report of it (payload and commitment verified)."""
-        return self.payload is not None and self.franking_ok
+        """The server can verify a report of it (payload and commitment verified, and no
+        attachment the server would decrypt differently: the module refuses those)."""
+        return (
+            self.payload is not None
+            and self.franking_ok
+            and self.reason is not Hidden.UNVERIFIABLE_ATTACHMENT
+        )
 
     @property
     def message(self) -> str:
@@ -277,13 +295,11 @@ async def check_event(client: BlindmatchClient, room_id: str, raw: Mapping[str, 
         seeds = openings.get(url, {})
         if not seeds:
             return verdict(Hidden.MISSING_OPENING, where, **keep)
-        try:
-            key = file["key"]["k"]
-            file_hash = file["hashes"]["sha256"]
-            iv = file["iv"]
-            committed = unb64(file_hash, 32)
-        except (KeyError, TypeError, ProtocolError):
-            return verdict(Hidden.BLOB_MISMATCH, f"{where}: malformed EncryptedFile", **keep)
+        try:  # the server's parser: Matrix's rules, the IV's zero counter half among them
+            encrypted = EncryptedFile.from_json(file)
+        except ProtocolError as e:  # before anything is downloaded or decrypted
+            return verdict(Hidden.UNVERIFIABLE_ATTACHMENT, f"{where}: {e.message}", **keep)
+        committed = encrypted.sha256
         resp = await client.download(mxc=url)
         if not isinstance(resp, MemoryDownloadResponse):
             return verdict(Hidden.BLOB_UNAVAILABLE, f"{where}: {resp}", **keep)
@@ -292,9 +308,9 @@ async def check_event(client: BlindmatchClient, room_id: str, raw: Mapping[str, 
         if not (hmac.compare_digest(digest.hex(), blob_hex) and digest == committed):
             return verdict(Hidden.BLOB_MISMATCH, where, **keep)
         try:
-            plaintext = decrypt_attachment(blob, key, file_hash, iv)
-        except EncryptionError as e:
-            return verdict(Hidden.BLOB_MISMATCH, f"{where}: {e}", **keep)
+            plaintext = decrypt_attachment(encrypted, blob)
+        except ProtocolError as e:
+            return verdict(Hidden.BLOB_MISMATCH, f"{where}: {e.message}", **keep)
         tables = []
         for voucher, _ in its:
             verified = client.table_by_id(voucher[_TABLE_ID])
