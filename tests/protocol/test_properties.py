@@ -36,6 +36,7 @@ from blindmatch.protocol.hazmat.cuckoo import slot_positions
 from blindmatch.protocol.hazmat.rng import Rng, SeededRng
 from blindmatch.protocol.hazmat.shamir import ORDER, Share, interpolate_at
 from blindmatch.protocol.lookup import PDQ_BITS
+from blindmatch.protocol.server import _split_key
 from blindmatch.protocol.table import KEY_DOMAIN, BuiltTable, ListedEntry, Table, build_table
 from blindmatch.protocol.voucher import (
     HEADER_BYTES,
@@ -48,8 +49,9 @@ from tests.protocol.conftest import World, make_world
 from tests.protocol.kat_fixture import trust
 from tests.protocol.test_table import _bit_z_max, _byte_histogram, _chi2_homogeneity
 
-# chi-square with 255 degrees of freedom: mean 255, sd 22.6; 420 is p ≈ 4e-10 (Wilson–Hilferty). The inputs are
-# fixed by seeds (opening seeds, SeededRng), so the outcome is deterministic as well.
+# chi-square with 255 degrees of freedom: mean 255, sd 22.6; 420 is p ≈ 4e-10
+# (Wilson–Hilferty). The inputs are fixed by seeds (opening seeds, SeededRng), so the
+# outcome is deterministic as well.
 CHI2_GENEROUS = 420.0
 # 256 bit positions at family-wise p ≈ 1e-5.
 Z_GENEROUS = 5.5
@@ -315,7 +317,9 @@ def test_fewer_than_t_real_shares_reveal_nothing_and_t_shares_give_the_secret(
         assert all(poly[1:]), f"a coefficient of a_1..a_{t - 1} is zero: {poly.index(0)}"
         assert poly == a
     # ...and the server, holding them, did recover the account's key (the test fails both ways)
-    assert state.evidence_key == evidence_key(a0)
+    assert state.evidence_key is not None
+    ek, recovered = _split_key(state.evidence_key)  # the store keeps the whole polynomial
+    assert ek == evidence_key(a0) and recovered == a
 
 
 # --- 4. synthetic filler is indistinguishable from real pair ciphertexts ---------------------
