@@ -132,7 +132,7 @@ def decode_shares(shares: Sequence[Share], t: int) -> Decoded | None:
     interpolate ``g₁`` through all ``n`` points, run the extended Euclidean algorithm on
     ``g₀ = Π (X − x_i)`` and ``g₁`` until the remainder ``g`` has degree < ``(n + t)/2``, with
     ``g = u·g₀ + v·g₁``; then ``f = g / v`` if ``v`` divides ``g`` and ``deg f < t`` (``v`` is
-    the error locator: its roots are the wrong shares' ``x``). O(n²) field operations.
+    the error locator: its roots include every wrong share's ``x``). O(n²) field operations.
 
     Unique decoding: whenever at most ``⌊(n − t)/2⌋`` shares are off ``f``, ``f`` is returned
     with exactly those shares as ``errors``; no other polynomial of degree < ``t`` can then
