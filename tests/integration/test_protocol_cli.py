@@ -240,14 +240,18 @@ def test_bad_and_tampered_vouchers_are_named_and_the_batch_goes_on(world: World)
         *(f"{n}.voucher" for n in names), good.name, "missing.voucher",
     ]  # fmt: skip
     codes = [
-        x["error"]["code"] if "error" in x else "tampered" if "tampered" in x else "matched"
+        x["error"]["code"] if "error" in x else "tampered" if "tampered" in x
+        else "matched" if x["matched"] else "closed"
         for x in lines
-    ]
-    # a flipped byte of a pair's wrapped key or of the evidence: another pair opened, the
-    # middle layer (whose AAD covers every other byte) did not — a match attempt, blocked
-    assert codes == ["invalid_voucher", "tampered", "tampered", "empty_file",
-                     "invalid_voucher", "matched", "not_found"]  # fmt: skip
-    assert all(lines[i]["blocked"] is True and lines[i]["matched"] is False for i in (1, 2))
+    ]  # fmt: skip
+    # a flipped byte of a pair's wrapped key: another pair opened and the middle layer (whose
+    # AAD covers every other byte) did not — a match attempt, blocked; or, 1 time in 111, the
+    # flipped pair was the one that opens, and nothing opens. A flipped evidence byte: blocked.
+    assert codes[1] in ("tampered", "closed")
+    assert codes[:1] + codes[2:] == ["invalid_voucher", "tampered", "empty_file",
+                                     "invalid_voucher", "matched", "not_found"]  # fmt: skip
+    assert lines[2]["blocked"] is True and lines[2]["matched"] is False
+    assert lines[1]["blocked"] is (codes[1] == "tampered")
     assert "4 failed" in res.err
 
     # a voucher sent twice in one run counts once

@@ -2,10 +2,12 @@
 
 The session holds α and the listed entries (:class:`ServerSecret`) and the
 public table. :meth:`ServerSession.open` tries every pair of a voucher
-(``α·Q``, derive ``K``, try to unwrap ``rkey``); if one opens it decrypts the
-middle layer (the match layer ``M``), the share layer (``y``, under ``rkey`` and
-``α·R``) and the outer evidence layer (under ``rkey``). What happens next
-depends on the table's policy:
+(``α·Q``, derive ``K``, try to unwrap ``rkey``) — all of them, also after one
+opened; if one opened it decrypts the middle layer (the commitment ``c`` and the
+match layer ``M``), the share layer (``y``, under ``rkey`` and ``α·R``) and the
+outer evidence layer (under ``rkey``). Nothing raises once a pair opened: a
+layer that fails makes the result ``tampered`` (docs/protocol.md §5, "What a
+sender can observe"). What happens next depends on the table's policy:
 
 * **block** — ``M`` is under ``rkey``: the server reads the client's PDQ and
   hint at once, recomputes the probe keys, looks them up among the listed
@@ -13,17 +15,19 @@ depends on the table's policy:
   Only a confirmed match is a match; only confirmed matches keep their share.
 * **threshold** — ``M`` is under the account's evidence key ``ek``: the
   server keeps the share and learns nothing more (a synthetic voucher opens
-  just the same) until it holds ``t`` shares that interpolate to ``ek``;
-  then it reads every stored ``M``, drops synthetic ones and confirms the
-  rest as above.
+  just the same) until its shares determine the account's polynomial ``f``;
+  then it reads every stored ``M``, drops synthetic ones (a flag-1 voucher whose
+  share lies on ``f`` is a lie, and counted as real) and confirms the rest as
+  above.
 
 In both policies, once ``ek`` is known the evidence (``C_ev``) of each
 confirmed voucher is released in :attr:`OpenResult.released`.
 
-Finding ``t`` correct shares among synthetic ones is done by trying
-``t``-subsets that contain the newest share, up to ``max_recovery_trials``
-per voucher; that is fine while synthetic vouchers per account stay few, and a
-Reed–Solomon decoder (Berlekamp–Welch) is the scalable replacement.
+Finding ``f`` among synthetic shares is Reed–Solomon decoding (Gao's algorithm,
+:func:`~blindmatch.protocol.hazmat.shamir.decode_shares`) of the most recent
+``t``, ``t + 2``, ``2t``, ``3t`` and ``4t`` unreleased shares: bounded work per
+voucher, and release as soon as a window's real shares reach ``t`` plus its
+synthetic ones.
 
 Per-account state lives behind a small storage port, :class:`ThresholdStore`,
 so that a deployment (e.g. a homeserver module) can keep it in a database
@@ -34,11 +38,15 @@ the default. What is stored:
 * a voucher that **opened and holds a share**: under the block policy a
   confirmed match; under the threshold policy every voucher that opened
   (real or synthetic: the server cannot tell before ``t``);
-* the account's evidence key once recovered;
+* the account's key once recovered: its sharing polynomial (``t`` coefficients, 32
+  bytes little-endian each; ``ek`` derives from ``a_0``), kept so that vouchers
+  after ``t`` are checked against it too;
 * whether each stored voucher's evidence was released.
 
-Replay protection: a voucher id already stored for the account is refused
-(:class:`~blindmatch.errors.InvalidVoucher`), so a share never counts twice.
+Replay protection: a voucher id already stored for the account gets the first
+answer again (``replayed``) and counts nothing, so a share never counts twice;
+integrations refuse replays by voucher id before opening, for every voucher,
+so that the sender sees one answer whether or not the voucher opened.
 Under the block policy a voucher that opened but did **not** match (a near
 miss) is deliberately *not* recorded, not even its id: replaying it yields
 the same "opened, not matched" result and adds nothing towards ``t``, so
@@ -61,6 +69,7 @@ from __future__ import annotations
 
 import hmac
 import itertools
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -70,7 +79,7 @@ from blindmatch.errors import InvalidKey, InvalidVoucher
 from blindmatch.protocol.hazmat import group
 from blindmatch.protocol.hazmat.aead import open_sealed
 from blindmatch.protocol.hazmat.kdf import hkdf_sha256
-from blindmatch.protocol.hazmat.shamir import ORDER, Share, evaluate
+from blindmatch.protocol.hazmat.shamir import ORDER, Share, decode_shares, evaluate
 from blindmatch.protocol.lookup import PDQ_BYTES, hamming
 from blindmatch.protocol.table import EntryRef, ListedEntry, Policy, ServerSecret, Table
 from blindmatch.protocol.voucher import (
@@ -94,6 +103,8 @@ from blindmatch.protocol.voucher import (
 )
 
 MATCH_DISTANCE = 31
+#: Recovery also tries every t-subset of the largest window when there are at most this many.
+SMALL_SEARCH = 256
 _BAD = "voucher did not verify"
 
 
@@ -286,7 +297,7 @@ class ServerSession:
         table: Table,
         *,
         max_distance: int = MATCH_DISTANCE,
-        max_recovery_trials: int = 1_000,
+        max_window: int | None = None,
         store: ThresholdStore | None = None,
     ) -> None:
         if secret.table_digest != table.digest:
@@ -294,7 +305,10 @@ class ServerSession:
         self.table = table
         self._secret = secret
         self._max_distance = max_distance
-        self._max_trials = max_recovery_trials
+        # the largest recovery window: 4t by default (docs/protocol.md §5 step 5, §7)
+        self._max_window = max_window or 4 * table.threshold
+        if self._max_window < table.threshold:
+            raise ValueError("max_window must be at least the threshold t")
         self._keys: dict[bytes, list[int]] = defaultdict(list)
         for i, e in enumerate(secret.entries):
             for k in table.scheme.list_keys(e.pdq):
@@ -503,52 +517,67 @@ class ServerSession:
         return tuple(out), newest_matches
 
     def _recover(self, stored: Sequence[StoredVoucher], newest: StoredVoucher) -> list[int] | None:
-        """The account's sharing polynomial from the stored unreleased shares, if they
-        determine it; confirmed by opening the evidence layer of a share on it."""
+        """The account's sharing polynomial from its most recent unreleased shares, if they
+        determine it (docs/protocol.md §5 step 5).
+
+        Reed–Solomon decoding (:func:`~blindmatch.protocol.hazmat.shamir.decode_shares`) of
+        the most recent ``w`` shares for ``w`` in :meth:`windows`: synthetic shares are
+        errors, and a window decodes when its real shares outnumber ``t`` plus its synthetic
+        ones. The result is accepted only if ``ek`` from it opens the evidence layer of a
+        share on it (with ``w = t`` any points decode; a client may also put its own shares
+        on a polynomial of its choice). Then, if the largest window has at most
+        ``SMALL_SEARCH`` ``t``-subsets, each of them (exact for few shares, where unique
+        decoding is not). At most ``len(windows)`` decodes of at most ``4t`` shares and
+        ``SMALL_SEARCH`` interpolations per opened voucher, whatever the client sends.
+        """
         t = self.table.threshold
         pending = [s for s in stored if not s.released]
         if len(pending) < t:
             return None
-        others = [s for s in pending if s.voucher_id != newest.voucher_id]
-        for trial, subset in enumerate(itertools.combinations(others, t - 1)):
-            if trial >= self._max_trials:
-                return None
-            recs = [newest, *subset]
-            shares = [r.share for r in recs]
-            if len({s.x for s in shares}) < t:
+        tried: set[int] = set()
+        for w in self.windows:
+            window = pending[-w:]
+            if len(window) < t or len(window) in tried:
                 continue
-            coefficients = _coefficients(shares)
-            ek = evidence_key(coefficients[0])
-            k_ev = hkdf_sha256(ek, salt=newest.transcript, info=INFO_EVIDENCE)
-            if open_sealed(k_ev, newest.evidence) is not None:
-                return coefficients
+            tried.add(len(window))
+            found = self._decode(window, t)
+            if found is not None:
+                return found
+        # Few shares: every t-subset of them, when there are at most SMALL_SEARCH (exact
+        # where unique decoding is not: t real among t + s < t + 2s shares).
+        window = pending[-self._max_window :]
+        if math.comb(len(window), t) <= SMALL_SEARCH:
+            for subset in itertools.combinations(window, t):
+                found = self._decode(list(subset), t)
+                if found is not None:
+                    return found
         return None
+
+    def _decode(self, window: Sequence[StoredVoucher], t: int) -> list[int] | None:
+        """The polynomial the window's shares decode to, if ``ek`` from it opens the
+        evidence layer of a share on it."""
+        try:
+            decoded = decode_shares([s.share for s in window], t)
+        except ValueError:  # two shares with one x: a hash collision, never in practice
+            return None
+        if decoded is None:
+            return None
+        coefficients = list(decoded.coefficients)
+        ek = evidence_key(coefficients[0])
+        probe = window[decoded.agreeing[-1]]  # on f: the newest may be synthetic
+        k_ev = hkdf_sha256(ek, salt=probe.transcript, info=INFO_EVIDENCE)
+        return coefficients if open_sealed(k_ev, probe.evidence) is not None else None
+
+    @property
+    def windows(self) -> tuple[int, ...]:
+        """How many of the most recent unreleased shares each recovery attempt decodes."""
+        t = self.table.threshold
+        return (t, t + 2, 2 * t, 3 * t, self._max_window)
 
     def account_state(self, account: str) -> tuple[int, bool]:
         """(vouchers holding a share, whether the account's evidence key is known)."""
         state = self._store.load(account)
         return len(state.vouchers), state.evidence_key is not None
-
-
-def _coefficients(shares: Sequence[Share]) -> list[int]:
-    """Coefficients ``a_0 … a_{n−1}`` of the polynomial through ``n`` shares."""
-    n = len(shares)
-    out = [0] * n
-    for i, si in enumerate(shares):
-        basis = [1]  # Π_{j≠i} (X − x_j), lowest degree first
-        den = 1
-        for j, sj in enumerate(shares):
-            if i == j:
-                continue
-            basis = [(-sj.x * basis[0]) % ORDER] + [
-                (basis[k - 1] - sj.x * (basis[k] if k < len(basis) else 0)) % ORDER
-                for k in range(1, len(basis) + 1)
-            ]
-            den = den * (si.x - sj.x) % ORDER
-        scale = si.y * pow(den, -1, ORDER) % ORDER
-        for k, b in enumerate(basis):
-            out[k] = (out[k] + scale * b) % ORDER
-    return out
 
 
 def _key_bytes(coefficients: Sequence[int]) -> bytes:
