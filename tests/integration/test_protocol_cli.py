@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import stat
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from blindmatch.demo.synthetic import synthetic_photo
-from tests.conftest import run_cli
+from tests.conftest import CliResult, run_cli
 
 SEED = "42" * 32  # a fixed public lookup-key seed: every run probes the same keys
 
@@ -298,8 +300,17 @@ def test_threshold_policy_matches_only_at_t(world: World) -> None:
     res = run_cli("table", "build", "--list", "a", "--list", "b", "--out", t_dir, "--lsh-seed",
               SEED, "--policy", "threshold", "--threshold", 2)  # fmt: skip
     assert res.code == 0, res.err
+    # t = 2 without synthetic vouchers is below the default floors: refused ...
+    res = run_cli("voucher", "make", "--table", t_dir, "--out", v_dir, w.listed)
+    assert res.code == 2 and "[invalid_manifest]" in res.err and "t = 2" in res.err
+    # ... unless the client's trust file lowers them, explicitly (a test, not a deployment).
+    # Another client (its own table history): this one saw the world's table, older.
+    trust = json.loads((t_dir / "trust.json").read_text())
+    trust["floors"] = {"min_threshold": 2, "min_synthetic_ppm": 0}
+    (w.root / "t-trust.json").write_text(json.dumps(trust))
     res = run_cli("voucher", "make", "--table", t_dir, "--out", v_dir, "--workers", 1,
-              w.listed, w.edited, w.other)  # fmt: skip
+                  "--trust", w.root / "t-trust.json", "--table-history",
+                  w.root / "t-history.json", w.listed, w.edited, w.other)  # fmt: skip
     assert res.code == 0, res.err
     key = t_dir / "server.key"
     code, out = open_json(key, v_dir / "p10.jpg.voucher", v_dir / "other.jpg.voucher")
@@ -310,6 +321,73 @@ def test_threshold_policy_matches_only_at_t(world: World) -> None:
     assert {n: x["matched"] for n, x in out.items()} == {
         "p10.jpg.voucher": True, "other.jpg.voucher": False, "edited.jpg.voucher": True,
     }  # fmt: skip
+
+
+def test_table_build_writes_issued_now_and_a_growing_sequence(world: World) -> None:
+    import re
+    import time
+
+    m = json.loads((world.table / "manifest.json").read_text())["manifest"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", m["issued"]), m["issued"]
+    issued = datetime.strptime(m["issued"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert m["sequence"] == int(issued.timestamp())  # the default: the build time
+    assert 0 <= time.time() - m["sequence"] < 3600
+    # what the client accepted is remembered, per platform key, in a private file
+    history = Path(os.environ["BLINDMATCH_HOME"]) / "client" / "table-history.json"
+    assert stat.S_IMODE(history.stat().st_mode) == 0o600
+    [seen] = json.loads(history.read_text())["platforms"].values()
+    assert seen == {"sequence": m["sequence"], "table_digest": m["table_digest"]}
+
+
+def test_an_older_table_or_another_under_a_seen_sequence_is_refused(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = world
+
+    def build(name: str, sequence: int) -> Path:
+        out = w.root / name
+        res = run_cli("table", "build", "--list", "a", "--list", "b", "--out", out,
+                      "--sequence", sequence)  # fmt: skip
+        assert res.code == 0, res.err
+        assert json.loads((out / "manifest.json").read_text())["manifest"]["sequence"] == sequence
+        return out
+
+    def make(table: Path) -> CliResult:
+        return run_cli("voucher", "make", "--table", table, "--out", w.root / "rb-vouchers",
+                       "--force", "--workers", 1, w.other)  # fmt: skip
+
+    seven, one, other_seven = build("seq-7", 7), build("seq-1", 1), build("seq-7b", 7)
+    # a client of its own (its $BLINDMATCH_HOME): it has seen none of the world's tables
+    client_home = w.root / "rollback-client"
+    monkeypatch.setenv("BLINDMATCH_HOME", str(client_home))
+    assert make(seven).code == 0
+    res = make(one)
+    assert res.code == 2 and "[invalid_manifest]" in res.err
+    assert "table sequence 1 is older than sequence 7 already seen for this platform" in res.err
+    res = make(other_seven)
+    assert res.code == 2 and "[invalid_manifest]" in res.err
+    assert "sequence 7 was already seen for this platform with another table" in res.err
+    assert make(seven).code == 0  # the same table again is fine
+    # the recipient's side keeps the same rule
+    res = run_cli("voucher", "check", "--table", one, "--vouchers", w.vouchers, "--openings",
+                  w.openings, w.other)  # fmt: skip
+    assert res.code == 2 and "older than sequence 7" in res.err
+    history = client_home / "client" / "table-history.json"
+    assert stat.S_IMODE(history.stat().st_mode) == 0o600
+    # --table-history names another file: a client that has seen nothing yet
+    res = run_cli("voucher", "make", "--table", one, "--out", w.root / "rb-vouchers", "--force",
+                  "--table-history", w.root / "fresh-history.json", w.other)  # fmt: skip
+    assert res.code == 0, res.err
+
+
+def test_a_trust_file_with_an_unknown_floor_is_a_config_error(world: World) -> None:
+    trust = json.loads((world.table / "trust.json").read_text())
+    trust["floors"] = {"min_treshold": 2}
+    path = world.root / "typo-trust.json"
+    path.write_text(json.dumps(trust))
+    res = run_cli("voucher", "make", "--table", world.table, "--out", world.root / "v-typo",
+                  "--trust", path, world.other)  # fmt: skip
+    assert res.code == 2 and "[bad_config]" in res.err and "min_treshold" in res.err
 
 
 def test_prod_needs_explicit_keys_jurisdictions_and_trust(

@@ -14,6 +14,7 @@ from blindmatch.protocol import (
     AccountSecret,
     BitSamplingLSH,
     ClientSession,
+    Floors,
     HotlineList,
     Policy,
     PreparedTable,
@@ -43,12 +44,30 @@ def public_key(name: str) -> bytes:
     )
 
 
-def trust(min_hotlines: int = 2) -> TrustPolicy:
+#: The test tables use t = 2 and 3 (a threshold reached in a few vouchers) and no synthetic
+#: vouchers in some threshold tables (deterministic counts): below the default floors, so
+#: the test trust lowers exactly those two, explicitly. Never in a deployment.
+TEST_FLOORS = Floors(min_threshold=2, min_synthetic_ppm=0)
+#: The known-answer table's fixed issue time (its manifest is not a vector; the time is).
+KAT_ISSUED = "2026-01-01T00:00:00Z"
+
+
+def trust(
+    min_hotlines: int = 2,
+    *,
+    floors: Floors = TEST_FLOORS,
+    max_age_seconds: int | None = None,
+) -> TrustPolicy:
+    """The test trust: fixed keys, ``floors`` lowered for the test tables, and no maximum
+    age (the fixtures' tables carry fixed or no issue times; freshness is tested apart,
+    with an injected clock)."""
     return TrustPolicy(
         platform_key=public_key("platform"),
         hotlines={h: TrustedHotline(public_key(h), j) for h, j in SIGNERS.items() if j},
         log_check=accept_without_log,
         min_hotlines=min_hotlines,
+        floors=floors,
+        max_age_seconds=max_age_seconds,
     )
 
 
@@ -91,6 +110,7 @@ def kat_scenario() -> KatScenario:
         policy=Policy.BLOCK,
         threshold=2,
         evidence_bytes=64,
+        issued=KAT_ISSUED,
         rng=SeededRng(b"kat/voucher/table"),
     )
     signed = sign_all(prep, ["HL-A", "HL-B"])

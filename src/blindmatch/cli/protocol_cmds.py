@@ -16,6 +16,14 @@ and reused under ``$BLINDMATCH_HOME/signing/`` and a hotline without
 ``BLINDMATCH_ENV=prod`` every key and jurisdiction must be given, and
 ``voucher make`` needs ``--trust FILE``.
 
+A trust file (``trust.json``) may also carry ``max_age_seconds`` (default 30 days;
+null: ``issued`` is not checked) and ``floors`` (fields of
+:class:`blindmatch.protocol.Floors`, for test tables below the default floors).
+``voucher make`` and ``voucher check`` keep the newest table sequence they accepted
+per platform key in ``$BLINDMATCH_HOME/client/table-history.json``
+(``--table-history FILE``) and refuse older tables and other tables under a seen
+sequence (docs/protocol.md §4).
+
 ``voucher make`` commits each voucher to the SHA-256 of its image file (the
 voucher's 32-byte ``commitment``) and, with ``--openings DIR``, writes the
 voucher's opening seed to ``DIR/IMAGE.opening`` (mode 0600; format ``BMOP``,
@@ -33,6 +41,7 @@ or failed, else 0 (2 when the command itself failed: bad key, table, options);
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import os
@@ -60,11 +69,19 @@ from blindmatch.errors import (
 )
 from blindmatch.files import Failure, Limits, image_pixels, iter_files, read_file
 from blindmatch.hashing.image import MIN_QUALITY
+from blindmatch.table_history import FileTableHistory
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from blindmatch.protocol import OpenResult, PreparedTable, TrustPolicy, VerifiedTable
+    from blindmatch.protocol import (
+        Floors,
+        OpenResult,
+        PreparedTable,
+        TableHistory,
+        TrustPolicy,
+        VerifiedTable,
+    )
 
 EXIT_CLEAN, EXIT_MATCH, EXIT_FAILED = 0, 1, 2
 TABLE_FILE, MANIFEST_FILE, TRUST_FILE, SERVER_KEY_FILE = (
@@ -74,6 +91,7 @@ TABLE_FILE, MANIFEST_FILE, TRUST_FILE, SERVER_KEY_FILE = (
     "server.key",
 )
 TRUST_FORMAT = "blindmatch-trust"
+TABLE_HISTORY_FILE = "table-history.json"
 MAX_TABLE_BYTES = 1 << 31  # 2 GiB: ~50M lookup keys
 MAX_SMALL_FILE_BYTES = 1 << 20  # manifests, trust files, keys, vouchers
 MAX_SERVER_KEY_BYTES = 1 << 31
@@ -200,8 +218,9 @@ def _trust_json(
     platform: Ed25519PrivateKey,
     hotlines: dict[str, tuple[Ed25519PrivateKey, str]],
     min_hotlines: int,
+    floors: Floors | None = None,
 ) -> bytes:
-    doc = {
+    doc: dict[str, Any] = {
         "format": TRUST_FORMAT,
         "version": 1,
         "platform_key": _public_hex(platform),
@@ -211,11 +230,41 @@ def _trust_json(
         },
         "min_hotlines": min_hotlines,
     }
+    if floors is not None:
+        doc["floors"] = dataclasses.asdict(floors)
     return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 
 
+def _floors(path: str, d: Any) -> Floors:
+    """``floors`` of a trust file: any of :class:`~blindmatch.protocol.Floors`' fields."""
+    from blindmatch.protocol import Floors
+
+    if not isinstance(d, dict):
+        raise ValueError
+    names = {f.name for f in dataclasses.fields(Floors)}
+    for name, value in d.items():
+        if name not in names:
+            raise ConfigError(f"{path}: unknown floor {name!r} (known: {', '.join(sorted(names))})")
+        if name == "max_unrelated_openings":
+            ok = type(value) in (int, float) and 0 < value <= 1
+        else:
+            ok = type(value) is int and value >= 0
+        if not ok:
+            raise ConfigError(f"{path}: floor {name!r} has a bad value {value!r}")
+    return Floors(**d)
+
+
 def _load_trust(path: str) -> TrustPolicy:
-    from blindmatch.protocol import TrustedHotline, TrustPolicy, accept_without_log
+    """A trust file: the keys, ``min_hotlines`` and, optionally, ``max_age_seconds``
+    (an integer, or null for no maximum; default 30 days) and ``floors`` (any fields of
+    :class:`~blindmatch.protocol.Floors`; the others keep their defaults)."""
+    from blindmatch.protocol import (
+        DEFAULT_MAX_AGE_SECONDS,
+        Floors,
+        TrustedHotline,
+        TrustPolicy,
+        accept_without_log,
+    )
 
     data = read_file(path, MAX_SMALL_FILE_BYTES)
 
@@ -236,17 +285,22 @@ def _load_trust(path: str) -> TrustPolicy:
         min_hotlines = d["min_hotlines"]
         if type(min_hotlines) is not int or min_hotlines < 1:
             raise ValueError
+        max_age = d.get("max_age_seconds", DEFAULT_MAX_AGE_SECONDS)
+        if max_age is not None and (type(max_age) is not int or max_age < 1):
+            raise ValueError
         return TrustPolicy(
             platform_key=key(d["platform_key"]),
             hotlines=hotlines,
             # The transparency log does not exist yet (docs/protocol.md): say so out loud.
             log_check=accept_without_log,
             min_hotlines=min_hotlines,
+            floors=_floors(path, d["floors"]) if "floors" in d else Floors(),
+            max_age_seconds=max_age,
         )
     except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError):
         raise ConfigError(
-            f"{path}: not a trust file (JSON with format {TRUST_FORMAT!r}, "
-            "platform_key, hotlines, min_hotlines)"
+            f"{path}: not a trust file (JSON with format {TRUST_FORMAT!r}, platform_key, "
+            "hotlines, min_hotlines; optional max_age_seconds, floors)"
         ) from None
 
 
@@ -311,9 +365,11 @@ def write_table_dir(
     platform: Ed25519PrivateKey,
     hotlines: dict[str, tuple[Ed25519PrivateKey, str]],
     min_hotlines: int,
+    floors: Floors | None = None,
 ) -> None:
     """Sign ``prep``'s manifest (the platform, then every hotline) and write the table
-    directory: ``server.key`` (0600), ``table.bin``, ``manifest.json``, ``trust.json``."""
+    directory: ``server.key`` (0600), ``table.bin``, ``manifest.json``, ``trust.json``
+    (with ``floors`` when given: test and demo tables below the default floors)."""
     from blindmatch.protocol import SignedManifest, sign_manifest
 
     sigs = [sign_manifest(prep.manifest, role="platform", signer="platform", key=platform)]
@@ -324,12 +380,18 @@ def write_table_dir(
     _write_file(out / SERVER_KEY_FILE, prep.server_secret.to_bytes(), private=True, replace=True)
     _write_file(out / TABLE_FILE, prep.table.to_bytes(), private=False, replace=True)
     _write_file(out / MANIFEST_FILE, signed + b"\n", private=False, replace=True)
-    trust = _trust_json(platform, hotlines, min_hotlines)
+    trust = _trust_json(platform, hotlines, min_hotlines, floors)
     _write_file(out / TRUST_FILE, trust, private=False, replace=True)
 
 
 def cmd_table_build(args: argparse.Namespace) -> int:
-    from blindmatch.protocol import HotlineList, Policy, VariantProbeLSH, prepare_table
+    from blindmatch.protocol import (
+        HotlineList,
+        Policy,
+        VariantProbeLSH,
+        format_issued,
+        prepare_table,
+    )
     from blindmatch.runtime import open_runtime
 
     settings = load_settings()
@@ -390,7 +452,10 @@ def cmd_table_build(args: argparse.Namespace) -> int:
     seed = bytes.fromhex(args.lsh_seed) if args.lsh_seed else os.urandom(32)
     if len(seed) != 32:
         raise ValueError("--lsh-seed must be 64 hex digits")
+    if args.sequence is not None and args.sequence < 0:
+        raise ValueError("--sequence must be at least 0")
     policy = Policy(args.policy)
+    now = datetime.now(UTC).replace(microsecond=0)
     prep = prepare_table(
         lists,
         scheme=VariantProbeLSH(seed=seed),
@@ -398,8 +463,10 @@ def cmd_table_build(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         synthetic_ppm=args.synthetic_ppm,
         min_hotlines=args.min_hotlines,
-        sequence=args.sequence,
-        issued=datetime.now(UTC).isoformat(timespec="seconds"),
+        # Clients refuse a lower sequence than one they saw, and another table under the
+        # same one: by default the build time, so every later build supersedes this one.
+        sequence=args.sequence if args.sequence is not None else int(now.timestamp()),
+        issued=format_issued(now),
     )
     if prep.manifest.n_entries == 0:
         raise GovernanceRefused(
@@ -417,6 +484,8 @@ def cmd_table_build(args: argparse.Namespace) -> int:
         "slots": m.n_slots,
         "table_bytes": m.table_bytes,
         "table_digest": m.table_digest.hex(),
+        "sequence": m.sequence,
+        "issued": m.issued,
         "lists": [
             {"name": li.name, "hotline": li.hotline, "jurisdiction": li.jurisdiction}
             for li in m.lists
@@ -446,14 +515,16 @@ def cmd_table_keygen(args: argparse.Namespace) -> int:
 
 
 # -- voucher make -------------------------------------------------------------
-def _verified_table(table_dir: Path, trust_path: str) -> VerifiedTable:
+def _verified_table(
+    table_dir: Path, trust_path: str, history: TableHistory | None = None
+) -> VerifiedTable:
     from blindmatch.protocol import verify_table
 
     trust = _load_trust(trust_path)
     table = read_file(str(table_dir / TABLE_FILE), MAX_TABLE_BYTES)
     manifest = read_file(str(table_dir / MANIFEST_FILE), MAX_SMALL_FILE_BYTES)
     try:
-        return verify_table(table, manifest.rstrip(b"\n"), trust)
+        return verify_table(table, manifest.rstrip(b"\n"), trust, history=history)
     except ProtocolError as e:
         e.message = f"{table_dir}: {e.message}; refusing this table"
         raise
@@ -544,7 +615,10 @@ def _client_table(settings: Settings, args: argparse.Namespace) -> VerifiedTable
             )
         trust_path = str(table_dir / TRUST_FILE)
         _warn(f"dev mode: trusting the keys in {trust_path}, which came with the table")
-    return _verified_table(table_dir, trust_path)
+    history = Path(args.table_history) if args.table_history else (
+        settings.home / "client" / TABLE_HISTORY_FILE
+    )  # fmt: skip
+    return _verified_table(table_dir, trust_path, FileTableHistory(history))
 
 
 def _out_dir(path: str) -> Path:
@@ -823,7 +897,13 @@ def register(sub: Any, hash_opts: Callable[[argparse.ArgumentParser], None]) -> 
         default=0,
         help="synthetic vouchers per million (threshold policy only)",
     )
-    b.add_argument("--sequence", type=int, default=0, help="table sequence number")
+    b.add_argument(
+        "--sequence",
+        type=int,
+        default=None,
+        help="table sequence number: must grow with every table signed by one platform "
+        "key (default: the build time, seconds since 1970)",
+    )
     b.add_argument("--lsh-seed", default=None, help="public lookup-key seed, 64 hex (random)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=_guarded(cmd_table_build))
@@ -841,6 +921,13 @@ def register(sub: Any, hash_opts: Callable[[argparse.ArgumentParser], None]) -> 
     mk.add_argument("--out", required=True, help="directory for IMAGE.voucher files")
     mk.add_argument(
         "--trust", default=None, help="trust file (required in prod; dev: TABLE/trust.json)"
+    )
+    mk.add_argument(
+        "--table-history",
+        default=None,
+        metavar="FILE",
+        help="the newest table sequence seen per platform key; older tables are refused "
+        f"(default $BLINDMATCH_HOME/client/{TABLE_HISTORY_FILE})",
     )
     mk.add_argument(
         "--account-key",
@@ -875,6 +962,13 @@ def register(sub: Any, hash_opts: Callable[[argparse.ArgumentParser], None]) -> 
     )
     ck.add_argument(
         "--trust", default=None, help="trust file (required in prod; dev: TABLE/trust.json)"
+    )
+    ck.add_argument(
+        "--table-history",
+        default=None,
+        metavar="FILE",
+        help="the newest table sequence seen per platform key; older tables are refused "
+        f"(default $BLINDMATCH_HOME/client/{TABLE_HISTORY_FILE})",
     )
     ck.add_argument("--json", action="store_true")
     hash_opts(ck)

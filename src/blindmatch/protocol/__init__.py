@@ -70,14 +70,21 @@ from blindmatch.protocol.lookup import (
     register_scheme,
 )
 from blindmatch.protocol.manifest import (
+    DEFAULT_MAX_AGE_SECONDS,
+    MAX_CLOCK_SKEW_SECONDS,
+    Floors,
     LogInclusionCheck,
     Manifest,
     ManifestSignature,
+    MemoryTableHistory,
     SignedManifest,
+    TableHistory,
     TrustedHotline,
     TrustPolicy,
     accept_without_log,
+    format_issued,
     make_manifest,
+    parse_issued,
     sign_manifest,
     verify_manifest,
 )
@@ -115,7 +122,9 @@ from blindmatch.protocol.voucher import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_AGE_SECONDS",
     "MATCH_DISTANCE",
+    "MAX_CLOCK_SKEW_SECONDS",
     "AccountSecret",
     "AccountState",
     "BitSamplingLSH",
@@ -123,6 +132,7 @@ __all__ = [
     "ClientSession",
     "EncryptedFile",
     "EntryRef",
+    "Floors",
     "Franked",
     "FrankingContext",
     "FrankingKeyring",
@@ -134,6 +144,7 @@ __all__ = [
     "Manifest",
     "ManifestSignature",
     "Match",
+    "MemoryTableHistory",
     "MemoryThresholdStore",
     "OpenResult",
     "Policy",
@@ -146,6 +157,7 @@ __all__ = [
     "SignedManifest",
     "StoredVoucher",
     "Table",
+    "TableHistory",
     "ThresholdStore",
     "TrustPolicy",
     "TrustedHotline",
@@ -157,10 +169,12 @@ __all__ = [
     "canonical_json",
     "decrypt_attachment",
     "encrypt_attachment",
+    "format_issued",
     "frank",
     "make_manifest",
     "new_opening_seed",
     "open_franked",
+    "parse_issued",
     "prepare_table",
     "register_scheme",
     "select_entries",
@@ -204,6 +218,9 @@ def prepare_table(
 
     Only hashes present in lists of at least ``min_hotlines`` distinct hotlines
     (in as many jurisdictions, with ``distinct_jurisdictions``) are included.
+    ``issued`` is the build time, ``format_issued(datetime.now(UTC))`` (pure: the caller
+    reads the clock): a client with a maximum age (the default) refuses a table without
+    one. ``sequence`` must grow with every table the platform key signs.
     """
     scheme = scheme if scheme is not None else VariantProbeLSH()
     entries = select_entries(

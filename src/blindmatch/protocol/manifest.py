@@ -4,7 +4,7 @@ A manifest is a JSON object in canonical form (keys sorted, no whitespace,
 ASCII only, integers and strings only — no floats)::
 
     {"distinct_jurisdictions": true, "evidence_bytes": 1024,
-     "format": "blindmatch-manifest", "issued": "2025-01-01",
+     "format": "blindmatch-manifest", "issued": "2026-12-03T08:00:00Z",
      "lists": [{"entries": 120, "hotline": "A", "jurisdiction": "GB",
                 "name": "main", "version": "7"}, ...],
      "lookup": {...scheme parameters...}, "min_hotlines": 2,
@@ -26,15 +26,25 @@ trusts (same jurisdiction) and signed, at least ``min_hotlines`` distinct
 hotlines in distinct jurisdictions contributed, every signature in the
 envelope is valid (no unverifiable extras: the envelope is strict), and the
 transparency-log check passes. Any failure raises one :class:`InvalidManifest` with one message.
+
+Then, on the authentic manifest (:func:`check_client_rules`, so the messages may
+say what is wrong: a manifest is public), the client's own rules: the table's
+parameters respect the :class:`Floors` of the trust policy, ``issued`` (an RFC 3339
+UTC time, ``2026-12-03T08:00:00Z``) is at most ``max_age_seconds`` old and not
+more than :data:`MAX_CLOCK_SKEW_SECONDS` in the future, and ``sequence`` is not
+below the highest one a :class:`TableHistory` has seen for the platform key (and
+not equal to it with another table: equivocation).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -317,11 +327,97 @@ class TrustedHotline:
 
 
 @dataclass(frozen=True)
+class Floors:
+    """The weakest table parameters a client accepts, whoever signed the table.
+
+    A signed table is only as private as its parameters: the platform (or whoever holds
+    its key) chooses them, and the client is the one whose images are at stake, so the
+    client refuses parameters that break the claims of ``docs/protocol.md`` §6. The
+    defaults are the floors; lower them only in tests (explicitly, e.g.
+    ``TrustPolicy(..., floors=Floors(min_threshold=2))``), never in a deployment.
+
+    ``min_key_bits`` (64): the sampled bits per lookup key. An unrelated image's probe
+    equals a listed key with probability 2^-k; at k = 8 every random image opens
+    (measured: 60/60 vouchers of unlisted images opened, the server read their PDQs).
+    §11 measured k ≥ 64 only.
+
+    ``max_probes`` (64): lookup keys per image. Each probe is one more chance to open an
+    unrelated or near-miss image (the false-opening rate grows linearly with it) and
+    costs the client ~0.5 ms and the voucher ~290 B; the default is 37.
+
+    ``max_flips`` (3): flipped sample bits per probe. A probe with j flips opens an image
+    up to j sampled bits away from a listed hash, so near misses open more often as j
+    grows (§11's bound); §11 measured j ≤ 3, the default of scheme 2 (scheme 1: 2).
+
+    ``max_unrelated_openings`` (1e-9): the expected number of pairs of an unrelated image
+    that open, ``n_probes · n_slots · 2^-k`` (each probe is one k-bit key that can equal
+    at most the listed keys of its own lookup table; ``n_slots`` — read from the table
+    itself, not from the manifest's claim — bounds their number). §11's target. With
+    the other defaults it holds up to the largest table (2^28 slots); it bites when
+    those floors are lowered.
+
+    ``min_threshold`` (10): ``t`` under both policies. Under ``threshold`` it is the
+    number of matches before the server learns anything about an account; under
+    ``block`` it gates the release of the evidence of matches. At t = 1 one false or
+    near-miss opening reveals everything at once. With §11's near-miss rate (1.8e-7 per
+    image at 5M entries) an account sending 100,000 images reaches 10 false openings
+    with probability ~1e-24, 2 with ~1.6e-4. The spec recommends 30.
+
+    ``min_synthetic_ppm`` / ``max_synthetic_ppm`` (1,000 / 200,000, threshold policy;
+    a block table carries 0, which the table parser enforces): synthetic vouchers are what
+    hide the number of matches below ``t``. Below 0.1 % an account rarely has any, so
+    each opened voucher is almost surely a real match; above 20 % they replace a fifth
+    of real matches (recall) and fill the server's share recovery with noise.
+    """
+
+    min_key_bits: int = 64
+    max_probes: int = 64
+    max_flips: int = 3
+    max_unrelated_openings: float = 1e-9
+    min_threshold: int = 10
+    min_synthetic_ppm: int = 1_000
+    max_synthetic_ppm: int = 200_000
+
+
+#: How old a table may be by default (``TrustPolicy.max_age_seconds``): 30 days.
+DEFAULT_MAX_AGE_SECONDS = 30 * 24 * 3600
+#: How far in the future ``issued`` may lie (clock error): 1 hour. A slow client clock
+#: only delays adopting a new table by its error minus this; a pre-dated table can
+#: outlive ``max_age_seconds`` by at most this.
+MAX_CLOCK_SKEW_SECONDS = 3600
+_ISSUED_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+ISSUED_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def format_issued(when: datetime) -> str:
+    """``when`` as a manifest's ``issued``: RFC 3339, UTC, whole seconds (``…T08:00:00Z``)."""
+    if when.tzinfo is None:
+        raise ValueError("issued needs a timezone-aware time")
+    return when.astimezone(UTC).strftime(ISSUED_FORMAT)
+
+
+def parse_issued(text: str) -> datetime:
+    """The time a manifest's ``issued`` names; :class:`InvalidManifest` unless it is
+    exactly ``YYYY-MM-DDTHH:MM:SSZ`` (RFC 3339, UTC, whole seconds)."""
+    try:
+        if not isinstance(text, str) or not _ISSUED_RE.fullmatch(text):
+            raise ValueError
+        return datetime.strptime(text, ISSUED_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        raise InvalidManifest(
+            f"the table manifest's issued time {text!r} is not an RFC 3339 UTC time "
+            "(YYYY-MM-DDTHH:MM:SSZ)"
+        ) from None
+
+
+@dataclass(frozen=True)
 class TrustPolicy:
-    """What a client trusts: the platform key, hotline keys, and the log check.
+    """What a client trusts: the platform key, hotline keys, and the log check;
+    and what it asks of a table: :class:`Floors` and a maximum age.
 
     ``log_check`` is required on purpose: pass :func:`accept_without_log`
-    explicitly until the transparency log exists.
+    explicitly until the transparency log exists. ``max_age_seconds``: a table whose
+    ``issued`` is older is refused (``None``: ``issued`` is not checked at all).
     """
 
     platform_key: bytes
@@ -329,6 +425,37 @@ class TrustPolicy:
     log_check: LogInclusionCheck
     min_hotlines: int = 2
     distinct_jurisdictions: bool = True
+    floors: Floors = field(default_factory=Floors)
+    max_age_seconds: int | None = DEFAULT_MAX_AGE_SECONDS
+
+
+class TableHistory(Protocol):
+    """The port where a client remembers the newest table it accepted, per platform key.
+
+    ``last``: the highest sequence accepted for ``platform_key`` and that table's digest,
+    or None. ``record``: remember an accepted table (keep the highest sequence).
+    Adapters: :class:`MemoryTableHistory`; a file (``blindmatch.table_history``).
+    """
+
+    def last(self, platform_key: bytes) -> tuple[int, bytes] | None: ...
+
+    def record(self, platform_key: bytes, sequence: int, digest: bytes) -> None: ...
+
+
+class MemoryTableHistory:
+    """A :class:`TableHistory` for one process."""
+
+    def __init__(self) -> None:
+        self._seen: dict[bytes, tuple[int, bytes]] = {}
+
+    def last(self, platform_key: bytes) -> tuple[int, bytes] | None:
+        return self._seen.get(bytes(platform_key))
+
+    def record(self, platform_key: bytes, sequence: int, digest: bytes) -> None:
+        key = bytes(platform_key)
+        cur = self._seen.get(key)
+        if cur is None or sequence > cur[0]:
+            self._seen[key] = (sequence, bytes(digest))
 
 
 def _verify(key: bytes, sig: bytes, message: bytes) -> bool:
@@ -395,3 +522,112 @@ def check_table_matches(manifest: Manifest, table: Table) -> None:
         or canonical_json(dict(manifest.lookup)) != canonical_json(table.scheme.describe())
     ):
         raise InvalidManifest(_OPAQUE)
+
+
+def check_floors(manifest: Manifest, table: Table, floors: Floors) -> None:
+    """Refuse a table whose parameters are weaker than ``floors`` (see :class:`Floors`).
+
+    Reads the lookup parameters from the table's own scheme (the manifest agrees with it:
+    :func:`check_table_matches`) and the slot count from the table.
+    """
+    scheme = table.scheme
+    k, flips = getattr(scheme, "k", None), getattr(scheme, "max_flips", None)
+    probes = scheme.n_probes
+    if type(k) is not int or type(flips) is not int:
+        raise InvalidManifest(
+            f"the table's lookup scheme {type(scheme).__name__} does not say its key length "
+            "and flips, so the parameter floors cannot be checked"
+        )
+    if k < floors.min_key_bits:
+        raise InvalidManifest(
+            f"lookup keys of k = {k} bits are below the floor of {floors.min_key_bits} "
+            "(unrelated images would open)"
+        )
+    if probes > floors.max_probes:
+        raise InvalidManifest(
+            f"{probes} probes per image exceed the maximum of {floors.max_probes}"
+        )
+    if flips > floors.max_flips:
+        raise InvalidManifest(
+            f"up to {flips} flipped bits per probe exceed the maximum of {floors.max_flips} "
+            "(near misses would open)"
+        )
+    expected = probes * table.n_slots * 2.0**-k
+    if expected > floors.max_unrelated_openings:
+        raise InvalidManifest(
+            f"an unrelated image would open {expected:.2g} pairs on average "
+            f"({probes} probes x {table.n_slots} slots x 2^-{k}), above the maximum of "
+            f"{floors.max_unrelated_openings:.2g}"
+        )
+    if manifest.threshold < floors.min_threshold:
+        raise InvalidManifest(
+            f"threshold t = {manifest.threshold} is below the floor of {floors.min_threshold}"
+        )
+    if manifest.policy is Policy.THRESHOLD and not (
+        floors.min_synthetic_ppm <= manifest.synthetic_ppm <= floors.max_synthetic_ppm
+    ):
+        raise InvalidManifest(
+            f"a synthetic voucher rate of {manifest.synthetic_ppm} ppm is outside "
+            f"[{floors.min_synthetic_ppm:,}, {floors.max_synthetic_ppm:,}] ppm "
+            "required under the threshold policy"
+        )
+
+
+def check_freshness(manifest: Manifest, trust: TrustPolicy, now: datetime) -> None:
+    """Refuse a table issued more than ``trust.max_age_seconds`` before ``now`` or more
+    than :data:`MAX_CLOCK_SKEW_SECONDS` after it (nothing is checked when the maximum
+    age is None)."""
+    if trust.max_age_seconds is None:
+        return
+    if now.tzinfo is None:
+        raise ValueError("now must be a timezone-aware time")
+    issued = parse_issued(manifest.issued)
+    age = (now - issued).total_seconds()
+    if age > trust.max_age_seconds:
+        raise InvalidManifest(
+            f"the table was issued at {manifest.issued}, {age / 86400:.1f} days ago, more than the "
+            f"maximum age of {trust.max_age_seconds / 86400:g} days (a stale or replayed table)"
+        )
+    if -age > MAX_CLOCK_SKEW_SECONDS:
+        raise InvalidManifest(
+            f"the table was issued at {manifest.issued}, {-age / 3600:.1f} hours in the future "
+            f"(more than {MAX_CLOCK_SKEW_SECONDS // 3600} h: a pre-dated table, or this "
+            "device's clock is wrong)"
+        )
+
+
+def check_sequence(manifest: Manifest, platform_key: bytes, history: TableHistory) -> None:
+    """Refuse a rollback (a sequence below the highest seen for this platform key) and
+    equivocation (the highest sequence seen, but another table)."""
+    last = history.last(platform_key)
+    if last is None:
+        return
+    seen, digest = last
+    if manifest.sequence < seen:
+        raise InvalidManifest(
+            f"table sequence {manifest.sequence} is older than sequence {seen} already "
+            "seen for this platform (a rollback)"
+        )
+    if manifest.sequence == seen and manifest.table_digest != digest:
+        raise InvalidManifest(
+            f"table sequence {seen} was already seen for this platform with another table "
+            f"({digest.hex()[:16]}…, now {manifest.table_digest.hex()[:16]}…): the platform "
+            "signed two tables under one sequence number"
+        )
+
+
+def check_client_rules(
+    manifest: Manifest,
+    table: Table,
+    trust: TrustPolicy,
+    *,
+    now: datetime,
+    history: TableHistory | None = None,
+) -> None:
+    """The client's rules on an authentic manifest and its table, in order: floors,
+    freshness, sequence; then ``history`` records the table (only once all passed)."""
+    check_floors(manifest, table, trust.floors)
+    check_freshness(manifest, trust, now)
+    if history is not None:
+        check_sequence(manifest, trust.platform_key, history)
+        history.record(trust.platform_key, manifest.sequence, manifest.table_digest)

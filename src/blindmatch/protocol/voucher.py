@@ -75,6 +75,7 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from blindmatch.errors import InvalidHash, InvalidTable, InvalidVoucher, ProtocolError
 from blindmatch.protocol import _wire as w
@@ -88,7 +89,9 @@ from blindmatch.protocol.hazmat.shamir import evaluate
 from blindmatch.protocol.lookup import PDQ_BYTES, ProbeSet, QueryHash
 from blindmatch.protocol.manifest import (
     Manifest,
+    TableHistory,
     TrustPolicy,
+    check_client_rules,
     check_table_matches,
     verify_manifest,
 )
@@ -330,8 +333,18 @@ class VerifiedTable:
     manifest: Manifest
 
 
-def verify_table(table_bytes: bytes, signed_manifest: bytes, trust: TrustPolicy) -> VerifiedTable:
-    """Check the signed manifest against ``trust`` and the table against the manifest.
+def verify_table(
+    table_bytes: bytes,
+    signed_manifest: bytes,
+    trust: TrustPolicy,
+    *,
+    history: TableHistory | None = None,
+    now: datetime | None = None,
+) -> VerifiedTable:
+    """Check the signed manifest against ``trust``, the table against the manifest, and
+    the client's rules (:func:`~blindmatch.protocol.manifest.check_client_rules`: the
+    trust's floors and maximum age at ``now`` — default: the system clock — and, with a
+    ``history``, no rollback; the table is recorded there once everything passed).
 
     Raises :class:`~blindmatch.errors.InvalidManifest` or
     :class:`~blindmatch.errors.InvalidTable`.
@@ -339,6 +352,8 @@ def verify_table(table_bytes: bytes, signed_manifest: bytes, trust: TrustPolicy)
     manifest = verify_manifest(signed_manifest, table_bytes, trust)
     table = Table.from_bytes(table_bytes)
     check_table_matches(manifest, table)
+    when = now if now is not None else datetime.now(UTC)
+    check_client_rules(manifest, table, trust, now=when, history=history)
     return VerifiedTable(table, manifest)
 
 

@@ -4,7 +4,9 @@ whose database calls fail; no homeserver)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -151,6 +153,51 @@ def test_reloading_swaps_only_a_table_that_verifies(table_dir: Path, tmp_path: P
     assert served.body == (new / "table.bin").read_bytes()
     m.previous_until = 0.0  # the grace period is over
     assert set(m._tables()) == {m.current.table_id}
+
+
+def test_a_table_below_the_floors_will_not_start(table_dir: Path, tmp_path: Path) -> None:
+    """The module checks its own table as a client would: t = 3 (no synthetic vouchers)
+    is below the floors, unless its trust file lowers them."""
+    from blindmatch.errors import InvalidManifest
+
+    low = build_table_dir(tmp_path / "low", {"y": bytes(32)}, policy="threshold", threshold=3)
+    with pytest.raises(InvalidManifest, match="t = 3 is below the floor of 10"):
+        module(low, tmp_path, StubApi())
+    from blindmatch.protocol import Floors
+
+    floors = Floors(min_threshold=3, min_synthetic_ppm=0)
+    lowered = build_table_dir(tmp_path / "lowered", {"y": bytes(32)}, policy="threshold",
+                              threshold=3, floors=floors)  # fmt: skip
+    assert module(lowered, tmp_path, StubApi()).table.threshold == 3
+
+
+def _signed_dir(out: Path, sequence: int, entry: bytes) -> Path:
+    """A table directory signed with fixed keys (one platform key for every sequence)."""
+    from blindmatch.cli.protocol_cmds import write_table_dir
+    from blindmatch.protocol import HotlineList, format_issued, prepare_table
+    from tests.protocol.kat_fixture import signing_key
+
+    places = (("HL-A", "GB"), ("HL-B", "US"))
+    lists = [HotlineList(h, j, h, "1", (("e", entry),)) for h, j in places]
+    prep = prepare_table(lists, sequence=sequence, issued=format_issued(datetime.now(UTC)))
+    hotlines = {h: (signing_key(h), j) for h, j in places}
+    write_table_dir(out, prep, signing_key("platform"), hotlines, 2)
+    return out
+
+
+def test_reloading_refuses_an_older_table(tmp_path: Path) -> None:
+    live = _signed_dir(tmp_path / "live", 5, b"\x05" * 32)
+    m = module(live, tmp_path, StubApi())
+    five = m.current.table.digest
+    for sequence in (2, 6):  # rolled back: kept the old; then a newer one: swapped
+        new = _signed_dir(tmp_path / f"seq-{sequence}", sequence, bytes([sequence]) * 32)
+        for name in ("table.bin", "manifest.json", "trust.json", "server.key"):
+            (live / name).write_bytes((new / name).read_bytes())
+        asyncio.run(m.reload_table())
+        if sequence == 2:
+            assert m.current.table.digest == five and m.previous is None
+    assert json.loads(m.current.manifest)["manifest"]["sequence"] == 6
+    assert m.previous is not None and m.previous.table.digest == five
 
 
 def test_require_franking_refuses_an_unfranked_event(table_dir: Path, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from blindmatch.integrations.matrix.homeserver import build_table_dir
 from blindmatch.integrations.matrix.state import MatrixState
 from blindmatch.protocol import AccountSecret, ClientSession, verify_table
 from tests.integration.matrix.conftest import (
+    HARNESS_FLOORS,
     LISTED_SEED,
     MatrixWorld,
     jpeg,
@@ -104,7 +105,8 @@ def test_a_new_table_is_served_and_the_old_ones_vouchers_still_accepted(
     # The platform publishes a new table (same policy and t): files replaced one by one,
     # as a deployment would copy them (a half-replaced set must not be loaded).
     new_dir = build_table_dir(threshold_world.table_dir.parent / "v2", {"listed-10": listed_pdq(),
-                              "other": bytes(32)}, policy="threshold", threshold=3)  # fmt: skip
+                              "other": bytes(32)}, policy="threshold", threshold=3,
+                              floors=HARNESS_FLOORS)  # fmt: skip
     for name in ("table.bin", "manifest.json", "trust.json", "server.key"):
         tmp = threshold_world.table_dir / f".{name}.new"
         tmp.write_bytes((new_dir / name).read_bytes())

@@ -50,7 +50,9 @@ refetches the table once and sends again.
 The table is fetched from the homeserver but trusted only through the ``TrustPolicy``
 the client was configured with (a ``trust.json`` as the CLI reads it): ``/_blindmatch/v1/trust``
 is never read. A table that does not verify is refused (:class:`~blindmatch.errors.InvalidManifest`)
-and the previous verified table stays in use.
+and the previous verified table stays in use: bad signatures, parameters below the trust's
+floors, a stale ``issued``, or a sequence older than one this client saw (kept per platform
+key in ``store_path/blindmatch-table-history.json``, docs/protocol.md §4).
 """
 
 from __future__ import annotations
@@ -108,13 +110,16 @@ from blindmatch.protocol import (
     AccountSecret,
     ClientSession,
     EncryptedFile,
+    MemoryTableHistory,
     QueryHash,
+    TableHistory,
     TrustPolicy,
     VerifiedTable,
     frank,
     new_opening_seed,
     verify_table,
 )
+from blindmatch.table_history import FileTableHistory
 
 if TYPE_CHECKING:
     from blindmatch.integrations.matrix.receive import Verdict
@@ -130,6 +135,7 @@ OPENING_FIELD = "org.blindmatch.opening"
 FRANKING_VERSION = 1
 MAX_TABLE_BYTES = 1 << 31
 MAX_MANIFEST_BYTES = 1 << 20
+TABLE_HISTORY_FILE = "blindmatch-table-history.json"
 KEPT_TABLES = 4  # verified tables kept for checking vouchers made just before an update
 DEFAULT_POLL_SECONDS = 300.0
 DEFAULT_CONTEXT = 5  # earlier messages sent with a report
@@ -424,6 +430,9 @@ class BlindmatchClient(AsyncClient):
     ``trust``: the pinned :class:`~blindmatch.protocol.TrustPolicy` (or a trust file);
     ``account_secret``: the account's voucher secret (default: ``store_path``'s
     ``blindmatch-account.key``, made on first use, or a fresh one without a store);
+    ``table_history``: where the newest table sequence accepted per platform key is kept,
+    so that an older table is refused (default: ``store_path``'s
+    ``blindmatch-table-history.json``, or memory without a store);
     ``table_poll_seconds``: how often :meth:`start_table_updates` polls the manifest;
     ``hash_threads``: threads hashing one picture's variants (the PDQ library releases
     the GIL); ``ignore_unverified_devices``: share Megolm keys with devices nobody has
@@ -443,6 +452,7 @@ class BlindmatchClient(AsyncClient):
         *,
         trust: TrustPolicy | str | os.PathLike[str],
         account_secret: AccountSecret | None = None,
+        table_history: TableHistory | None = None,
         table_poll_seconds: float = DEFAULT_POLL_SECONDS,
         hash_threads: int = 2,
         ignore_unverified_devices: bool = True,
@@ -458,6 +468,13 @@ class BlindmatchClient(AsyncClient):
                 else AccountSecret.generate()
             )
         self._account = account_secret
+        if table_history is None:
+            table_history = (
+                FileTableHistory(Path(store_path) / TABLE_HISTORY_FILE)
+                if store_path
+                else MemoryTableHistory()
+            )
+        self.table_history = table_history
         self.table_poll_seconds = table_poll_seconds
         self.ignore_unverified_devices = ignore_unverified_devices
         self.max_file_bytes = max_file_bytes
@@ -574,8 +591,16 @@ class BlindmatchClient(AsyncClient):
         self, table: bytes, manifest: bytes, manifest_etag: str | None, table_etag: str | None
     ) -> bool:
         cur = self._table
-        # Hashing a large table takes a while: not on the event loop.
-        verified = await asyncio.to_thread(verify_table, table, manifest, self.trust)
+        # Hashing a large table takes a while: not on the event loop. A table that does
+        # not verify (signatures, floors, age, an older sequence than one seen) changes
+        # nothing: the table in use stays, and the error is kept in ``table_error``.
+        try:
+            verified = await asyncio.to_thread(
+                verify_table, table, manifest, self.trust, history=self.table_history
+            )
+        except BlindmatchError as e:
+            self.table_error = e
+            raise
         if cur is not None and verified.table.table_id == cur.table_id:
             cur.manifest_etag, cur.table_etag = manifest_etag, table_etag
             return False

@@ -47,9 +47,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from blindmatch.errors import ConfigError, InternalError
+
+if TYPE_CHECKING:
+    from blindmatch.protocol import Floors
 
 MODULE_CLASS = "blindmatch.integrations.matrix.module.BlindmatchModule"
 _LIVE: set[Homeserver] = set()
@@ -348,16 +351,25 @@ def build_table_dir(
     policy: str = "block",
     threshold: int = 30,
     seed: bytes | None = None,
+    floors: Floors | None = None,
 ) -> Path:
     """A signed table directory (``table.bin``, ``manifest.json``, ``trust.json``,
     ``server.key``) whose every hotline lists every hash in ``listed`` (entry id → PDQ),
-    signed with fresh throwaway keys: for tests and demos, never production."""
+    signed with fresh throwaway keys: for tests and demos, never production. A table
+    below the default floors (``threshold`` < 10; a threshold table has no synthetic
+    vouchers here) needs ``floors`` lowered for it, written into its ``trust.json``."""
     from datetime import UTC, datetime
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from blindmatch.cli.protocol_cmds import write_table_dir
-    from blindmatch.protocol import HotlineList, Policy, VariantProbeLSH, prepare_table
+    from blindmatch.protocol import (
+        HotlineList,
+        Policy,
+        VariantProbeLSH,
+        format_issued,
+        prepare_table,
+    )
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -367,10 +379,10 @@ def build_table_dir(
         scheme=VariantProbeLSH(seed=seed or secrets.token_bytes(32)),
         policy=Policy(policy),
         threshold=threshold,
-        issued=datetime.now(UTC).isoformat(timespec="seconds"),
+        issued=format_issued(datetime.now(UTC)),
     )
     keys = {h: (Ed25519PrivateKey.generate(), j) for h, j in hotlines}
-    write_table_dir(out, prep, Ed25519PrivateKey.generate(), keys, len(hotlines))
+    write_table_dir(out, prep, Ed25519PrivateKey.generate(), keys, len(hotlines), floors)
     return out
 
 

@@ -88,7 +88,14 @@ from blindmatch.integrations.matrix.state import (
     cutoff,
     new_case_id,
 )
-from blindmatch.protocol import EncryptedFile, FrankingKeyring, ServerSession, Table
+from blindmatch.protocol import (
+    EncryptedFile,
+    FrankingKeyring,
+    MemoryTableHistory,
+    ServerSession,
+    Table,
+    TableHistory,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -344,12 +351,16 @@ class LoadedTable:
         return self.table.table_id
 
 
-def load_table(config: ModuleConfig, engine: Any) -> LoadedTable:
+def load_table(
+    config: ModuleConfig, engine: Any, history: TableHistory | None = None
+) -> LoadedTable:
     """Read and verify the table files; raises a :class:`~blindmatch.errors.BlindmatchError`.
 
-    The server checks its own table as a client will: a table clients would refuse is
-    a configuration error, not something to serve. The threshold state lives in one
-    namespace per ``t`` (shares of different ``t`` lie on different polynomials), so an
+    The server checks its own table as a client will: a table clients would refuse (its
+    signatures, the trust file's parameter floors and maximum age, and — with the
+    ``history`` of the tables this process served — an older sequence than the one
+    served) is a configuration error, not something to serve. The threshold state
+    lives in one namespace per ``t`` (shares of different ``t`` lie on different polynomials), so an
     account's shares keep counting across table updates that keep ``t``.
     """
     from blindmatch.cli.protocol_cmds import _load_trust
@@ -364,7 +375,7 @@ def load_table(config: ModuleConfig, engine: Any) -> LoadedTable:
         key_bytes = config.server_key.read_bytes()
     except OSError as e:
         raise ConfigError(f"blindmatch module: cannot read {e.filename}: {e.strerror}") from e
-    verified = verify_table(table_bytes, manifest, _load_trust(str(config.trust)))
+    verified = verify_table(table_bytes, manifest, _load_trust(str(config.trust)), history=history)
     table = verified.table
     if config.policy is not None and config.policy != table.policy.value:
         raise ConfigError(
@@ -425,7 +436,8 @@ class BlindmatchModule:
         self.api = api
         self.server_name = api.server_name
         self.state = MatrixState.open(config.database_url)
-        self.current = load_table(config, self.state.engine)
+        self._history = MemoryTableHistory()  # a reload must not go back to an older table
+        self.current = load_table(config, self.state.engine, self._history)
         assert config.franking_keys is not None
         self.keyring = load_franking_keyring(config.franking_keys)
         self.previous: LoadedTable | None = None  # accepted until previous_until
@@ -509,7 +521,9 @@ class BlindmatchModule:
             sig = await self.api.defer_to_thread(table_signature, self.config)
             if sig in (self.current.signature, self._bad_signature):
                 return
-            loaded = await self.api.defer_to_thread(load_table, self.config, self.state.engine)
+            loaded = await self.api.defer_to_thread(
+                load_table, self.config, self.state.engine, self._history
+            )
         except Exception:
             # Half-written files (a copy in progress) fail here too: the next round retries.
             logger.exception("blindmatch: the new table files do not load; keeping the old")
