@@ -22,8 +22,10 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
 from blindmatch.cli.protocol_cmds import query_hashes
-from blindmatch.hashing.image import load_rgb
+from blindmatch.hashing.image import open_image
 from blindmatch.protocol import QueryHash, VariantProbeLSH
 from blindmatch.protocol.hazmat.rng import SeededRng
 
@@ -39,13 +41,15 @@ def main() -> None:
     )
     hashes = {}
     for p in files:
-        pdq, conf, variants = query_hashes(load_rgb(p))
+        pdq, conf, variants = query_hashes(np.asarray(open_image(p.read_bytes())))
         hashes[p] = (pdq, conf, variants)
     distinct = [p for p in files if "bridge-mods" not in p.parts and "dih" not in p.parts]
     distinct.append(REF / "reg-test-input" / "dih" / "bridge-1-original.jpg")
     lists = {"distinct": distinct, "near-duplicates": files}
-    print(f"# {len(files)} reference images; scheme {scheme.describe()['scheme']} "
-          f"k={scheme.k} probes={scheme.n_probes}")
+    print(
+        f"# {len(files)} reference images; scheme {scheme.describe()['scheme']} "
+        f"k={scheme.k} probes={scheme.n_probes}"
+    )
     for name, entries in lists.items():
         listed = {k for p in entries for k in scheme.list_keys(hashes[p][0])}
         counts: Counter[int] = Counter()
@@ -55,9 +59,11 @@ def main() -> None:
             counts[len(set(probes.keys) & listed)] += 1
         opened = sum(v for k, v in counts.items() if k >= 1)
         multi = sum(v for k, v in counts.items() if k >= 2)
-        print(f"{name:16s} entries={len(entries):3d} queries={len(files)} opened={opened} "
-              f"opened>=2 pairs={multi} ({multi / max(opened, 1):.0%} of opened) "
-              f"histogram={dict(sorted(counts.items()))}")
+        print(
+            f"{name:16s} entries={len(entries):3d} queries={len(files)} opened={opened} "
+            f"opened>=2 pairs={multi} ({multi / max(opened, 1):.0%} of opened) "
+            f"histogram={dict(sorted(counts.items()))}"
+        )
 
 
 if __name__ == "__main__":

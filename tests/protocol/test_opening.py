@@ -433,6 +433,51 @@ def test_a_real_match_sent_with_the_synthetic_flag_is_caught_on_both_sides(
         assert rel.tampered == TAMPERED_FLAG and rel.matches  # and counted as the match it is
 
 
+def test_a_real_voucher_with_a_share_off_the_polynomial_is_caught_at_t(
+    threshold: Party, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A modified client puts a wrong share in one real voucher (to keep its evidence closed):
+    the recipient cannot see it (the share is sealed against it), the server can, once the
+    other vouchers give it the account's polynomial."""
+    from blindmatch.protocol import voucher as voucher_module
+    from blindmatch.protocol.server import TAMPERED_OFF_POLYNOMIAL
+
+    com = bytes(32)
+    client = ClientSession(threshold.verified, AccountSecret.generate())
+    server = ServerSession(threshold.server._secret, threshold.verified.table)
+    with monkeypatch.context() as m:
+        m.setattr(voucher_module, "evaluate", lambda coefficients, x: rnd.randrange(1, 2**252))
+        img, seed = Image.random(threshold.listed[18]), seed_with_coin(threshold, False)
+        bad = threshold_make(client, img, seed, com)
+    threshold.check(bad, seed, img, com)  # the recipient cannot tell
+    released = list(server.open(bad, account="cheat").released)
+    for k in range(threshold.verified.table.threshold):
+        img, seed = Image.random(threshold.listed[k]), seed_with_coin(threshold, False)
+        released += server.open(threshold_make(client, img, seed, com), account="cheat").released
+    by_id = {rel.voucher_id: rel for rel in released}
+    bad_id = ParsedVoucher.from_bytes(bad, threshold.verified.table).voucher_id
+    assert by_id[bad_id].tampered == TAMPERED_OFF_POLYNOMIAL and by_id[bad_id].matches
+    assert sum(rel.tampered is None for rel in released) == threshold.verified.table.threshold
+
+
+def test_a_key_stored_before_the_polynomial_was_kept_flags_nothing(threshold: Party) -> None:
+    """Stores written by draft 1 hold ek alone (32 bytes): vouchers judged against it are
+    never called lies (the polynomial is unknown), synthetic ones are dropped as before."""
+    from blindmatch.protocol import MemoryThresholdStore
+
+    store = MemoryThresholdStore()
+    client = ClientSession(threshold.verified, threshold.account)
+    server = ServerSession(threshold.server._secret, threshold.verified.table, store=store)
+    ek = evidence_key(threshold.account.coefficients(threshold.verified.table.threshold)[0])
+    store.set_evidence_key("old", ek)
+    com = bytes(32)
+    img, seed = Image.random(), seed_with_coin(threshold, True)
+    assert server.open(threshold_make(client, img, seed, com), account="old").released == ()
+    img, seed = Image.random(threshold.listed[19]), seed_with_coin(threshold, False)
+    (rel,) = server.open(threshold_make(client, img, seed, com), account="old").released
+    assert rel.tampered is None and rel.matches
+
+
 def threshold_make(client: ClientSession, img: Image, seed: bytes, com: bytes) -> bytes:
     return client.make_voucher(img.pdq, confidence=img.confidence, variants=img.variants,
                                commitment=com, opening_seed=seed)  # fmt: skip

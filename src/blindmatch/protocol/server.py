@@ -468,7 +468,9 @@ class ServerSession:
         whose share is off the polynomial, or whose ``M`` does not open or does not match
         its commitment, is one too."""
         plain = self._read_stored(rec, ek)
-        on_poly = coefficients is None or evaluate(coefficients, rec.share_x) == rec.share_y
+        # a key stored before the polynomial was kept (32 bytes: ek alone) cannot judge shares
+        known = coefficients is not None
+        on_poly = known and evaluate(coefficients or (), rec.share_x) == rec.share_y
         if plain is None:
             return (), TAMPERED_MATCH
         if plain[0] == FLAG_SYNTHETIC and self.table.policy is Policy.THRESHOLD:
@@ -479,7 +481,7 @@ class ServerSession:
         matches = self._matches_in(plain)
         if matches is None:
             return (), TAMPERED_MATCH
-        return matches, (None if on_poly else TAMPERED_OFF_POLYNOMIAL)
+        return matches, (TAMPERED_OFF_POLYNOMIAL if known and not on_poly else None)
 
     def _advance(
         self, account: str, newest: StoredVoucher
