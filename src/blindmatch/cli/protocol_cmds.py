@@ -32,7 +32,7 @@ property 6: it recomputes each voucher from its image and opening and says
 whether the voucher was made for that very file.
 
 Exit codes: ``table`` and ``voucher make`` exit 0 on success and 2 when the
-command or any input failed; ``voucher open`` exits 1 when any voucher matched
+command or any input failed; ``voucher open`` exits 1 when any voucher matched, was blocked
 or failed, else 0 (2 when the command itself failed: bad key, table, options);
 ``voucher check`` exits 0 when every voucher verified, 1 when any did not, and
 2 when only other inputs failed (unreadable image, missing voucher or opening).
