@@ -24,6 +24,7 @@ from pathlib import Path
 
 from blindmatch.errors import ConfigError
 from blindmatch.files import read_file
+from blindmatch.fsutil import write_atomic
 
 HISTORY_FORMAT = "blindmatch-table-history"
 _MAX_BYTES = 1 << 20
@@ -94,20 +95,8 @@ class FileTableHistory:
                 k: {"sequence": s, "table_digest": d.hex()} for k, (s, d) in sorted(seen.items())
             },
         }
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w", closefd=False) as f:
-                f.write(json.dumps(doc, indent=1, sort_keys=True) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-        except BaseException:
-            os.close(fd)
-            tmp.unlink(missing_ok=True)
-            raise
-        os.close(fd)
-        os.replace(tmp, self.path)
+        data = (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
+        write_atomic(self.path, data, private=True)
 
 
 __all__ = ["HISTORY_FORMAT", "FileTableHistory"]

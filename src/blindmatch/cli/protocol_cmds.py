@@ -68,6 +68,7 @@ from blindmatch.errors import (
     ProtocolError,
 )
 from blindmatch.files import Failure, Limits, image_pixels, iter_files, read_file
+from blindmatch.fsutil import write_atomic
 from blindmatch.hashing.image import MIN_QUALITY
 from blindmatch.table_history import FileTableHistory
 
@@ -140,21 +141,7 @@ def _write_file(path: Path, data: bytes, *, private: bool, replace: bool) -> Non
     """Write ``data`` to ``path`` via a temporary file and a rename (0600 if ``private``)."""
     if path.exists() and not replace:
         raise OutputExists(f"{path} exists; pass --force to replace it")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    mode = 0o600 if private else 0o644
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb", closefd=False) as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    os.replace(tmp, path)
+    write_atomic(path, data, private=private)
 
 
 def _key_value(text: str) -> tuple[str, str]:
