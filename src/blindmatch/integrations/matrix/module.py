@@ -782,6 +782,8 @@ class BlindmatchModule:
                     raise rejected(Reason.VOUCHER_REQUIRED, "unbound: " + shown)
             uses = [Use(f.media_id, "file", sender, event.room_id, event.event_id)
                     for f in new_files]  # fmt: skip
+            for a in fresh:  # before anything is opened: never half an event's vouchers
+                _check_form(a, tables)
             if fresh and self.current.table.policy is Policy.THRESHOLD:
                 return self._queue_and_bind(event, fresh, tables, franking, uses)
             if fresh:
@@ -962,17 +964,10 @@ class BlindmatchModule:
     ) -> _Decision:
         """Threshold policy: bind the vouchers (``pending``) and queue them, with the
         declared files and the franking tag, in one transaction. Only checks that need no
-        secret run here — the voucher's form (size, header, table, every point decodes) and
+        secret run here — the voucher's form (:func:`_check_form`, done by the caller) and
         the account's hourly budget — so neither the answer nor its time depends on
         whether a voucher opens."""
         sender = event.sender
-        for a in atts:
-            try:
-                v = ParsedVoucher.from_bytes(a.voucher, tables[a.table_id].table)
-            except InvalidVoucher:
-                raise rejected(Reason.INVALID_VOUCHER, a.mxc) from None
-            if not all(is_valid_point(q) for q, _ in v.pairs):
-                raise rejected(Reason.INVALID_VOUCHER, a.mxc)
         recent = self.state.vouchers_bound_since(sender, cutoff(3600))
         if recent + len(atts) > self.config.max_vouchers_per_hour:
             raise rejected(Reason.TOO_MANY_VOUCHERS, f"{recent} in the last hour")
@@ -1314,6 +1309,18 @@ class BlindmatchModule:
 
 
 MAX_PLAINTEXT_IMAGE_BYTES = 64 << 20
+
+
+def _check_form(a: Attachment, tables: dict[bytes, LoadedTable]) -> None:
+    """What the server can check of a voucher without its secret — size, header, table,
+    ``R`` and every pair's ``Q`` decode as points — so a refusal here (``invalid_voucher``)
+    says nothing about the list. Run on all of an event's vouchers before any is opened."""
+    try:
+        v = ParsedVoucher.from_bytes(a.voucher, tables[a.table_id].table)
+    except InvalidVoucher:
+        raise rejected(Reason.INVALID_VOUCHER, a.mxc) from None
+    if not all(is_valid_point(q) for q, _ in v.pairs):
+        raise rejected(Reason.INVALID_VOUCHER, a.mxc)
 
 
 def classify_upload(path: str, head: bytes, size: int) -> str:
