@@ -50,7 +50,7 @@ def register(sub: Any) -> None:
     cp = sub.add_parser("cases", help="review cases (Matrix module: blocked matches, releases)")
     cs = cp.add_subparsers(dest="cases_command", required=True)
     ls = cs.add_parser("list", help="list review cases, oldest first")
-    ls.add_argument("--kind", choices=("match", "report", "threshold"), default=None)
+    ls.add_argument("--kind", choices=("match", "report", "threshold", "tampered"), default=None)
     ls.add_argument("--account", default=None, help="only this account (e.g. @alice:example.org)")
     ls.add_argument("--limit", type=int, default=None)
     ls.add_argument(

@@ -145,7 +145,8 @@ class MatrixVoucher(Base):
     room: Mapped[str] = mapped_column(_ID)
     event_id: Mapped[str] = mapped_column(_ID)
     voucher_sha256: Mapped[str] = mapped_column(String(64))
-    outcome: Mapped[str] = mapped_column(String(16))  # "accepted" | "blocked"
+    # "accepted" | "blocked" | "pending" (threshold: queued, not opened yet; migration 0008)
+    outcome: Mapped[str] = mapped_column(String(16))
     case_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -165,7 +166,8 @@ class MatrixRejection(Base):
 
 
 class Case(Base):
-    """A review case: a blocked match, a threshold release, or (later) a user report.
+    """A review case: a blocked match, a threshold release, a user report, or (threshold
+    policy) a forged voucher the server caught (``tampered``, never shown to the sender).
 
     ``voucher_ids``, ``blobs`` and ``entry_refs`` are JSON lists; ``evidence``
     holds the released review derivative under the threshold policy.
@@ -174,7 +176,7 @@ class Case(Base):
     __tablename__ = "cases"
     __table_args__ = (Index("ix_cases_account", "account"), Index("ix_cases_created", "created_at"))
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))  # "match" | "report" | "threshold"
+    kind: Mapped[str] = mapped_column(String(16))  # "match" | "report" | "threshold" | "tampered"
     account: Mapped[str] = mapped_column(_ID)
     room: Mapped[str | None] = mapped_column(_ID, nullable=True)
     event_id: Mapped[str | None] = mapped_column(_ID, nullable=True)
@@ -241,4 +243,37 @@ class MatrixBlobUse(Base):
     account: Mapped[str] = mapped_column(_ID)
     room: Mapped[str] = mapped_column(_ID)
     event_id: Mapped[str] = mapped_column(_ID)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CaseVoucher(Base):
+    """A voucher kept with a case for review (migration 0008): a forged one (``tampered``
+    says which layer failed: ``blindmatch.protocol.server.TAMPERED_*``), with its bytes when
+    the module still had them."""
+
+    __tablename__ = "case_vouchers"
+    case_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True
+    )
+    voucher_id: Mapped[str] = mapped_column(String(32), primary_key=True)  # 16 bytes, hex
+    tampered: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    voucher: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+
+
+class MatrixVoucherQueue(Base):
+    """A voucher accepted under the threshold policy and not opened yet (migration 0008).
+
+    The send path never opens a threshold voucher: it binds it (outcome ``pending``) and
+    queues it here in the same transaction; the module's worker opens it later and deletes
+    the row in the transaction that records what opening it taught the server."""
+
+    __tablename__ = "matrix_voucher_queue"
+    __table_args__ = (Index("ix_matrix_voucher_queue_account", "account"),)
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    voucher_id: Mapped[str] = mapped_column(String(32), unique=True)  # 16 bytes, hex
+    account: Mapped[str] = mapped_column(_ID)
+    table_id: Mapped[str] = mapped_column(String(32))  # 16 bytes, hex
+    voucher: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -41,6 +41,7 @@ from blindmatch.protocol import (  # noqa: E402
     TrustPolicy,
     verify_table,
 )
+from blindmatch.protocol.voucher import Layout  # noqa: E402
 
 LISTED_SEED = 10
 #: The harness's tables use t = 3 and no synthetic vouchers (a threshold reached in three
@@ -230,6 +231,48 @@ def running_world(
 def matrix_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MatrixWorld]:
     with running_world(tmp_path_factory.mktemp("matrix")) as world:
         yield world
+
+
+def forge_evidence(voucher: bytes, session: ClientSession) -> bytes:
+    """The voucher with one byte of its evidence layer ``C_ev`` flipped: its pair still opens
+    (for a listed picture), the evidence layer no longer authenticates."""
+    o = Layout.for_table(session.table).ev_offset + 5
+    return voucher[:o] + bytes([voucher[o] ^ 0x01]) + voucher[o + 1 :]
+
+
+def break_a_point(voucher: bytes, session: ClientSession) -> bytes:
+    """The voucher with its first pair's ``Q`` replaced by bytes that are no point: malformed
+    on its face (the server needs no secret to see it)."""
+    o = Layout.for_table(session.table).pairs_offset
+    return voucher[:o] + b"\xff" * 32 + voucher[o + 32 :]
+
+
+def wait_until_opened(world: MatrixWorld, account: str, timeout: float = 60.0) -> None:
+    """Wait (bounded; not a timing assertion) until the module's worker has opened every
+    voucher ``account`` queued."""
+    import time
+
+    from blindmatch.integrations.matrix.state import MatrixState
+
+    state = MatrixState.open(world.database_url)
+    deadline = time.monotonic() + timeout
+    while state.queued(account=account) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert state.queued(account=account) == [], "the worker did not open the queue"
+    state.engine.dispose()
+
+
+def not_opened(world: MatrixWorld, sender: Sender) -> bool:
+    """Whether the server's threshold store holds nothing for ``sender`` (no voucher of
+    theirs was opened and kept)."""
+    from blindmatch.store.db import open_store
+    from blindmatch.store.threshold import SqlThresholdStore
+
+    engine = open_store(world.database_url).engine
+    store = SqlThresholdStore(engine, namespace=f"t{sender.session.table.threshold}:")
+    empty = store.load(sender.user.user_id).vouchers == ()
+    engine.dispose()
+    return empty
 
 
 def stats(world: MatrixWorld) -> dict[str, Any]:

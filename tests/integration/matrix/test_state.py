@@ -98,6 +98,53 @@ def check_threshold_state_survives_restarts(engine: Any, threshold_world: World)
     assert again.replayed and not again.released and s.account_state("b") == (4, True)
 
 
+def test_a_queued_voucher_is_opened_and_dequeued_in_one_transaction(
+    tmp_path: Path, threshold_world: World
+) -> None:
+    check_queue_and_deferred_writes(open_store(url(tmp_path)).engine, threshold_world)
+
+
+def check_queue_and_deferred_writes(engine: Any, threshold_world: World) -> None:
+    """Shared with the PostgreSQL suite: what the worker does. Vouchers bound ``pending`` and
+    queued in one transaction; opened with the store's writes deferred — dropped (a crash
+    before the commit) they leave no trace, so opening again is not a replay; written with
+    the cases and the queue row's removal, all of it lands at once."""
+    prep = threshold_world.prep
+    client = threshold_world.new_client()
+    vouchers = [_real(client, threshold_world.listed[i], b"ev%d" % i) for i in range(3)]
+    state = MatrixState(engine)
+    store = SqlThresholdStore(engine, namespace="t3:")
+    session = ServerSession(prep.server_secret, prep.table, store=store)
+    for i, v in enumerate(vouchers):
+        b = Binding(v[24:40].hex(), f"m{i}", "@a:x", "!r:x", f"$e{i}", "h" * 64, "pending", None)
+        state.bind([b], (), None, (), [("@a:x", prep.table.table_id, v)])
+    queued = state.queued()
+    assert [q.voucher for q in queued] == vouchers and state.queued(account="@b:x") == []
+    assert {q.table_id for q in queued} == state.queue_tables() == {prep.table.table_id.hex()}
+    with store.deferred() as dropped:
+        first = session.open(vouchers[0], account="@a:x")
+    assert first.opened and dropped and SqlThresholdStore(engine, namespace="t3:").load(
+        "@a:x"
+    ).vouchers == ()  # fmt: skip
+    released: list[Release] = []
+    for q in queued:
+        with store.deferred() as writes:
+            r = session.open(q.voucher, account=q.account)
+        assert not r.replayed  # the dropped run above left nothing behind
+        released += r.released
+        cases = [{"kind": "threshold", "account": q.account, "evidence": rel.evidence}
+                 for rel in r.released]  # fmt: skip
+        state.finish_queued(q, cases, lambda s, w=writes: store.write(s, w))  # type: ignore[misc]
+    assert sorted(r.evidence for r in released) == [b"ev0", b"ev1", b"ev2"]
+    assert state.queued() == [] and session.account_state("@a:x") == (3, True)
+    assert {b.outcome for b in state.bindings(voucher_ids=[q.voucher_id for q in queued])} == {
+        "accepted"
+    }  # fmt: skip
+    assert sorted(state.case_evidence(c.id) or b"" for c in state.cases(kind="threshold")) == [
+        b"ev0", b"ev1", b"ev2",
+    ]  # fmt: skip
+
+
 def test_a_duplicate_append_is_an_invalid_voucher(tmp_path: Path) -> None:
     check_duplicate_append_and_round_trip(open_store(url(tmp_path)).engine)
 

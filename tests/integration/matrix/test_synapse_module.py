@@ -23,8 +23,11 @@ from tests.conftest import run_cli
 from tests.integration.matrix.conftest import (
     LISTED_SEED,
     MatrixWorld,
+    break_a_point,
+    forge_evidence,
     jpeg,
     listed_pdq,
+    not_opened,
     rejection,
     stats,
 )
@@ -237,6 +240,71 @@ def test_forged_voucher_bytes_are_refused(matrix_world: MatrixWorld) -> None:
     mxc, digest, _ = s.encrypted_upload(jpeg(BENIGN))
     flipped = real[:-1] + bytes([real[-1] ^ 1])
     assert s.send(voucher_field([(flipped, mxc, digest)])).status == 200
+
+
+def test_a_forged_listed_voucher_is_refused_as_a_match_and_kept_for_review(
+    matrix_world: MatrixWorld,
+) -> None:
+    """Block policy: a listed picture's voucher with a flipped byte in C_ev (its pair opens,
+    its evidence layer does not) gets the answer a match gets — reason, message, case and
+    appeal, blob quarantined — and the case keeps the forged voucher and says which layer
+    failed. The same forgery of an unlisted picture's voucher does not open: accepted."""
+    s = matrix_world.new_sender()
+    real = rejection(s.send_image(listed_copy()))  # a real match, for the answer's shape
+    forged = forge_evidence(s.voucher_for(listed_copy()), s.session)
+    mxc, digest, _ = s.encrypted_upload(jpeg(BENIGN))
+    body = rejection(s.send(voucher_field([(forged, mxc, digest)])))
+    assert body["org.blindmatch.reason"] == real["org.blindmatch.reason"] == "listed_image"
+    assert set(body) == set(real)
+    case = body["org.blindmatch.case"]
+    assert body["org.blindmatch.message"] == real["org.blindmatch.message"].replace(
+        real["org.blindmatch.case"], case
+    )
+    assert matrix_world.download(mxc, s.user).status == 404  # quarantined as for a match
+    # C_mid's associated data covers every other byte: the middle layer is what fails
+    from blindmatch.protocol.server import TAMPERED_MID
+
+    state = MatrixState.open(matrix_world.database_url)
+    [kept] = state.kept_vouchers(case)
+    assert (kept.voucher_id, kept.tampered, kept.voucher) == (
+        forged[24:40].hex(), TAMPERED_MID, forged  # the voucher id: bytes 24-40
+    )  # fmt: skip
+    [c] = [c for c in state.cases(kind="match", account=s.user.user_id) if c.id == case]
+    assert c.tampered == {kept.voucher_id: TAMPERED_MID} and c.blobs == [mxc]
+    assert state.kept_vouchers(real["org.blindmatch.case"]) == []  # a real match keeps none
+    # The same forgery of an unlisted picture's voucher: nothing opens, nothing to see.
+    mxc, digest, _ = s.encrypted_upload(jpeg(BENIGN))
+    unlisted = forge_evidence(s.voucher_for(BENIGN), s.session)
+    assert s.send(voucher_field([(unlisted, mxc, digest)])).status == 200
+
+
+def test_replays_of_an_opened_and_an_unopened_voucher_get_the_same_answers(
+    matrix_world: MatrixWorld,
+) -> None:
+    """A voucher whose event was refused for a reason that needs no secret (another voucher
+    of it is malformed) was never opened: sent again, a listed one gets the policy's answer
+    and an unlisted one is accepted, as if fresh. Once bound, replaying either — one that
+    opened, one that did not — gets the same refusal, voucher_replayed."""
+    s = matrix_world.new_sender()
+    listed, unlisted = s.voucher_for(listed_copy()), s.voucher_for(BENIGN)
+    for v in (listed, unlisted):
+        bad = break_a_point(s.voucher_for(BENIGN), s.session)
+        (m1, d1, _), (m2, d2, _) = s.encrypted_upload(jpeg(BENIGN)), s.encrypted_upload(b"x")
+        body = rejection(s.send(voucher_field([(v, m1, d1), (bad, m2, d2)])))
+        assert body["org.blindmatch.reason"] == "invalid_voucher"
+        assert not_opened(matrix_world, s)  # refused for its form: nothing of it was opened
+        fresh = [(s.voucher_for(BENIGN), m1, d1), (s.voucher_for(BENIGN), m2, d2)]
+        assert s.send(voucher_field(fresh)).status == 200  # the two uploads bound honestly
+    mxc, digest, _ = s.encrypted_upload(jpeg(BENIGN))
+    first = rejection(s.send(voucher_field([(listed, mxc, digest)])))
+    assert first["org.blindmatch.reason"] == "listed_image"  # the block policy's answer
+    mxc, digest, _ = s.encrypted_upload(jpeg(BENIGN))
+    assert s.send(voucher_field([(unlisted, mxc, digest)])).status == 200
+    for v in (listed, unlisted):  # now both are bound: replays
+        mxc, digest, _ = s.encrypted_upload(jpeg(BENIGN))
+        body = rejection(s.send(voucher_field([(v, mxc, digest)])))
+        assert body["org.blindmatch.reason"] == "voucher_replayed"
+        assert "org.blindmatch.case" not in body
 
 
 def test_a_voucher_bound_to_another_users_blob_is_refused(matrix_world: MatrixWorld) -> None:

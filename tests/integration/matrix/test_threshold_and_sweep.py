@@ -1,6 +1,7 @@
 """A second Synapse: a threshold-policy table, a short bind window so the sweep runs,
 table reloads every second (a new table is served while vouchers for the old one are
-still accepted for a grace period), and a low report limit."""
+still accepted for a grace period), a low report limit, and the worker that opens queued
+vouchers every second (the send path opens nothing under the threshold policy)."""
 
 from __future__ import annotations
 
@@ -22,10 +23,14 @@ from tests.integration.matrix.conftest import (
     HARNESS_FLOORS,
     LISTED_SEED,
     MatrixWorld,
+    break_a_point,
+    forge_evidence,
     jpeg,
     listed_pdq,
+    not_opened,
     rejection,
     running_world,
+    wait_until_opened,
 )
 
 WINDOW = 4  # seconds an upload may stay unbound before the sweep quarantines it
@@ -42,6 +47,7 @@ def threshold_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix
         sweep_interval_seconds=1,
         reload_interval_seconds=1,
         max_reports_per_hour=3,
+        open_interval_seconds=1,
     ) as world:
         yield world
 
@@ -61,6 +67,7 @@ def test_threshold_policy_delivers_and_releases_evidence_at_t(
         mxc, digest, _ = s.encrypted_upload(jpeg(image))
         r = s.send(voucher_field([(voucher, mxc, digest)]))
         assert r.status == 200, r.body  # threshold: nothing is blocked
+        wait_until_opened(threshold_world, s.user.user_id)  # through the queue
         mine = state.cases(kind="threshold", account=s.user.user_id)
         assert mine == [] if i < 2 else len(mine) == 3  # nothing before t, all three at t
     cases = state.cases(kind="threshold", account=s.user.user_id)
@@ -140,6 +147,8 @@ def test_a_new_table_is_served_and_the_old_ones_vouchers_still_accepted(
     # ... and a voucher made just before the update is still accepted (grace period).
     mxc, digest, _ = s.encrypted_upload(jpeg(synthetic_photo(13)))
     assert s.send(voucher_field([(old_voucher, mxc, digest)])).status == 200
+    # The worker opens it with the previous table's session (else it would stay queued).
+    wait_until_opened(threshold_world, s.user.user_id)
 
 
 def test_report_attempts_are_limited_per_account(threshold_world: MatrixWorld) -> None:
@@ -158,3 +167,98 @@ def test_report_attempts_are_limited_per_account(threshold_world: MatrixWorld) -
     other = threshold_world.hs.http.request("POST", "/_blindmatch/v1/report", json_body=body,
                                             token=s.user.access_token)  # fmt: skip
     assert other.status == 404
+
+
+def test_forged_listed_and_unlisted_vouchers_get_identical_answers(
+    threshold_world: MatrixWorld,
+) -> None:
+    """Threshold policy: a listed picture's voucher with a flipped C_ev byte (its pair opens)
+    and an unlisted one's with the same flip (nothing opens) are answered alike — accepted,
+    the same response — and only the server learns, once the worker ran, that the first
+    was forged: a ``tampered`` case that keeps the voucher."""
+    s = threshold_world.new_sender()
+    answers = []
+    forged = []
+    for image in (listed_copy(), synthetic_photo(11)):
+        v = forge_evidence(s.voucher_for(image), s.session)
+        mxc, digest, _ = s.encrypted_upload(jpeg(image))
+        r = s.send(voucher_field([(v, mxc, digest)]))
+        answers.append((r.status, sorted(r.json())))
+        forged.append((v, mxc))
+    assert answers[0] == answers[1] == (200, ["event_id"])
+    from blindmatch.protocol.server import TAMPERED_MID  # C_mid's AAD covers C_ev
+
+    wait_until_opened(threshold_world, s.user.user_id)
+    state = MatrixState.open(threshold_world.database_url)
+    [case] = state.cases(kind="tampered", account=s.user.user_id)
+    (listed_v, listed_mxc), _ = forged
+    assert case.blobs == [listed_mxc] and case.voucher_ids == [listed_v[24:40].hex()]
+    [kept] = state.kept_vouchers(case.id)
+    assert (kept.tampered, kept.voucher) == (TAMPERED_MID, listed_v)
+    assert state.cases(kind="match", account=s.user.user_id) == []
+    assert state.cases(kind="threshold", account=s.user.user_id) == []
+    assert {b.outcome for b in state.bindings(voucher_ids=[v[24:40].hex() for v, _ in forged])} == {
+        "accepted"
+    }  # fmt: skip
+
+
+def test_replays_of_an_opened_and_an_unopened_voucher_get_the_same_answers(
+    threshold_world: MatrixWorld,
+) -> None:
+    """A voucher of an event refused for its form is never opened nor counted: sent again,
+    listed or not, it is accepted; once bound, replaying either (one that opened, one that
+    did not) is refused alike, voucher_replayed."""
+    s = threshold_world.new_sender()
+    listed, unlisted = s.voucher_for(listed_copy()), s.voucher_for(synthetic_photo(11))
+    for v in (listed, unlisted):
+        bad = break_a_point(s.voucher_for(synthetic_photo(11)), s.session)
+        (m1, d1, _), (m2, d2, _) = s.encrypted_upload(b"a"), s.encrypted_upload(b"b")
+        body = rejection(s.send(voucher_field([(v, m1, d1), (bad, m2, d2)])))
+        assert body["org.blindmatch.reason"] == "invalid_voucher"
+        assert not_opened(threshold_world, s)  # refused for its form: nothing of it was opened
+        fresh = [(s.voucher_for(synthetic_photo(11)), m1, d1),
+                 (s.voucher_for(synthetic_photo(11)), m2, d2)]  # fmt: skip
+        assert s.send(voucher_field(fresh)).status == 200  # the two uploads bound honestly
+    for v in (listed, unlisted):
+        mxc, digest, _ = s.encrypted_upload(b"c")
+        assert s.send(voucher_field([(v, mxc, digest)])).status == 200
+    wait_until_opened(threshold_world, s.user.user_id)
+    for v in (listed, unlisted):
+        mxc, digest, _ = s.encrypted_upload(b"d")
+        body = rejection(s.send(voucher_field([(v, mxc, digest)])))
+        assert body["org.blindmatch.reason"] == "voucher_replayed"
+    state = MatrixState.open(threshold_world.database_url)
+    assert state.cases(account=s.user.user_id) == []  # nothing forged, t not reached
+
+
+def test_queued_vouchers_survive_a_restart(threshold_world: MatrixWorld) -> None:
+    """With the worker off, accepted vouchers stay queued (bindings ``pending``, no case);
+    after a restart with the worker on, they are opened and the threshold cases appear."""
+    hs = threshold_world.hs
+    assert hs.module_config is not None
+    hs.stop()
+    hs.module_config["open_interval_seconds"] = 0  # this process opens nothing
+    hs.start()
+    try:
+        s = threshold_world.new_sender()
+        state = MatrixState.open(threshold_world.database_url)
+        for i in range(3):
+            image = listed_copy()
+            mxc, digest, _ = s.encrypted_upload(jpeg(image))
+            v = s.voucher_for(image, evidence=f"kept-{i}".encode())
+            assert s.send(voucher_field([(v, mxc, digest)])).status == 200
+        queued = state.queued(account=s.user.user_id)
+        assert len(queued) == 3
+        assert {b.outcome for b in state.bindings(voucher_ids=[q.voucher_id for q in queued])} == {
+            "pending"
+        }  # fmt: skip
+        assert state.cases(account=s.user.user_id) == []
+    finally:
+        hs.stop()
+        hs.module_config["open_interval_seconds"] = 1
+        hs.start()
+    wait_until_opened(threshold_world, s.user.user_id)
+    cases = state.cases(kind="threshold", account=s.user.user_id)
+    assert sorted(state.case_evidence(c.id) or b"" for c in cases) == [
+        b"kept-0", b"kept-1", b"kept-2",
+    ]  # fmt: skip

@@ -22,6 +22,7 @@ from blindmatch.store.db import open_store
 from tests.integration.matrix.test_state import (
     check_block_evidence_survives_restarts,
     check_duplicate_append_and_round_trip,
+    check_queue_and_deferred_writes,
     check_threshold_state_survives_restarts,
 )
 from tests.protocol.conftest import World, make_world
@@ -124,6 +125,12 @@ def threshold_world() -> World:
 
 def test_block_evidence_is_released_after_restarts(pg_url: str, block_world: World) -> None:
     check_block_evidence_survives_restarts(open_store(pg_url).engine, block_world)
+
+
+def test_a_queued_voucher_is_opened_and_dequeued_in_one_transaction(
+    pg_url: str, threshold_world: World
+) -> None:
+    check_queue_and_deferred_writes(open_store(pg_url).engine, threshold_world)
 
 
 def test_threshold_state_and_replays_survive_restarts(pg_url: str, threshold_world: World) -> None:

@@ -57,8 +57,9 @@ class Reason(StrEnum):
     UNSUPPORTED_VERSION = "unsupported_version"  # "v" is not 1
     VOUCHER_OVERSIZED = "voucher_oversized"  # larger than this table's vouchers
     WRONG_TABLE = "wrong_table"  # made against another table (e.g. before a table update)
-    INVALID_VOUCHER = "invalid_voucher"  # right size and table, but does not verify (forged)
+    INVALID_VOUCHER = "invalid_voucher"  # right size and table, but a point does not decode
     VOUCHER_REPLAYED = "voucher_replayed"  # this voucher id was already used
+    TOO_MANY_VOUCHERS = "too_many_vouchers"  # threshold: max_vouchers_per_hour reached
     BLOB_UNKNOWN = "blob_unknown"  # no such upload on this server
     BLOB_NOT_YOURS = "blob_not_yours"  # the blob was uploaded by another account
     BLOB_HASH_MISMATCH = "blob_hash_mismatch"  # blob_sha256 is not the uploaded bytes' hash
@@ -88,6 +89,8 @@ MESSAGES: dict[Reason, str] = {
     Reason.WRONG_TABLE: "the voucher was made for another table; fetch the current one",
     Reason.INVALID_VOUCHER: "the voucher did not verify",
     Reason.VOUCHER_REPLAYED: "this voucher was already used",
+    Reason.TOO_MANY_VOUCHERS: "too many attachments from this account in the last hour; "
+    "try again later",
     Reason.BLOB_UNKNOWN: "the attachment was not uploaded to this server",
     Reason.BLOB_NOT_YOURS: "the attachment was uploaded by another account",
     Reason.BLOB_HASH_MISMATCH: "blob_sha256 does not match the uploaded attachment",

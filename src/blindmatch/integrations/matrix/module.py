@@ -17,11 +17,16 @@ What it does (docs/matrix.md has the event format and the exact rules):
   parses ``org.blindmatch.voucher``, checks each blob (uploaded by the sender,
   hash, not quarantined, not bound elsewhere), refuses an event when the sender
   has uploaded opaque blobs in the last ``bind_window_seconds`` that the event
-  does not bind (``require_voucher``), opens the vouchers with the table's
-  :class:`~blindmatch.protocol.ServerSession` (state in SQL through
-  :class:`~blindmatch.store.threshold.SqlThresholdStore`), and under the block
-  policy refuses a match with ``M_FORBIDDEN``, a case id and an appeal note,
-  quarantining the event's blobs;
+  does not bind (``require_voucher``). Block policy: opens the vouchers with the
+  table's :class:`~blindmatch.protocol.ServerSession` (state in SQL through
+  :class:`~blindmatch.store.threshold.SqlThresholdStore`) and refuses a match, or a
+  forged voucher whose pair opened, with ``M_FORBIDDEN``, a case id and an appeal
+  note, quarantining the event's blobs. Threshold policy: opens nothing at send time
+  (the answer must not depend on the outcome): binds the vouchers as ``pending`` and
+  queues them in the same transaction;
+* a background worker (every ``open_interval_seconds``, and kicked after an accepted
+  threshold event without the send waiting for it) opens queued vouchers one account at a
+  time and records threshold releases and forged vouchers as cases the sender never sees;
 * stores the server's franking tag of every relayed franked event, and serves
   ``POST /_blindmatch/v1/report``: a member's report is verified against it and opens a
   ``report`` case;
@@ -83,7 +88,9 @@ from blindmatch.integrations.matrix.state import (
     Binding,
     BindingConflict,
     FrankingRecord,
+    KeptVoucher,
     MatrixState,
+    Queued,
     Use,
     cutoff,
     new_case_id,
@@ -92,10 +99,16 @@ from blindmatch.protocol import (
     EncryptedFile,
     FrankingKeyring,
     MemoryTableHistory,
+    OpenResult,
+    Policy,
+    Release,
     ServerSession,
     Table,
     TableHistory,
 )
+from blindmatch.protocol.hazmat.group import is_valid_point
+from blindmatch.protocol.voucher import ParsedVoucher
+from blindmatch.store.threshold import SqlThresholdStore
 
 logger = logging.getLogger(__name__)
 
@@ -115,8 +128,10 @@ _CONFIG_KEYS = {
     "table_dir", "table", "manifest", "trust", "server_key", "database_url", "policy",
     "require_voucher", "bind_window_seconds", "quarantine_unbound", "sweep_interval_seconds",
     "appeal", "expose_stats", "reload_interval_seconds", "table_grace_seconds",
-    "franking_keys", "require_franking", "max_reports_per_hour",
+    "franking_keys", "require_franking", "max_reports_per_hour", "open_interval_seconds",
+    "max_vouchers_per_hour",
 }  # fmt: skip
+QUEUE_BATCH = 50  # queued vouchers read per thread hop of the worker
 
 
 @dataclass(frozen=True)
@@ -138,6 +153,8 @@ class ModuleConfig:
     franking_keys: Path | None = None  # default: beside server_key
     require_franking: bool = False
     max_reports_per_hour: int = 30
+    open_interval_seconds: float = 5.0  # 0: this process never opens queued vouchers
+    max_vouchers_per_hour: int = 600  # threshold: vouchers one account may queue per hour
 
 
 def parse_config(config: dict[str, Any]) -> ModuleConfig:
@@ -173,16 +190,20 @@ def parse_config(config: dict[str, Any]) -> ModuleConfig:
         flags[key] = v
     numbers: dict[str, Any] = {}
     positive = ("bind_window_seconds", "sweep_interval_seconds")
-    for key in (*positive, "reload_interval_seconds", "table_grace_seconds"):
+    for key in (*positive, "reload_interval_seconds", "table_grace_seconds",
+                "open_interval_seconds"):  # fmt: skip
         v = config.get(key, getattr(ModuleConfig, key))
         if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
             raise ConfigError(f"blindmatch module: {key} must be a number of seconds")
         if v == 0 and key in positive:
             raise ConfigError(f"blindmatch module: {key} must be positive")
         numbers[key] = float(v)
-    max_reports = config.get("max_reports_per_hour", ModuleConfig.max_reports_per_hour)
-    if type(max_reports) is not int or max_reports < 1:
-        raise ConfigError("blindmatch module: max_reports_per_hour must be a positive integer")
+    limits: dict[str, Any] = {}
+    for key in ("max_reports_per_hour", "max_vouchers_per_hour"):
+        v = config.get(key, getattr(ModuleConfig, key))
+        if type(v) is not int or v < 1:
+            raise ConfigError(f"blindmatch module: {key} must be a positive integer")
+        limits[key] = v
     franking_keys = config.get("franking_keys", str(paths["server_key"].parent / "franking.keys"))
     if not isinstance(franking_keys, str) or not franking_keys:
         raise ConfigError("blindmatch module: franking_keys must be a path")
@@ -198,7 +219,7 @@ def parse_config(config: dict[str, Any]) -> ModuleConfig:
         policy=policy,
         appeal=appeal,
         franking_keys=Path(franking_keys),
-        max_reports_per_hour=max_reports,
+        **limits,
         **flags,
         **numbers,
     )
@@ -309,6 +330,7 @@ class _Decision:
     case_id: str | None = None  # a match under the block policy: refuse, with this case
     quarantine: list[str] = field(default_factory=list)  # media ids
     franking_stored: bool = False
+    queued: bool = False  # threshold: vouchers queued for the worker
 
 
 @dataclass(frozen=True)
@@ -340,6 +362,7 @@ class LoadedTable:
 
     table: Table
     session: ServerSession
+    store: SqlThresholdStore
     voucher_bytes: int
     table_bytes: bytes
     manifest: bytes
@@ -365,7 +388,6 @@ def load_table(
     """
     from blindmatch.cli.protocol_cmds import _load_trust
     from blindmatch.protocol import AccountSecret, ClientSession, ServerSecret, verify_table
-    from blindmatch.store.threshold import SqlThresholdStore
 
     signature = table_signature(config)
     try:
@@ -385,7 +407,8 @@ def load_table(
     store = SqlThresholdStore(engine, namespace=f"t{table.threshold}:")
     session = ServerSession(ServerSecret.from_bytes(key_bytes), table, store=store)
     voucher_bytes = ClientSession(verified, AccountSecret.generate()).voucher_bytes
-    return LoadedTable(table, session, voucher_bytes, table_bytes, manifest, trust_bytes, signature)
+    return LoadedTable(table, session, store, voucher_bytes, table_bytes, manifest, trust_bytes,
+                       signature)  # fmt: skip
 
 
 FRANKING_KEYS_FORMAT = "blindmatch-franking-keys"
@@ -442,11 +465,20 @@ class BlindmatchModule:
         self.keyring = load_franking_keyring(config.franking_keys)
         self.previous: LoadedTable | None = None  # accepted until previous_until
         self.previous_until = 0.0
+        # Tables replaced while vouchers made for them were still queued: the worker opens
+        # those with the session that made them valid, however long ago the table changed.
+        self._retired: dict[bytes, LoadedTable] = {}
+        self._opening = False  # the worker runs (one runner at a time)
+        self._open_again = False  # kicked while it ran: take another round
+        self._unknown_tables: set[str] = set()  # queued for tables no longer held (logged)
         self._bad_signature: tuple[tuple[int, int], ...] | None = None
         self.stats = Stats()
         # Striped per-account locks: one account's vouchers are opened one at a time (the
         # ThresholdStore port requires it); a fixed number of locks, however many accounts.
         self._locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
+        # Held only around ServerSession.open (send path under block, the worker): a send
+        # never waits for the worker opening that account's earlier vouchers.
+        self._open_locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
         self._reports: dict[str, deque[float]] = defaultdict(deque)  # reporter -> times
         self._static = {
             TABLE_PATH: _Static(b"", "application/octet-stream"),
@@ -472,6 +504,10 @@ class BlindmatchModule:
         if config.reload_interval_seconds:
             api.looping_background_call(
                 self.reload_table, config.reload_interval_seconds * 1000, desc="blindmatch_reload"
+            )
+        if config.open_interval_seconds:
+            api.looping_background_call(
+                self.open_queued, config.open_interval_seconds * 1000, desc="blindmatch_open"
             )
         logger.info(
             "blindmatch: table %s (%s policy, %d-byte vouchers), database %s",
@@ -536,6 +572,8 @@ class BlindmatchModule:
             logger.error("blindmatch: the new table changes the policy; restart to do that")
             self._bad_signature = loaded.signature
             return
+        if self.previous is not None:
+            self._retired[self.previous.table_id] = self.previous
         self.previous, self.previous_until = (
             self.current,
             time.time() + (self.config.table_grace_seconds),
@@ -684,6 +722,8 @@ class BlindmatchModule:
                 for media_id in decision.quarantine:
                     await self._quarantine(media_id, "match")
             raise rejected(Reason.LISTED_IMAGE, f"case {decision.case_id}", decision.case_id)
+        if decision.queued:
+            self._kick()
         return decision.franking_stored
 
     def _decide(
@@ -700,7 +740,8 @@ class BlindmatchModule:
         pending uploads, open the vouchers and record the outcome.
 
         A match under the block policy comes back as a decision with a case id; any other
-        refusal raises :class:`~blindmatch.errors.EventRejected`.
+        refusal raises :class:`~blindmatch.errors.EventRejected`. Under the threshold policy
+        nothing here depends on the list: the vouchers are queued, not opened.
         """
         sender = event.sender
         with self._lock(sender):
@@ -750,6 +791,10 @@ class BlindmatchModule:
                     raise rejected(Reason.VOUCHER_REQUIRED, "unbound: " + shown)
             uses = [Use(f.media_id, "file", sender, event.room_id, event.event_id)
                     for f in new_files]  # fmt: skip
+            for a in fresh:  # before anything is opened: never half an event's vouchers
+                _check_form(a, tables)
+            if fresh and self.current.table.policy is Policy.THRESHOLD:
+                return self._queue_and_bind(event, fresh, tables, franking, uses)
             if fresh:
                 return self._open_and_bind(event, fresh, tables, franking, uses)
             if uses:
@@ -783,9 +828,10 @@ class BlindmatchModule:
             done.add(b.voucher_id)
         return [a for a in atts if a.voucher_id.hex() not in done]
 
-    def _lock(self, account: str) -> threading.Lock:
+    def _lock(self, account: str, *, opening: bool = False) -> threading.Lock:
         digest = hashlib.blake2b(account.encode(), digest_size=4).digest()
-        return self._locks[int.from_bytes(digest, "big") % LOCK_STRIPES]
+        stripes = self._open_locks if opening else self._locks
+        return stripes[int.from_bytes(digest, "big") % LOCK_STRIPES]
 
     def _open_and_bind(
         self,
@@ -795,26 +841,28 @@ class BlindmatchModule:
         franking: FrankingRecord | None,
         uses: Sequence[Use] = (),
     ) -> _Decision:
-        """Open every voucher; record the bindings, cases and (for an event that will be
-        relayed) the declared files and the franking tag in one transaction."""
-        from blindmatch.protocol import Policy
+        """Block policy: open every voucher; record the bindings, cases and (for an event
+        that will be relayed) the declared files and the franking tag in one transaction.
 
+        ``r.block`` is the one thing of an :class:`~blindmatch.protocol.OpenResult` the
+        sender may learn: a confirmed match, or a match attempt with a forged voucher (its
+        pair opened, an inner layer did not) — refused alike, with one ``match`` case that
+        keeps the forged vouchers' bytes and says which layer failed."""
         sender, room, event_id = event.sender, event.room_id, event.event_id
         results = []
         for a in atts:
             start = time.perf_counter()
             try:
                 session = tables[a.table_id].session
-                results.append((a, session.open(a.voucher, account=sender)))
-            except InvalidVoucher:
+                with self._lock(sender, opening=True):
+                    results.append((a, session.open(a.voucher, account=sender)))
+            except InvalidVoucher:  # malformed on its face: says nothing about the list
                 raise rejected(Reason.INVALID_VOUCHER, a.mxc) from None
             finally:
                 self.stats.vouchers_opened += 1
                 self.stats.open_seconds += time.perf_counter() - start
-        # r.block: a confirmed match, or a match attempt with a forged voucher (its pair opened,
-        # an inner layer did not): both refused under the block policy, never under threshold
         matched = [(a, r) for a, r in results if r.block]
-        block = self.current.table.policy is Policy.BLOCK and bool(matched)
+        block = bool(matched)
         case_id = new_case_id() if block else None
         cases: list[dict[str, Any]] = []
         if block:
@@ -828,31 +876,17 @@ class BlindmatchModule:
                     "voucher_ids": [a.voucher_id.hex() for a, _ in matched],
                     "blobs": list(dict.fromkeys(a.mxc for a in atts)),  # a video: once
                     "entry_refs": [_refs_json(m) for _, r in matched for m in r.matches],
+                    "kept": [
+                        KeptVoucher(a.voucher_id.hex(), r.tampered, a.voucher)
+                        for a, r in matched
+                        if r.tampered
+                    ],  # fmt: skip
                 }
             )
+        here = {a.voucher_id.hex(): (a.media_id, room, event_id) for a in atts}
+        raw = {a.voucher_id.hex(): a.voucher for a in atts}
         released = [rel for _, r in results for rel in r.released]
-        earlier = {  # blobs of earlier vouchers whose evidence this event released
-            b.voucher_id: (b.media_id, b.room, b.event_id)
-            for b in (self.state.bindings(voucher_ids=[x.voucher_id.hex() for x in released])
-                      if released else [])
-        }  # fmt: skip
-        for a in atts:
-            earlier[a.voucher_id.hex()] = (a.media_id, room, event_id)
-        for rel in released:  # threshold reached: one case per voucher whose evidence opened
-            media_id, where, which = earlier.get(rel.voucher_id.hex(), (None, None, None))
-            blobs = [f"mxc://{self.server_name}/{media_id}"] if media_id else []
-            cases.append(
-                {
-                    "kind": "threshold",
-                    "account": sender,
-                    "room": where,
-                    "event_id": which,
-                    "voucher_ids": [rel.voucher_id.hex()],
-                    "blobs": blobs,
-                    "entry_refs": [_refs_json(m) for m in rel.matches],
-                    "evidence": rel.evidence,
-                }
-            )
+        cases += self._release_cases(sender, released, here, raw)
         bindings = [
             Binding(
                 a.voucher_id.hex(),
@@ -875,15 +909,185 @@ class BlindmatchModule:
                 )
         except BindingConflict:
             raise rejected(Reason.VOUCHER_REPLAYED, "bound by a concurrent event") from None
-        for c, cid in zip(cases, ids, strict=True):
-            if c["kind"] == "threshold":
-                logger.warning("blindmatch: %s reached the threshold: case %s", sender, cid)
+        self._log_cases(sender, cases, ids)
         if block:
             assert case_id is not None
             logger.warning("blindmatch: blocked %s from %s: case %s", event_id, sender, case_id)
             blobs = [a.media_id for a in atts] + [u.media_id for u in uses]
             return _Decision(case_id, list(dict.fromkeys(blobs)))
         return _Decision(franking_stored=franking is not None)
+
+    def _release_cases(
+        self,
+        account: str,
+        released: Sequence[Release],
+        here: dict[str, tuple[str, str, str]],
+        raw: dict[str, bytes],
+    ) -> list[dict[str, Any]]:
+        """One case per voucher dealt with at the threshold: ``threshold`` for a confirmed
+        match (with its evidence), ``tampered`` for a voucher caught lying (with its bytes
+        if in ``raw``: the vouchers in hand). ``here``: voucher id → (media id, room, event
+        id) of vouchers not bound yet; the others are found through their bindings."""
+        if not released:
+            return []
+        where = {
+            b.voucher_id: (b.media_id, b.room, b.event_id)
+            for b in self.state.bindings(voucher_ids=[x.voucher_id.hex() for x in released])
+        }
+        where.update(here)
+        out = []
+        for rel in released:
+            vid = rel.voucher_id.hex()
+            media_id, room, event_id = where.get(vid, (None, None, None))
+            case: dict[str, Any] = {
+                "kind": "tampered" if rel.tampered else "threshold",
+                "account": account,
+                "room": room,
+                "event_id": event_id,
+                "voucher_ids": [vid],
+                "blobs": [f"mxc://{self.server_name}/{media_id}"] if media_id else [],
+                "entry_refs": [_refs_json(m) for m in rel.matches],
+                "evidence": rel.evidence,
+            }
+            if rel.tampered:
+                case["kept"] = [KeptVoucher(vid, rel.tampered, raw.get(vid))]
+            out.append(case)
+        return out
+
+    @staticmethod
+    def _log_cases(account: str, cases: Sequence[dict[str, Any]], ids: Sequence[str]) -> None:
+        for c, cid in zip(cases, ids, strict=True):
+            if c["kind"] == "threshold":
+                logger.warning("blindmatch: %s reached the threshold: case %s", account, cid)
+            elif c["kind"] == "tampered":
+                logger.warning("blindmatch: %s sent a forged voucher: case %s", account, cid)
+
+    # -- the threshold policy: queue at send time, open in the background --------------
+    def _queue_and_bind(
+        self,
+        event: Any,
+        atts: Sequence[Attachment],
+        tables: dict[bytes, LoadedTable],
+        franking: FrankingRecord | None,
+        uses: Sequence[Use] = (),
+    ) -> _Decision:
+        """Threshold policy: bind the vouchers (``pending``) and queue them, with the
+        declared files and the franking tag, in one transaction. Only checks that need no
+        secret run here — the voucher's form (:func:`_check_form`, done by the caller) and
+        the account's hourly budget — so neither the answer nor its time depends on
+        whether a voucher opens."""
+        sender = event.sender
+        recent = self.state.vouchers_bound_since(sender, cutoff(3600))
+        if recent + len(atts) > self.config.max_vouchers_per_hour:
+            raise rejected(Reason.TOO_MANY_VOUCHERS, f"{recent} in the last hour")
+        bindings = [
+            Binding(
+                a.voucher_id.hex(),
+                a.media_id,
+                sender,
+                event.room_id,
+                event.event_id,
+                hashlib.sha256(a.voucher).hexdigest(),
+                "pending",
+                None,
+            )  # fmt: skip
+            for a in atts
+        ]
+        queue = [(sender, a.table_id, a.voucher) for a in atts]
+        try:
+            with self.stats.timed("bind_write"):
+                self.state.bind(bindings, (), franking, uses, queue)
+        except BindingConflict:
+            raise rejected(Reason.VOUCHER_REPLAYED, "bound by a concurrent event") from None
+        return _Decision(franking_stored=franking is not None, queued=True)
+
+    def _kick(self) -> None:
+        """Start the worker now, in the background: the send path does not wait for it."""
+        if self.config.open_interval_seconds:
+            self.api.run_as_background_process("blindmatch_open_kick", self.open_queued)
+
+    async def open_queued(self) -> None:
+        """Open queued vouchers until the queue is empty (one runner at a time; a kick
+        while it runs makes it take another round)."""
+        if self._opening:
+            self._open_again = True
+            return
+        self._opening = True
+        try:
+            while True:
+                self._open_again = False
+                done = await self.api.defer_to_thread(self._open_batch)
+                if not done and not self._open_again:
+                    break
+        except Exception:
+            logger.exception("blindmatch: opening queued vouchers failed; retried later")
+        finally:
+            self._opening = False
+
+    def _openers(self) -> dict[str, LoadedTable]:
+        """Every table whose queued vouchers can be opened (by table id, hex): the current
+        one, the previous one and any retired since start whose vouchers were still queued."""
+        out = {t.table_id.hex(): t for t in list(self._retired.values())}
+        if self.previous is not None:
+            out[self.previous.table_id.hex()] = self.previous
+        out[self.current.table_id.hex()] = self.current
+        return out
+
+    def _open_batch(self) -> int:
+        """In a thread: open up to QUEUE_BATCH queued vouchers, oldest first; how many."""
+        openers = self._openers()
+        waiting = self.state.queue_tables()
+        unknown = waiting - set(openers)
+        if unknown != self._unknown_tables:  # logged once per change, not every round
+            self._unknown_tables = unknown
+            if unknown:
+                logger.warning(
+                    "blindmatch: vouchers are queued for tables this process no longer holds "
+                    "(%s); they stay queued: restore those tables' files to open them",
+                    ", ".join(sorted(unknown)),
+                )
+        for tid in [t for t in list(self._retired) if t.hex() not in waiting]:
+            self._retired.pop(tid, None)  # nothing of it left to open
+        items = [q for q in self.state.queued(QUEUE_BATCH * 4) if q.table_id in openers]
+        items = items[:QUEUE_BATCH]
+        for item in items:
+            with self._lock(item.account, opening=True):
+                self._open_one(openers[item.table_id], item)
+        return len(items)
+
+    def _open_one(self, lt: LoadedTable, item: Queued) -> None:
+        """Open one queued voucher under its account's lock; its threshold-store writes,
+        the cases it gives and the removal of its queue row commit in one transaction."""
+        start = time.perf_counter()
+        result: OpenResult | None = None
+        with lt.store.deferred() as writes:
+            try:
+                result = lt.session.open(item.voucher, account=item.account)
+            except InvalidVoucher:  # the send path checked its form: not expected
+                logger.warning("blindmatch: queued voucher %s does not parse", item.voucher_id)
+        self.stats.vouchers_opened += 1
+        self.stats.open_seconds += time.perf_counter() - start
+        cases: list[dict[str, Any]] = []
+        if result is not None and result.tampered:
+            found = self.state.bindings(voucher_ids=[item.voucher_id])
+            b = found[0] if found else None
+            cases.append(
+                {
+                    "kind": "tampered",
+                    "account": item.account,
+                    "room": b.room if b else None,
+                    "event_id": b.event_id if b else None,
+                    "voucher_ids": [item.voucher_id],
+                    "blobs": [f"mxc://{self.server_name}/{b.media_id}"] if b else [],
+                    "entry_refs": [_refs_json(m) for m in result.matches],
+                    "kept": [KeptVoucher(item.voucher_id, result.tampered, item.voucher)],
+                }
+            )
+        if result is not None:
+            raw = {item.voucher_id: item.voucher}
+            cases += self._release_cases(item.account, result.released, {}, raw)
+        ids = self.state.finish_queued(item, cases, lambda s: lt.store.write(s, writes))
+        self._log_cases(item.account, cases, ids)
 
     async def _note_plaintext(self, event: Any) -> None:
         """A plaintext event that references the sender's uploads accounts for them: their
@@ -1114,6 +1318,18 @@ class BlindmatchModule:
 
 
 MAX_PLAINTEXT_IMAGE_BYTES = 64 << 20
+
+
+def _check_form(a: Attachment, tables: dict[bytes, LoadedTable]) -> None:
+    """What the server can check of a voucher without its secret — size, header, table,
+    ``R`` and every pair's ``Q`` decode as points — so a refusal here (``invalid_voucher``)
+    says nothing about the list. Run on all of an event's vouchers before any is opened."""
+    try:
+        v = ParsedVoucher.from_bytes(a.voucher, tables[a.table_id].table)
+    except InvalidVoucher:
+        raise rejected(Reason.INVALID_VOUCHER, a.mxc) from None
+    if not all(is_valid_point(q) for q, _ in v.pairs):
+        raise rejected(Reason.INVALID_VOUCHER, a.mxc)
 
 
 def classify_upload(path: str, head: bytes, size: int) -> str:

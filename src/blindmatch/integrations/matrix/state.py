@@ -8,26 +8,28 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from blindmatch.store.db import open_store
 from blindmatch.store.models import (
     Case,
+    CaseVoucher,
     MatrixBlob,
     MatrixBlobUse,
     MatrixFranking,
     MatrixRejection,
     MatrixVoucher,
+    MatrixVoucherQueue,
 )
 
-CASE_KINDS = ("match", "report", "threshold")
+CASE_KINDS = ("match", "report", "threshold", "tampered")
 _CASE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read over the phone
 
 
@@ -76,6 +78,7 @@ class CaseRecord:
     has_evidence: bool
     status: str
     created_at: datetime
+    tampered: dict[str, str] = field(default_factory=dict)  # voucher id -> failing layer
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -90,6 +93,7 @@ class CaseRecord:
             "evidence": self.has_evidence,
             "status": self.status,
             "created_at": self.created_at.isoformat(),
+            "tampered": self.tampered,
         }
 
 
@@ -114,6 +118,27 @@ class Use:
     account: str
     room: str
     event_id: str
+
+
+@dataclass(frozen=True)
+class KeptVoucher:
+    """A voucher kept with a case (``case_vouchers``): why it is forged, and its bytes."""
+
+    voucher_id: str
+    tampered: str | None
+    voucher: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Queued:
+    """A voucher waiting to be opened (``matrix_voucher_queue``)."""
+
+    id: int
+    voucher_id: str
+    account: str
+    table_id: str
+    voucher: bytes = field(repr=False)
+    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -253,18 +278,19 @@ class MatrixState:
         cases: Sequence[dict[str, Any]] = (),
         franking: FrankingRecord | None = None,
         uses: Sequence[Use] = (),
+        queue: Sequence[tuple[str, bytes, bytes]] = (),
     ) -> list[str]:
-        """Record the bindings of one event, its cases and its franking tag in one
-        transaction; returns the case ids.
+        """Record the bindings of one event, its cases (with the vouchers they keep: a
+        case dict's ``kept``, a list of :class:`KeptVoucher`), its franking tag and the
+        vouchers to open later (``queue``: ``(account, table id, voucher bytes)`` of the
+        bindings, in order) in one transaction; returns the case ids.
 
         A voucher id or blob bound meanwhile by another event raises
         :class:`BindingConflict` and records nothing.
         """
         try:
             with self._session.begin() as s:
-                rows = [_case_row(**c) for c in cases]
-                s.add_all(rows)
-                s.flush()
+                rows = _add_cases(s, cases)
                 slots: dict[str, int] = {}
                 for b in bindings:
                     # An event's vouchers for one blob (a video's frames) take slots 0, 1, …:
@@ -288,10 +314,82 @@ class MatrixState:
                     _add_franking(s, franking)
                 for u in uses:
                     s.add(_use_row(u))
+                for b, (account, table_id, voucher) in zip(bindings, queue, strict=False):
+                    s.add(MatrixVoucherQueue(voucher_id=b.voucher_id, account=account,
+                                             table_id=table_id.hex(), voucher=voucher,
+                                             created_at=now()))  # fmt: skip
                 s.flush()  # a blob used or bound twice fails here, inside the transaction
                 return [r.id for r in rows]
         except IntegrityError:
             raise BindingConflict from None
+
+    # -- the threshold policy's queue ---------------------------------------------------
+    def queued(self, limit: int = 100, *, account: str | None = None) -> list[Queued]:
+        """The oldest queued vouchers (all accounts, or one)."""
+        with self._session() as s:
+            q = select(MatrixVoucherQueue).order_by(MatrixVoucherQueue.id).limit(limit)
+            if account is not None:
+                q = q.where(MatrixVoucherQueue.account == account)
+            return [
+                Queued(
+                    r.id,
+                    r.voucher_id,
+                    r.account,
+                    r.table_id,
+                    bytes(r.voucher),
+                    _aware(r.created_at),
+                )  # fmt: skip
+                for r in s.scalars(q)
+            ]
+
+    def queue_tables(self) -> set[str]:
+        """Table ids (hex) that queued vouchers were made for."""
+        with self._session() as s:
+            return set(s.scalars(select(MatrixVoucherQueue.table_id).distinct()))
+
+    def vouchers_bound_since(self, account: str, since: datetime) -> int:
+        """How many vouchers ``account`` bound since ``since``, whatever their outcome."""
+        with self._session() as s:
+            n = s.scalar(
+                select(func.count())
+                .select_from(MatrixVoucher)
+                .where(MatrixVoucher.account == account, MatrixVoucher.created_at >= since)
+            )
+            return int(n or 0)
+
+    def finish_queued(
+        self,
+        item: Queued,
+        cases: Sequence[dict[str, Any]] = (),
+        also: Callable[[Session], None] | None = None,
+    ) -> list[str]:
+        """In one transaction: ``also(session)`` (the threshold store's deferred writes),
+        the cases, the binding's outcome ``pending`` → ``accepted`` and the queue row gone.
+        Returns the case ids."""
+        with self._session.begin() as s:
+            if also is not None:
+                also(s)
+            rows = _add_cases(s, cases)
+            s.execute(
+                update(MatrixVoucher)
+                .where(
+                    MatrixVoucher.voucher_id == item.voucher_id, MatrixVoucher.outcome == "pending"
+                )  # fmt: skip
+                .values(outcome="accepted")
+            )
+            s.execute(delete(MatrixVoucherQueue).where(MatrixVoucherQueue.id == item.id))
+            return [r.id for r in rows]
+
+    def kept_vouchers(self, case_id: str) -> list[KeptVoucher]:
+        """The vouchers a case keeps (forged ones, with their bytes)."""
+        with self._session() as s:
+            q = select(CaseVoucher).where(CaseVoucher.case_id == case_id)
+            return [
+                KeptVoucher(
+                    r.voucher_id, r.tampered, bytes(r.voucher) if r.voucher is not None else None
+                )  # fmt: skip
+                for r in s.scalars(q.order_by(CaseVoucher.voucher_id))
+            ]
 
     def record_plaintext_uses(self, uses: Sequence[Use]) -> int:
         """Record blobs referenced by plaintext events; blobs already bound or used are
@@ -328,8 +426,7 @@ class MatrixState:
     # -- cases and rejections ---------------------------------------------------
     def add_case(self, **fields: Any) -> str:
         with self._session.begin() as s:
-            row = _case_row(**fields)
-            s.add(row)
+            [row] = _add_cases(s, [fields])
             return row.id
 
     def cases(self, *, kind: str | None = None, account: str | None = None,
@@ -342,6 +439,15 @@ class MatrixState:
                 q = q.where(Case.account == account)
             if limit:
                 q = q.limit(limit)
+            rows = list(s.scalars(q))
+            tampered: dict[str, dict[str, str]] = {}
+            if rows:
+                kq = select(CaseVoucher).where(
+                    CaseVoucher.case_id.in_([r.id for r in rows]),
+                    CaseVoucher.tampered.is_not(None),
+                )
+                for k in s.scalars(kq):
+                    tampered.setdefault(k.case_id, {})[k.voucher_id] = str(k.tampered)
             return [
                 CaseRecord(
                     r.id,
@@ -355,8 +461,9 @@ class MatrixState:
                     r.evidence is not None,
                     r.status,
                     _aware(r.created_at),
+                    tampered.get(r.id, {}),
                 )  # fmt: skip
-                for r in s.scalars(q)
+                for r in rows
             ]
 
     def case_evidence(self, case_id: str) -> bytes | None:
@@ -401,6 +508,23 @@ def _blob(r: MatrixBlob) -> Blob:
                 r.quarantined_at is not None)  # fmt: skip
 
 
+def _add_cases(s: Session, cases: Sequence[dict[str, Any]]) -> list[Case]:
+    """Add case rows and the vouchers they keep (a case dict's ``kept``)."""
+    rows = []
+    for c in cases:
+        fields = dict(c)
+        kept: Sequence[KeptVoucher] = fields.pop("kept", ())
+        row = _case_row(**fields)
+        s.add(row)
+        s.flush()  # the case row before the rows that reference it
+        for k in kept:
+            s.add(CaseVoucher(case_id=row.id, voucher_id=k.voucher_id, tampered=k.tampered,
+                              voucher=k.voucher))  # fmt: skip
+        rows.append(row)
+    s.flush()
+    return rows
+
+
 def _case_row(
     *,
     kind: str,
@@ -440,7 +564,9 @@ __all__ = [
     "Blob",
     "CaseRecord",
     "FrankingRecord",
+    "KeptVoucher",
     "MatrixState",
+    "Queued",
     "Use",
     "new_case_id",
 ]
