@@ -562,10 +562,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _debug(args: argparse.Namespace) -> bool:
-    return bool(getattr(args, "debug", False)) or os.environ.get("BLINDMATCH_DEBUG", "") not in (
-        "",
-        "0",
-    )
+    if getattr(args, "debug", False):
+        return True
+    return os.environ.get("BLINDMATCH_DEBUG", "") not in ("", "0")
 
 
 def _coded(exc: Exception) -> BlindmatchError:
