@@ -103,6 +103,7 @@ def _write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> str:
     rename it into place; returns the SHA-256 of what was written."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)  # as a plain open() would leave it (mkstemp makes 0600)
         with os.fdopen(fd, "w+b") as f:
             write(f)
             f.flush()
