@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from multiprocessing.context import BaseContext
 
 from blindmatch.errors import InputError
 from blindmatch.files import DEFAULT_LIMITS, Failure, Limits, hash_file, iter_files
@@ -40,6 +45,53 @@ def hash_one(path: str, limits: Limits = DEFAULT_LIMITS, variants: bool = False)
         return Failure(path, HashFailed(f"hashing failed: {type(e).__name__}: {e}"))
 
 
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent(parent: int) -> None:
+    """Pool initializer: end this worker when the process that made it dies.
+
+    A worker holds its parent's stdout; one left alive after its parent is
+    killed (SIGKILL runs no cleanup) keeps a supervisor that reads to EOF
+    waiting for ever. On Linux the kernel sends SIGKILL to the worker when its
+    parent dies (``PR_SET_PDEATHSIG``); the parent may already be gone by the
+    time that is set, so the parent pid is checked right after. Elsewhere a
+    daemon thread polls the parent pid once a second."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+                if os.getppid() != parent:  # it died before the line above
+                    os._exit(1)
+                return
+        except (OSError, AttributeError):
+            pass  # no prctl: fall back to watching
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def worker_pool(workers: int, mp_context: BaseContext | None = None) -> ProcessPoolExecutor:
+    """A process pool whose workers die with the process that created it.
+
+    Every pool blindmatch starts (``scan``, ``hash``, ``lists add``, ``voucher
+    make``, ``eval``) comes from here. On Linux the signal follows the thread
+    that forked the worker (the one that submits work): submit from a thread
+    that outlives the pool, as the CLI's main thread does."""
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=mp_context,
+        initializer=_die_with_parent,
+        initargs=(os.getpid(),),
+    )
+
+
 def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
 
@@ -66,7 +118,7 @@ def hash_many(
         return
     window = workers * 4
     pending: list[tuple[str, Future[Outcome]] | Failure] = []
-    pool = ProcessPoolExecutor(max_workers=workers)
+    pool = worker_pool(workers)
     try:
         exhausted = False
         while True:
@@ -94,7 +146,7 @@ def hash_many(
                 retry = [path] + [p[0] for p in pending if not isinstance(p, Failure)]
                 failures = [p for p in pending if isinstance(p, Failure)]
                 pending = []
-                pool = ProcessPoolExecutor(max_workers=workers)
+                pool = worker_pool(workers)
                 for p in retry:
                     yield _isolated(p, limits, variants)
                 yield from failures
@@ -104,7 +156,7 @@ def hash_many(
 
 def _isolated(path: str, limits: Limits, variants: bool) -> Outcome:
     """Hash one file in a single-use process, so a crash is attributed to it alone."""
-    with ProcessPoolExecutor(max_workers=1) as one:
+    with worker_pool(1) as one:
         try:
             return one.submit(hash_one, path, limits, variants).result()
         except BrokenProcessPool:

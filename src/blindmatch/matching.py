@@ -11,16 +11,21 @@ same way; it is rebuilt from the store when a process starts.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
+import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
-from blindmatch.errors import BlindmatchError, IndexFormatError, ListNotFound
+from blindmatch.errors import BlindmatchError, IndexFormatError, IoFailed, ListNotFound
 from blindmatch.hashing import MIN_QUALITY, Hashes, Keypoints, VpdqFrame
 from blindmatch.hashing.keypoints import ListedFeatures, work_copy
 from blindmatch.index import MultiIndexHash
@@ -32,7 +37,8 @@ VPDQ_FRAME_THRESHOLD = 31
 VPDQ_MATCH_FRACTION = 0.8
 _INDEX_FILE = "pdq.bmidx"
 _INDEX_META = "pdq.json"
-_INDEX_META_VERSION = 1
+_INDEX_LOCK = ".save.lock"
+_INDEX_META_VERSION = 2  # 2: the meta names the index file's SHA-256
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +66,59 @@ class Match:
         return out
 
 
+@contextmanager
+def _folder_lock(folder: Path, *, shared: bool = False) -> Iterator[bool]:
+    """A lock on ``folder/.save.lock``: exclusive and non-blocking for a writer
+    (yields False when another process holds it), shared and waiting for a
+    reader. Yields True without a lock where ``fcntl`` does not exist or the
+    lock file cannot be opened: the SHA-256 in the meta still catches a torn pair."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield True
+        return
+    try:
+        fd = os.open(folder / _INDEX_LOCK, os.O_RDONLY if shared else os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        if not shared:
+            raise
+        yield True  # nobody has saved here yet, or a read-only folder
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> str:
+    """Write ``path`` through a temporary file of its own in the same folder, then
+    rename it into place; returns the SHA-256 of what was written."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)  # as a plain open() would leave it (mkstemp makes 0600)
+        with os.fdopen(fd, "w+b") as f:
+            write(f)
+            f.flush()
+            f.seek(0)
+            h = hashlib.sha256()
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return h.hexdigest()
+
+
 def _as_array(pdq_hex: Sequence[str]) -> np.ndarray:
     if not pdq_hex:
         return np.zeros((0, 32), dtype=np.uint8)
@@ -84,13 +143,18 @@ class Matcher:
     def _load(self, index_dir: Path) -> None:
         meta_path, idx_path = index_dir / _INDEX_META, index_dir / _INDEX_FILE
         try:
-            meta = json.loads(meta_path.read_text())
-            if meta.get("version") != _INDEX_META_VERSION:
-                return
-            index = MultiIndexHash.load(idx_path)
-        except (OSError, ValueError, IndexFormatError):
+            with _folder_lock(index_dir, shared=True):  # the pair of one save, not of two
+                meta = json.loads(meta_path.read_text())
+                if meta.get("version") != _INDEX_META_VERSION:
+                    return
+                data = idx_path.read_bytes()
+            if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
+                return  # not the index this seq describes (a save cut short): rebuild
+            index = MultiIndexHash.load(io.BytesIO(data))
+            seq = int(meta["seq"])
+        except (OSError, ValueError, KeyError, TypeError, IndexFormatError):
             return  # absent or unreadable: rebuilt from the store
-        self._index, self._seq = index, int(meta["seq"])
+        self._index, self._seq = index, seq
 
     def refresh(self) -> int:
         """Apply the store's changes since the last refresh; returns how many.
@@ -140,18 +204,29 @@ class Matcher:
         return len(ids) + len(kc.removed_ids)
 
     def save(self) -> None:
-        """Persist the index (atomically) so the next process starts warm."""
+        """Persist the index so the next process starts warm.
+
+        Safe when several processes save one folder at once: each writes its own
+        temporary files and renames them into place, a lock file makes the pair
+        (index, meta) of one process land together (a process that finds the lock
+        taken skips its save: the index is a cache, and the next start catches up
+        from the saved sequence), and the meta names the index's SHA-256, so a
+        pair torn by a crash is rebuilt rather than trusted. Raises ``IoFailed``
+        if the folder cannot be written."""
         if self.index_dir is None:
             return
-        self.index_dir.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            self._unsaved = 0
-            tmp = self.index_dir / (_INDEX_FILE + ".tmp")
-            self._index.save(tmp)
-            os.replace(tmp, self.index_dir / _INDEX_FILE)
-            meta_tmp = self.index_dir / (_INDEX_META + ".tmp")
-            meta_tmp.write_text(json.dumps({"version": _INDEX_META_VERSION, "seq": self._seq}))
-            os.replace(meta_tmp, self.index_dir / _INDEX_META)
+        try:
+            self.index_dir.mkdir(parents=True, exist_ok=True)
+            with self._lock, _folder_lock(self.index_dir) as mine:
+                if not mine:
+                    return
+                digest = _write_atomic(self.index_dir / _INDEX_FILE, self._index.save)
+                meta = {"version": _INDEX_META_VERSION, "seq": self._seq, "sha256": digest}
+                body = json.dumps(meta).encode()
+                _write_atomic(self.index_dir / _INDEX_META, lambda f: f.write(body))
+                self._unsaved = 0
+        except OSError as e:
+            raise IoFailed(f"cannot save the index in {self.index_dir}: {e}") from e
 
     @property
     def unsaved_changes(self) -> int:

@@ -263,6 +263,34 @@ def test_bad_and_tampered_vouchers_are_named_and_the_batch_goes_on(world: World)
     assert again["replayed"] and not again["matched"] and again["blocked"]
 
 
+def test_failed_vouchers_alone_exit_2_and_a_match_or_block_with_failures_exits_1(
+    world: World,
+) -> None:
+    """Exit codes as `scan`: failures alone exit 2 (never 1, which reads as a match); a match
+    or a block among failures exits 1."""
+    good = world.voucher(world.listed)
+    d = world.root / "failing-vouchers"
+    d.mkdir()
+    raw = good.read_bytes()
+    (d / "truncated.voucher").write_bytes(raw[: len(raw) // 2])
+    (d / "empty.voucher").write_bytes(b"")
+    (d / "garbage.voucher").write_bytes(b"\xff" * len(raw))
+    (d / "flipped-evidence.voucher").write_bytes(raw)
+    _flip(d / "flipped-evidence.voucher", len(raw) - 3)
+    key = world.table / "server.key"
+    invalid = [d / f"{n}.voucher" for n in ("truncated", "empty", "garbage", "missing")]
+    res = run_cli("voucher", "open", "--key", key, *invalid)
+    assert res.code == 2 and "0 matched, 0 not matched, 4 failed" in res.err, res.err
+    res = run_cli("voucher", "open", "--key", key, world.voucher(world.other), *invalid)
+    assert res.code == 2 and "0 matched, 1 not matched, 4 failed" in res.err, res.err
+    res = run_cli("voucher", "open", "--key", key, good, *invalid)
+    assert res.code == 1 and "1 matched" in res.err and "4 failed" in res.err, res.err
+    res = run_cli("voucher", "open", "--key", key, "--json", d / "flipped-evidence.voucher",
+                  *invalid)  # fmt: skip
+    assert res.json_lines[0]["blocked"] is True
+    assert res.code == 1 and "4 failed" in res.err, res.err
+
+
 def test_voucher_make_names_each_bad_image_and_goes_on(world: World) -> None:
     d = world.root / "bad-images"
     d.mkdir()

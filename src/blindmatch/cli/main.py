@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 import time
+import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from functools import partial
@@ -21,7 +23,16 @@ from typing import Any
 
 from blindmatch._version import __version__
 from blindmatch.batch import Hashed, Outcome, hash_many
-from blindmatch.errors import BlindmatchError, InputError
+from blindmatch.errors import (
+    BlindmatchError,
+    InputError,
+    InternalError,
+    InvalidArgument,
+    IoFailed,
+    NotAFile,
+    NotFound,
+    PermissionDenied,
+)
 from blindmatch.files import DEFAULT_MAX_FILE_BYTES, Failure, Limits, image_pixels, read_file
 from blindmatch.hashing import DEFAULT_MAX_PIXELS
 from blindmatch.hashing.keypoints import listed_features
@@ -253,13 +264,29 @@ def cmd_lists_export(args: argparse.Namespace) -> int:
     rt = open_runtime()
     data = dump_list(list(rt.store.live_entries(args.name)), args.format)
     if args.output and args.output != "-":
-        Path(args.output).write_bytes(data)
+        _write_output(Path(args.output), data)
     elif hasattr(sys.stdout, "buffer"):
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
     else:
         sys.stdout.write(data.decode())
     return EXIT_CLEAN
+
+
+def _write_output(path: Path, data: bytes) -> None:
+    """Write an output file the user named; every way it can fail is a coded error."""
+    if path.is_dir():
+        raise NotAFile(f"cannot write {path}: it is a folder (give a file name)")
+    folder = path.parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise NotFound(f"cannot write {path}: the folder {folder} {what}")
+    try:
+        path.write_bytes(data)
+    except PermissionError as e:
+        raise PermissionDenied(f"cannot write {path}: permission denied") from e
+    except OSError as e:
+        raise IoFailed(f"cannot write {path}: {e.strerror or e}") from e
 
 
 def cmd_lists_remove(args: argparse.Namespace) -> int:
@@ -392,6 +419,11 @@ def _hash_opts(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="blindmatch", description=__doc__.split("\n")[0])
     p.add_argument("--version", action="version", version=f"blindmatch {__version__}")
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        help="on an error, also print its traceback (or set BLINDMATCH_DEBUG=1)",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     h = sub.add_parser("hash", help="hash images and videos (directories recurse)")
@@ -529,23 +561,53 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _debug(args: argparse.Namespace) -> bool:
+    if getattr(args, "debug", False):
+        return True
+    return os.environ.get("BLINDMATCH_DEBUG", "") not in ("", "0")
+
+
+def _coded(exc: Exception) -> BlindmatchError:
+    """Any exception as a coded error: the CLI never ends in a traceback, and never
+    with exit 1 (the "match found" code) because something broke."""
+    if isinstance(exc, BlindmatchError):
+        return exc
+    from blindmatch.store.errors import database_error
+
+    db = database_error(exc)
+    if db is not None:
+        return db
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        return IoFailed(f"{exc.strerror or exc}{where}")
+    if isinstance(exc, ValueError):  # a bad argument found past the parser
+        return InvalidArgument(str(exc))
+    return InternalError(f"internal error (a bug, please report it): {type(exc).__name__}: {exc}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``blindmatch`` command. Exit 0 clean, 1 a match, 2 a failure: every
+    exception ends here as a coded error with exit 2 (``--debug`` or
+    ``BLINDMATCH_DEBUG=1`` also prints its traceback)."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except BlindmatchError as e:
-        if getattr(args, "json", False):
-            _emit({"error": e.as_dict()})
-        else:
-            _err(f"blindmatch: error [{e.code}] {e.message}")
-        return EXIT_FAILED
-    except ValueError as e:
-        _err(f"blindmatch: error [invalid_argument] {e}")
-        return EXIT_FAILED
     except KeyboardInterrupt:
         _err("blindmatch: interrupted")
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError:  # the reader went away: nothing left to tell it
+        return EXIT_FAILED
+    except Exception as exc:  # noqa: BLE001 - the one place every error ends
+        e = _coded(exc)
+        try:
+            if getattr(args, "json", False):
+                _emit({"error": e.as_dict()})
+            else:
+                _err(f"blindmatch: error [{e.code}] {e.message}")
+            if _debug(args):
+                traceback.print_exception(exc, file=sys.stderr)
+        except (OSError, ValueError):
+            pass  # stdout or stderr itself is gone; the exit code still says it
         return EXIT_FAILED
 
 

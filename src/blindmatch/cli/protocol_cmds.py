@@ -844,7 +844,9 @@ def cmd_voucher_open(args: argparse.Namespace) -> int:
             f"t={table.threshold}, evidence key {'recovered' if known else 'not recovered'}"
         )
     _err(summary)
-    return EXIT_MATCH if matched or failed else EXIT_CLEAN
+    if matched:  # a match or a block outranks failures, as in `scan`
+        return EXIT_MATCH
+    return EXIT_FAILED if failed else EXIT_CLEAN
 
 
 # -- parser -----------------------------------------------------------------

@@ -33,7 +33,6 @@ import os
 import random
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -41,6 +40,7 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
+from blindmatch.batch import worker_pool
 from blindmatch.hashing import DEFAULT_MAX_PIXELS, pdq_from_image_bytes, sniff
 
 Kind = Literal["photo", "other"]
@@ -395,7 +395,7 @@ def hash_files(
             todo.append(p)
     if todo:
         if workers > 1:
-            with ProcessPoolExecutor(workers) as pool:
+            with worker_pool(workers) as pool:
                 results = list(pool.map(_hash_file, map(str, todo), chunksize=16))
         else:
             results = [_hash_file(str(p)) for p in todo]

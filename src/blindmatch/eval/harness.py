@@ -18,7 +18,6 @@ import multiprocessing
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from blindmatch.batch import worker_pool
 from blindmatch.eval.schemes import NO_MATCH, Scheme, make_scheme
 from blindmatch.eval.transforms import apply as apply_transform
 from blindmatch.hashing import MIN_QUALITY, open_image, pdq_from_rgb
@@ -138,7 +138,7 @@ def _run(
         return
     # fork: the workers inherit the prepared schemes (indexes and all)
     ctx = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with worker_pool(workers, ctx) as pool:
         yield from pool.map(fn, tasks, chunksize=4)
 
 
