@@ -29,6 +29,8 @@ resembles, and carries a stable machine-readable ``code`` that the CLI's
     ├── OutputExists (FileExistsError)      code "output_exists"
     ├── GovernanceRefused (ValueError)      code "governance_refused" (too few hotlines)
     ├── IoFailed (OSError)                  code "io_error"
+    ├── DatabaseError (RuntimeError)        code "database_error" (the store failed)
+    │   └── DatabaseBusy                        code "database_busy" (locked; try again)
     ├── InternalError                       code "internal_error" (a bug; reported, never a crash)
     ├── EventRejected (ValueError)          code "event_rejected" (Matrix module; see ``reason``)
     └── ProtocolError (ValueError)          code "protocol_error" (private matching)
@@ -201,6 +203,21 @@ class IoFailed(BlindmatchError, OSError):
     """Reading or writing a table, key or voucher file failed (disk full, permissions...)."""
 
     code = "io_error"
+
+
+class DatabaseError(BlindmatchError, RuntimeError):
+    """The database failed a query: unreachable, or an error of its own.
+
+    ``blindmatch.store.errors.database_error`` turns a driver's exception into one."""
+
+    code = "database_error"
+
+
+class DatabaseBusy(DatabaseError):
+    """Another writer held the database's lock past the wait (SQLite ``database is
+    locked``, a PostgreSQL lock or statement timeout); try again."""
+
+    code = "database_busy"
 
 
 class EventRejected(BlindmatchError, ValueError):
