@@ -1,8 +1,18 @@
 """The SQL store behind lists, matching and the service.
 
-Every import runs in one transaction: a file with a bad row changes nothing.
-Entries are append-only but for tombstones (see ``models.Entry``), and every
-change bumps a sequence number, so an index can catch up incrementally.
+A file is parsed whole before anything is written: a file with a bad row changes
+nothing. Entries are append-only but for tombstones (see ``models.Entry``), and
+every change bumps a sequence number, so an index can catch up incrementally.
+
+Writers take the store's write lock when their transaction *starts*, before they
+read anything they decide on (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: a
+transaction-scoped advisory lock). So two imports never both see an id as absent
+and add it twice (a unique index on live ``(list, source id)`` backs this up), and
+sequence numbers are handed out in commit order: a reader that sees sequence
+number ``n`` sees every change numbered ``n`` or less. A large import commits in
+chunks of :data:`IMPORT_CHUNK` entries, one transaction (and one sequence number)
+each, so no writer holds the lock for long; a writer that still waits longer than
+the lock timeout gets :class:`~blindmatch.errors.DatabaseBusy`.
 """
 
 from __future__ import annotations
@@ -10,7 +20,9 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,11 +30,13 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, func, insert, select, update
+from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from blindmatch.errors import ListExists, ListNotFound
+from blindmatch.errors import DatabaseBusy, ListExists, ListNotFound
 from blindmatch.lists import ListEntry, VpdqFrame
+from blindmatch.store.errors import database_error
 from blindmatch.store.models import ApiKey, Entry, HashList, ImportRecord, KeypointRecord, Meta
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -30,6 +44,21 @@ _SEQ_KEY = "change_seq"
 _REBUILD_KEY = "rebuild_seq"
 DEFAULT_PDQ_THRESHOLD = 31  # the PDQ authors' and python-threatexchange's match radius
 _SMALL_BATCH = 20_000  # below this, look up only the batch's ids instead of the whole list
+
+# How long a writer waits for another writer's lock before DatabaseBusy (SQLite's
+# busy_timeout, PostgreSQL's lock_timeout for the store's writes). It must outlast the
+# longest lock a writer holds: one chunk of an import (see docs/architecture.md).
+LOCK_TIMEOUT_SECONDS = 30.0
+# Entries per import transaction: each chunk holds the write lock for about a second
+# at most on a small machine (200k entries: 10 chunks; measured in the notes).
+IMPORT_CHUNK = 20_000
+# SQLite has no queue for its lock: a waiting writer polls (every 100 ms once it has
+# waited a while). Between two chunks an import steps aside this long, so a waiting
+# writer gets in rather than starving behind a long import. PostgreSQL queues waiters.
+_SQLITE_CHUNK_PAUSE = 0.05
+# The key of the PostgreSQL advisory lock every store write takes ("bmstore\0").
+_PG_WRITE_LOCK = 0x626D73746F726500
+_TX_MODE = "blindmatch_tx"  # execution option: "write" (takes the lock) or "read"
 
 
 def _now() -> datetime:
@@ -152,10 +181,54 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+@contextmanager
+def _busy_as_error() -> Iterator[None]:
+    """A lock wait that timed out surfaces as DatabaseBusy (a coded error); any
+    other database error passes through unchanged."""
+    try:
+        yield
+    except SQLAlchemyError as e:
+        err = database_error(e)
+        if isinstance(err, DatabaseBusy):
+            raise err from e
+        raise
+
+
+def _take_write_lock(conn: Connection, lock_timeout: float) -> None:
+    """Hold the store's write lock from the start of ``conn``'s transaction.
+
+    SQLite: the ``begin`` hook of :func:`open_store` ran ``BEGIN IMMEDIATE`` when the
+    transaction began (waiting up to the busy timeout). PostgreSQL: a transaction-scoped
+    advisory lock, waited for at most ``lock_timeout``; under READ COMMITTED every
+    statement after it sees what the previous holder committed."""
+    if conn.dialect.name == "postgresql":
+        ms = f"{max(1, round(lock_timeout * 1000))}ms"
+        conn.execute(select(func.set_config("lock_timeout", ms, True)))
+        conn.execute(select(func.pg_advisory_xact_lock(_PG_WRITE_LOCK)))
+
+
 class Store:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, lock_timeout: float | None = None) -> None:
         self.engine = engine
-        self._session = sessionmaker(engine, expire_on_commit=False)
+        self.lock_timeout = LOCK_TIMEOUT_SECONDS if lock_timeout is None else lock_timeout
+        self._sqlite = engine.dialect.name == "sqlite"
+        read = engine.execution_options(**{_TX_MODE: "read"})
+        write = engine.execution_options(**{_TX_MODE: "write"})
+        self._read_session = sessionmaker(read, expire_on_commit=False)
+        self._write_session = sessionmaker(write, expire_on_commit=False)
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        """A read-only session: one consistent snapshot."""
+        with _busy_as_error(), self._read_session() as s:
+            yield s
+
+    @contextmanager
+    def _writing(self) -> Iterator[Session]:
+        """A write transaction holding the store's write lock from its start."""
+        with _busy_as_error(), self._write_session.begin() as s:
+            _take_write_lock(s.connection(), self.lock_timeout)
+            yield s
 
     # -- lists -------------------------------------------------------------
     def create_list(
@@ -170,7 +243,7 @@ class Store:
         _check_name(name)
         if not 0 <= pdq_threshold <= 128:
             raise ValueError("pdq_threshold must be between 0 and 128")
-        with self._session.begin() as s:
+        with self._writing() as s:
             if s.scalar(select(HashList.id).where(HashList.name == name)) is not None:
                 raise ListExists(f"list {name!r} already exists")
             _add_list(s, name, source, version, description, pdq_threshold)
@@ -211,7 +284,7 @@ class Store:
         )
 
     def remove_list(self, name: str) -> None:
-        with self._session.begin() as s:
+        with self._writing() as s:
             hl = _list_row(s, name)
             # Its entries go with it, so indexes cannot catch up row by row:
             # record that everything before this point must be rebuilt.
@@ -222,7 +295,7 @@ class Store:
     def set_threshold(self, name: str, pdq_threshold: int) -> ListInfo:
         if not 0 <= pdq_threshold <= 128:
             raise ValueError("pdq_threshold must be between 0 and 128")
-        with self._session.begin() as s:
+        with self._writing() as s:
             hl = _list_row(s, name)
             hl.pdq_threshold = pdq_threshold
             hl.updated_at = _now()
@@ -241,93 +314,127 @@ class Store:
         format: str = "",
         keypoints: Mapping[str, bytes] | None = None,
     ) -> ImportSummary:
-        """Apply entries (adds, changes, tombstones) to a list in one transaction.
+        """Apply entries (adds, changes, tombstones) to a list.
 
-        Re-applying the same entries changes nothing and reports them unchanged.
-        ``keypoints`` maps source ids to keypoint records (``lists add`` from
-        images); they are stored with the rows this call adds.
+        ``entries`` is read whole before anything is written. Up to
+        :data:`IMPORT_CHUNK` entries go in one transaction, which takes the write
+        lock first and only then reads the list's live rows and the sequence number;
+        a larger import is several such transactions (each atomic, with its own
+        sequence number), the import record and the list's source and version going
+        with the last. If one fails, the chunks before it stay applied: importing the
+        same entries again completes the import, as re-applying entries changes
+        nothing and reports them unchanged. ``keypoints`` maps source ids to keypoint
+        records (``lists add`` from images); they are stored with the rows this call
+        adds.
         """
+        batch: dict[str, ListEntry] = {}
+        for e in entries:  # within one batch the last word on an id wins
+            batch.pop(e.source_id, None)
+            batch[e.source_id] = e
+        items = list(batch.values())
+        chunks = [items[i : i + IMPORT_CHUNK] for i in range(0, len(items), IMPORT_CHUNK)]
+        totals = [0, 0, 0, 0]  # added, changed, removed, unchanged
+        for n, chunk in enumerate(chunks or [[]]):
+            last = n == max(len(chunks), 1) - 1
+            if n and self._sqlite:
+                time.sleep(_SQLITE_CHUNK_PAUSE)  # let a waiting writer in
+            with self._writing() as s:
+                now = _now()
+                hl = s.scalar(select(HashList).where(HashList.name == name))
+                if hl is None:
+                    if n:
+                        raise ListNotFound(f"list {name!r} was removed during the import")
+                    if not create:
+                        raise ListNotFound(f"no list named {name!r}")
+                    _check_name(name)
+                    # source and version are set with the last chunk, as for a known list
+                    hl = _add_list(s, name, "", "", "", DEFAULT_PDQ_THRESHOLD)
+                counts = self._apply(s, hl, chunk, now, keypoints)
+                totals = [t + c for t, c in zip(totals, counts, strict=True)]
+                if not last:
+                    continue
+                if source is not None:
+                    hl.source = source
+                if version is not None:
+                    hl.version = version
+                if source is not None or version is not None:
+                    hl.updated_at = now
+                if file_sha256 is not None:
+                    added, changed, removed, unchanged = totals
+                    s.add(
+                        ImportRecord(
+                            list_id=hl.id,
+                            file_sha256=file_sha256,
+                            format=format,
+                            added=added,
+                            changed=changed,
+                            removed=removed,
+                            unchanged=unchanged,
+                            imported_at=now,
+                        )
+                    )
+        return ImportSummary(name, *totals)
+
+    def _apply(
+        self,
+        s: Session,
+        hl: HashList,
+        chunk: list[ListEntry],
+        now: datetime,
+        keypoints: Mapping[str, bytes] | None,
+    ) -> tuple[int, int, int, int]:
+        """One chunk of an import, inside a transaction that holds the write lock."""
         added = changed = removed = unchanged = 0
-        with self._session.begin() as s:
-            hl = s.scalar(select(HashList).where(HashList.name == name))
-            now = _now()
-            if hl is None:
-                if not create:
-                    raise ListNotFound(f"no list named {name!r}")
-                _check_name(name)
-                hl = _add_list(s, name, source or "", version or "", "", DEFAULT_PDQ_THRESHOLD)
-            batch: dict[str, ListEntry] = {}
-            for e in entries:  # within one batch the last word on an id wins
-                batch.pop(e.source_id, None)
-                batch[e.source_id] = e
-            live = self._live_rows(s, hl.id, list(batch))
-            seq: int | None = None
-            tombstone: list[int] = []
-            new_rows: list[dict[str, Any]] = []
-            for e in batch.values():
-                row = live.get(e.source_id)
-                if e.removed or (row is not None and row[1:] != _fields(e)):
-                    if row is None:
-                        unchanged += 1
-                        continue
-                    tombstone.append(row[0])
-                    if e.removed:
-                        removed += 1
-                        continue
-                    changed += 1
-                elif row is not None:
+        live = self._live_rows(s, hl.id, [e.source_id for e in chunk])
+        tombstone: list[int] = []
+        new_rows: list[dict[str, Any]] = []
+        for e in chunk:
+            row = live.get(e.source_id)
+            if e.removed or (row is not None and row[1:] != _fields(e)):
+                if row is None:
                     unchanged += 1
                     continue
-                else:
-                    added += 1
-                pdq, md5, sha256, vpdq, category = _fields(e)
-                new_rows.append(
-                    {
-                        "list_id": hl.id,
-                        "source_id": e.source_id,
-                        "pdq": pdq,
-                        "md5": md5,
-                        "sha256": sha256,
-                        "vpdq": vpdq,
-                        "category": category,
-                        "added_at": now,
-                    }
+                tombstone.append(row[0])
+                if e.removed:
+                    removed += 1
+                    continue
+                changed += 1
+            elif row is not None:
+                unchanged += 1
+                continue
+            else:
+                added += 1
+            pdq, md5, sha256, vpdq, category = _fields(e)
+            new_rows.append(
+                {
+                    "list_id": hl.id,
+                    "source_id": e.source_id,
+                    "pdq": pdq,
+                    "md5": md5,
+                    "sha256": sha256,
+                    "vpdq": vpdq,
+                    "category": category,
+                    "added_at": now,
+                }
+            )
+        if tombstone or new_rows:
+            seq = self._next_seq(s)
+            # Tombstones first: the unique index on live (list, source id) checks each row.
+            for ids in _chunks(tombstone, 500):
+                s.execute(
+                    update(Entry).where(Entry.id.in_(ids)).values(removed_seq=seq, removed_at=now)
                 )
-            if tombstone or new_rows:
-                seq = self._next_seq(s)
-                for chunk in _chunks(tombstone, 500):
-                    s.execute(
-                        update(Entry)
-                        .where(Entry.id.in_(chunk))
-                        .values(removed_seq=seq, removed_at=now)
-                    )
-                for i in range(0, len(new_rows), 50_000):
-                    rows = new_rows[i : i + 50_000]
-                    for r in rows:
-                        r["added_seq"] = seq
-                    s.execute(insert(Entry), rows)
-                if keypoints:
-                    self._add_keypoints(s, hl.id, seq, keypoints)
-            if source is not None:
-                hl.source = source
-            if version is not None:
-                hl.version = version
-            if seq is not None or source is not None or version is not None:
-                hl.updated_at = now
-            if file_sha256 is not None:
-                s.add(
-                    ImportRecord(
-                        list_id=hl.id,
-                        file_sha256=file_sha256,
-                        format=format,
-                        added=added,
-                        changed=changed,
-                        removed=removed,
-                        unchanged=unchanged,
-                        imported_at=now,
-                    )
-                )
-        return ImportSummary(name, added, changed, removed, unchanged)
+            for r in new_rows:
+                r["added_seq"] = seq
+            for i in range(0, len(new_rows), 50_000):
+                s.execute(insert(Entry), new_rows[i : i + 50_000])
+            if keypoints:
+                mine = {e.source_id: keypoints[e.source_id] for e in chunk
+                        if e.source_id in keypoints}  # fmt: skip
+                if mine:
+                    self._add_keypoints(s, hl.id, seq, mine)
+            hl.updated_at = now
+        return added, changed, removed, unchanged
 
     def _add_keypoints(
         self, s: Session, list_id: int, seq: int, keypoints: Mapping[str, bytes]
@@ -473,7 +580,7 @@ class Store:
         if scope not in ("read", "write"):
             raise ValueError("scope must be 'read' or 'write'")
         key = "bm_" + secrets.token_urlsafe(32)
-        with self._session.begin() as s:
+        with self._writing() as s:
             s.add(ApiKey(name=name, key_hash=hash_api_key(key), scope=scope, created_at=_now()))
         return key
 
@@ -487,7 +594,7 @@ class Store:
             return row.scope if row else None
 
     def revoke_api_key(self, name: str) -> int:
-        with self._session.begin() as s:
+        with self._writing() as s:
             res = s.execute(
                 update(ApiKey)
                 .where(ApiKey.name == name, ApiKey.revoked_at.is_(None))
@@ -547,26 +654,48 @@ def _check_name(name: str) -> None:
         )
 
 
-def open_store(url: str) -> Store:
-    """Open (and create or migrate) the database at ``url``."""
+def open_store(url: str, *, lock_timeout: float | None = None) -> Store:
+    """Open (and create or migrate) the database at ``url``.
+
+    ``lock_timeout`` (default :data:`LOCK_TIMEOUT_SECONDS`) bounds how long a write
+    waits for another writer's lock before it fails with DatabaseBusy."""
+    timeout = LOCK_TIMEOUT_SECONDS if lock_timeout is None else lock_timeout
     if url.startswith("sqlite:///"):
         path = url.removeprefix("sqlite:///")
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url)
     if engine.dialect.name == "sqlite":
+        busy_ms = max(1, round(timeout * 1000))
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=10000")
+            cur.execute(f"PRAGMA busy_timeout={busy_ms}")
             cur.close()
+
+        # SQLAlchemy's recipe for pysqlite, which otherwise runs SELECTs outside any
+        # transaction and sends BEGIN only before the first INSERT/UPDATE/DELETE: the
+        # store's own transactions begin explicitly, a writer's with BEGIN IMMEDIATE (the
+        # write lock before its first read), a reader's with BEGIN (one snapshot). Other
+        # users of the engine (the Matrix state, the threshold store) keep pysqlite's
+        # default: a deferred BEGIN that reads first could not upgrade to a write while
+        # another writer commits (SQLite refuses at once, without waiting).
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Connection) -> None:
+            mode = conn.get_execution_options().get(_TX_MODE)
+            if mode == "write":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            elif mode == "read":
+                conn.exec_driver_sql("BEGIN")
 
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
-    with engine.begin() as conn:
+    # Migrations run under the write lock: two processes starting at once migrate once.
+    with _busy_as_error(), engine.execution_options(**{_TX_MODE: "write"}).begin() as conn:
+        _take_write_lock(conn, timeout)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
-    return Store(engine)
+    return Store(engine, lock_timeout=timeout)

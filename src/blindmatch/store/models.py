@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -43,6 +44,15 @@ class Entry(Base):
     __tablename__ = "entries"
     __table_args__ = (
         Index("ix_entries_live", "list_id", "source_id", "removed_seq"),
+        # One live row per (list, source id) (migration 0009).
+        Index(
+            "uq_entries_live_source",
+            "list_id",
+            "source_id",
+            unique=True,
+            sqlite_where=text("removed_seq IS NULL"),
+            postgresql_where=text("removed_seq IS NULL"),
+        ),
         Index("ix_entries_md5", "md5"),
         Index("ix_entries_sha256", "sha256"),
         Index("ix_entries_added_seq", "added_seq"),
