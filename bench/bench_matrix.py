@@ -38,7 +38,6 @@ from typing import Any
 import numpy as np
 from nio.crypto.attachments import encrypt_attachment
 
-from blindmatch.cli.protocol_cmds import _load_trust, query_hashes
 from blindmatch.demo.synthetic import synthetic_photo
 from blindmatch.hashing.image import pdq_with_vector_from_rgb
 from blindmatch.integrations.matrix.events import voucher_field
@@ -48,6 +47,7 @@ from blindmatch.integrations.matrix.homeserver import (
     User,
     build_table_dir,
 )
+from blindmatch.private import load_trust_file, query_hashes
 from blindmatch.protocol import AccountSecret, ClientSession, ServerSession, verify_table
 from blindmatch.store.db import open_store
 from blindmatch.store.threshold import SqlThresholdStore
@@ -124,7 +124,7 @@ def main() -> None:
     pdq, _ = pdq_with_vector_from_rgb(np.asarray(synthetic_photo(10, (800, 600))))
     listed["photo-10"] = bytes.fromhex(pdq.hex)
     table_dir = build_table_dir(root / "table", listed)
-    trust = _load_trust(str(table_dir / "trust.json"))
+    trust = load_trust_file(str(table_dir / "trust.json"))
     verified = verify_table((table_dir / "table.bin").read_bytes(),
                             (table_dir / "manifest.json").read_bytes(), trust)  # fmt: skip
     client = ClientSession(verified, AccountSecret.generate())

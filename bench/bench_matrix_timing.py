@@ -43,11 +43,11 @@ from typing import Any
 
 import numpy as np
 
-from blindmatch.cli.protocol_cmds import _load_trust
 from blindmatch.demo.synthetic import synthetic_photo
 from blindmatch.hashing.image import pdq_with_vector_from_rgb
 from blindmatch.integrations.matrix.events import voucher_field
 from blindmatch.integrations.matrix.homeserver import ENCRYPTED_ROOM, Homeserver, build_table_dir
+from blindmatch.private import load_trust_file
 from blindmatch.protocol import (
     AccountSecret,
     ClientSession,
@@ -82,7 +82,7 @@ def run(policy: str, args: argparse.Namespace, root: Path, rnd: random.Random) -
     photo = bytes.fromhex(pdq.hex)
     listed["photo-10"] = photo
     table_dir = build_table_dir(root / policy / "table", listed, policy=policy, threshold=30)
-    trust = _load_trust(str(table_dir / "trust.json"))
+    trust = load_trust_file(str(table_dir / "trust.json"))
     verified = verify_table((table_dir / "table.bin").read_bytes(),
                             (table_dir / "manifest.json").read_bytes(), trust)  # fmt: skip
     client = ClientSession(verified, AccountSecret.generate())

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from blindmatch.cli.protocol_cmds import query_hashes
 from blindmatch.hashing.image import open_image
+from blindmatch.private import query_hashes
 from blindmatch.protocol import QueryHash, VariantProbeLSH
 from blindmatch.protocol.hazmat.rng import SeededRng
 

@@ -460,9 +460,9 @@ def test_resized_copies_open_for_most_public_seeds(world: World) -> None:
     tables with 12 public seeds: most (seed, copy) pairs open, at the right entry."""
     import numpy as np
 
-    from blindmatch.cli.protocol_cmds import query_hashes
     from blindmatch.files import hash_file
     from blindmatch.hashing import open_image
+    from blindmatch.private import query_hashes
     from blindmatch.protocol import (
         AccountSecret,
         ClientSession,

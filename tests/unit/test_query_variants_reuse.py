@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from blindmatch.cli.protocol_cmds import query_hashes
 from blindmatch.demo.synthetic import synthetic_photo
 from blindmatch.hashing.image import hashed_transposed, pdq_with_vector_from_rgb
 from blindmatch.hashing.robust import (
@@ -22,6 +21,7 @@ from blindmatch.hashing.robust import (
     find_frames,
     query_variants,
 )
+from blindmatch.private import query_hashes
 
 
 def reference_variants(pixels: np.ndarray) -> list[tuple[str, str, int, np.ndarray]]:

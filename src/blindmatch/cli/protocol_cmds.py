@@ -41,7 +41,6 @@ or failed, else 0 (2 when the command itself failed: bad key, table, options);
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import json
 import os
@@ -70,28 +69,27 @@ from blindmatch.errors import (
 from blindmatch.files import Failure, Limits, image_pixels, iter_files, read_file
 from blindmatch.fsutil import write_atomic
 from blindmatch.hashing.image import MIN_QUALITY
+from blindmatch.private.query import query_hashes
+from blindmatch.private.trust import (
+    MANIFEST_FILE,
+    SERVER_KEY_FILE,
+    TABLE_FILE,
+    TRUST_FILE,
+    load_trust_file,
+    write_table_dir,
+)
 from blindmatch.table_history import FileTableHistory
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from blindmatch.protocol import (
-        Floors,
         OpenResult,
-        PreparedTable,
         TableHistory,
-        TrustPolicy,
         VerifiedTable,
     )
 
 EXIT_CLEAN, EXIT_MATCH, EXIT_FAILED = 0, 1, 2
-TABLE_FILE, MANIFEST_FILE, TRUST_FILE, SERVER_KEY_FILE = (
-    "table.bin",
-    "manifest.json",
-    "trust.json",
-    "server.key",
-)
-TRUST_FORMAT = "blindmatch-trust"
 TABLE_HISTORY_FILE = "table-history.json"
 MAX_TABLE_BYTES = 1 << 31  # 2 GiB: ~50M lookup keys
 MAX_SMALL_FILE_BYTES = 1 << 20  # manifests, trust files, keys, vouchers
@@ -201,96 +199,6 @@ def _dev_key(settings: Settings, name: str) -> tuple[Ed25519PrivateKey, Path]:
 
 
 # -- trust ------------------------------------------------------------------
-def _trust_json(
-    platform: Ed25519PrivateKey,
-    hotlines: dict[str, tuple[Ed25519PrivateKey, str]],
-    min_hotlines: int,
-    floors: Floors | None = None,
-) -> bytes:
-    doc: dict[str, Any] = {
-        "format": TRUST_FORMAT,
-        "version": 1,
-        "platform_key": _public_hex(platform),
-        "hotlines": {
-            h: {"public_key": _public_hex(k), "jurisdiction": j}
-            for h, (k, j) in sorted(hotlines.items())
-        },
-        "min_hotlines": min_hotlines,
-    }
-    if floors is not None:
-        doc["floors"] = dataclasses.asdict(floors)
-    return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
-
-
-def _floors(path: str, d: Any) -> Floors:
-    """``floors`` of a trust file: any of :class:`~blindmatch.protocol.Floors`' fields."""
-    from blindmatch.protocol import Floors
-
-    if not isinstance(d, dict):
-        raise ValueError
-    names = {f.name for f in dataclasses.fields(Floors)}
-    for name, value in d.items():
-        if name not in names:
-            raise ConfigError(f"{path}: unknown floor {name!r} (known: {', '.join(sorted(names))})")
-        if name == "max_unrelated_openings":
-            ok = type(value) in (int, float) and 0 < value <= 1
-        else:
-            ok = type(value) is int and value >= 0
-        if not ok:
-            raise ConfigError(f"{path}: floor {name!r} has a bad value {value!r}")
-    return Floors(**d)
-
-
-def _load_trust(path: str) -> TrustPolicy:
-    """A trust file: the keys, ``min_hotlines`` and, optionally, ``max_age_seconds``
-    (an integer, or null for no maximum; default 30 days) and ``floors`` (any fields of
-    :class:`~blindmatch.protocol.Floors`; the others keep their defaults)."""
-    from blindmatch.protocol import (
-        DEFAULT_MAX_AGE_SECONDS,
-        Floors,
-        TrustedHotline,
-        TrustPolicy,
-        accept_without_log,
-    )
-
-    data = read_file(path, MAX_SMALL_FILE_BYTES)
-
-    def key(v: Any) -> bytes:
-        if not isinstance(v, str) or len(v) != 64:
-            raise ValueError
-        return bytes.fromhex(v)
-
-    try:
-        d = json.loads(data)
-        if not isinstance(d, dict) or d.get("format") != TRUST_FORMAT or d.get("version") != 1:
-            raise ValueError
-        hotlines = {}
-        for name, h in d["hotlines"].items():
-            if not isinstance(h["jurisdiction"], str):
-                raise ValueError
-            hotlines[name] = TrustedHotline(key(h["public_key"]), h["jurisdiction"])
-        min_hotlines = d["min_hotlines"]
-        if type(min_hotlines) is not int or min_hotlines < 1:
-            raise ValueError
-        max_age = d.get("max_age_seconds", DEFAULT_MAX_AGE_SECONDS)
-        if max_age is not None and (type(max_age) is not int or max_age < 1):
-            raise ValueError
-        return TrustPolicy(
-            platform_key=key(d["platform_key"]),
-            hotlines=hotlines,
-            # The transparency log does not exist yet (docs/protocol.md): say so out loud.
-            log_check=accept_without_log,
-            min_hotlines=min_hotlines,
-            floors=_floors(path, d["floors"]) if "floors" in d else Floors(),
-            max_age_seconds=max_age,
-        )
-    except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError):
-        raise ConfigError(
-            f"{path}: not a trust file (JSON with format {TRUST_FORMAT!r}, platform_key, "
-            "hotlines, min_hotlines; optional max_age_seconds, floors)"
-        ) from None
-
-
 # -- table build --------------------------------------------------------------
 @dataclass
 class _Signers:
@@ -344,31 +252,6 @@ def _signers(args: argparse.Namespace, settings: Settings, sources: list[str]) -
             "--hotline-key and --jurisdiction)"
         )
     return _Signers(platform, hotlines)
-
-
-def write_table_dir(
-    out: Path,
-    prep: PreparedTable,
-    platform: Ed25519PrivateKey,
-    hotlines: dict[str, tuple[Ed25519PrivateKey, str]],
-    min_hotlines: int,
-    floors: Floors | None = None,
-) -> None:
-    """Sign ``prep``'s manifest (the platform, then every hotline) and write the table
-    directory: ``server.key`` (0600), ``table.bin``, ``manifest.json``, ``trust.json``
-    (with ``floors`` when given: test and demo tables below the default floors)."""
-    from blindmatch.protocol import SignedManifest, sign_manifest
-
-    sigs = [sign_manifest(prep.manifest, role="platform", signer="platform", key=platform)]
-    for hotline, (key, _) in sorted(hotlines.items()):
-        sigs.append(sign_manifest(prep.manifest, role="hotline", signer=hotline, key=key))
-    signed = SignedManifest(prep.manifest, tuple(sigs)).to_bytes()
-    out.mkdir(parents=True, exist_ok=True)
-    _write_file(out / SERVER_KEY_FILE, prep.server_secret.to_bytes(), private=True, replace=True)
-    _write_file(out / TABLE_FILE, prep.table.to_bytes(), private=False, replace=True)
-    _write_file(out / MANIFEST_FILE, signed + b"\n", private=False, replace=True)
-    trust = _trust_json(platform, hotlines, min_hotlines, floors)
-    _write_file(out / TRUST_FILE, trust, private=False, replace=True)
 
 
 def cmd_table_build(args: argparse.Namespace) -> int:
@@ -507,7 +390,7 @@ def _verified_table(
 ) -> VerifiedTable:
     from blindmatch.protocol import verify_table
 
-    trust = _load_trust(trust_path)
+    trust = load_trust_file(trust_path)
     table = read_file(str(table_dir / TABLE_FILE), MAX_TABLE_BYTES)
     manifest = read_file(str(table_dir / MANIFEST_FILE), MAX_SMALL_FILE_BYTES)
     try:
@@ -530,47 +413,6 @@ def _account_secret(settings: Settings, path: str | None) -> Any:
     secret = AccountSecret.generate()
     _write_file(p, secret.to_bytes(), private=True, replace=False)
     return secret
-
-
-# How likely each robust variant is the one near a listed entry, relative to the
-# image's own hash (measured: bench/bench_lookup_keys.py, docs/protocol.md §11).
-VARIANT_PRIORS = {"orig": 1.0, "trim": 0.3, "other orientation": 0.05}
-
-
-def _confidence(vector: Any) -> list[float]:
-    """Per-bit confidence of a PDQ: |DCT value − median| (lower = weaker)."""
-    import numpy as np
-
-    v = np.asarray(vector, dtype=np.float64)
-    return [float(x) for x in np.abs(v - np.median(v))]
-
-
-def query_hashes(pixels: Any, *, pool: Any = None) -> tuple[bytes, list[float], list[Any]]:
-    """What a client looks up for one image, as plaintext robust matching does:
-    the full-size PDQ with its bit confidence, and the robust variants (8
-    orientations, trimmed frames) as ``QueryHash``es with their priors.
-
-    The one recipe both sides of a voucher use (``voucher make`` and ``voucher check``,
-    the Matrix client's sender and recipient). ``pool`` (a ``concurrent.futures``
-    executor) hashes the full-size picture and the variants concurrently; the result
-    is identical with or without it."""
-    from blindmatch.hashing.image import pdq_with_vector_from_rgb
-    from blindmatch.hashing.robust import query_variants
-    from blindmatch.protocol import QueryHash
-
-    full = pool.submit(pdq_with_vector_from_rgb, pixels) if pool is not None else None
-    found = query_variants(pixels, pool=pool)
-    pdq, vector = full.result() if full is not None else pdq_with_vector_from_rgb(pixels)
-    variants = []
-    for v in found:
-        kind = "orig" if v.label == "orig" else ("trim" if v.label.startswith("trim") else
-                                                 "other orientation")  # fmt: skip
-        if v.pdq.quality < MIN_QUALITY or v.vector is None:
-            continue
-        variants.append(
-            QueryHash(bytes.fromhex(v.pdq.hex), _confidence(v.vector), VARIANT_PRIORS[kind])
-        )
-    return bytes.fromhex(pdq.hex), _confidence(vector), variants
 
 
 def _encode_opening(seed: bytes) -> bytes:

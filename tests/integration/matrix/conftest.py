@@ -24,7 +24,6 @@ from PIL import Image
 pytest.importorskip("synapse", reason="the matrix extra (matrix-synapse) is not installed")
 pytest.importorskip("nio", reason="the matrix extra (matrix-nio) is not installed")
 
-from blindmatch.cli.protocol_cmds import _load_trust, query_hashes  # noqa: E402
 from blindmatch.demo.synthetic import synthetic_photo  # noqa: E402
 from blindmatch.hashing.image import pdq_with_vector_from_rgb  # noqa: E402
 from blindmatch.integrations.matrix.events import voucher_field  # noqa: E402
@@ -34,6 +33,7 @@ from blindmatch.integrations.matrix.homeserver import (  # noqa: E402
     User,
     build_table_dir,
 )
+from blindmatch.private import load_trust_file, query_hashes  # noqa: E402
 from blindmatch.protocol import (  # noqa: E402
     AccountSecret,
     ClientSession,
@@ -218,7 +218,7 @@ def running_world(
     try:
         recipient = hs.register_user("recipient", secrets.token_hex(12))
         # The client's trust is pinned out of band: here, the file the platform published.
-        trust = _load_trust(str(table_dir / "trust.json"))
+        trust = load_trust_file(str(table_dir / "trust.json"))
         yield MatrixWorld(hs, table_dir, url, trust, recipient)
     finally:
         hs.stop()

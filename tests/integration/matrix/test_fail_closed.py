@@ -18,11 +18,11 @@ pytest.importorskip("synapse", reason="the matrix extra (matrix-synapse) is not 
 from synapse.api.errors import Codes  # noqa: E402
 from synapse.module_api import NOT_SPAM  # noqa: E402
 
-from blindmatch.cli.protocol_cmds import _load_trust  # noqa: E402
 from blindmatch.errors import ConfigError  # noqa: E402
 from blindmatch.integrations.matrix.events import voucher_field  # noqa: E402
 from blindmatch.integrations.matrix.homeserver import build_table_dir  # noqa: E402
 from blindmatch.integrations.matrix.module import BlindmatchModule, parse_config  # noqa: E402
+from blindmatch.private import load_trust_file  # noqa: E402
 from blindmatch.protocol import AccountSecret, ClientSession, verify_table  # noqa: E402
 
 
@@ -75,7 +75,7 @@ def event(content: dict[str, Any], sender: str = "@a:hs.test", kind: str = "m.ro
 def test_a_failing_database_refuses_the_event(table_dir: Path, tmp_path: Path) -> None:
     api = StubApi(db_error=RuntimeError("database is locked"))
     m = module(table_dir, tmp_path, api)
-    trust = _load_trust(str(table_dir / "trust.json"))
+    trust = load_trust_file(str(table_dir / "trust.json"))
     verified = verify_table((table_dir / "table.bin").read_bytes(),
                             (table_dir / "manifest.json").read_bytes(), trust)  # fmt: skip
     v = ClientSession(verified, AccountSecret.generate()).make_voucher(bytes(32))
@@ -173,7 +173,7 @@ def test_a_table_below_the_floors_will_not_start(table_dir: Path, tmp_path: Path
 
 def _signed_dir(out: Path, sequence: int, entry: bytes) -> Path:
     """A table directory signed with fixed keys (one platform key for every sequence)."""
-    from blindmatch.cli.protocol_cmds import write_table_dir
+    from blindmatch.private import write_table_dir
     from blindmatch.protocol import HotlineList, format_issued, prepare_table
     from tests.protocol.kat_fixture import signing_key
 

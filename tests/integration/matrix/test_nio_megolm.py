@@ -85,7 +85,7 @@ async def scenario(world: MatrixWorld, tmp: Path) -> dict[str, Any]:
             assert isinstance(up, UploadResponse) and keys is not None
             import numpy as np
 
-            from blindmatch.cli.protocol_cmds import query_hashes
+            from blindmatch.private import query_hashes
 
             pdq, conf, variants = query_hashes(np.asarray(img.convert("RGB")))
             voucher = session.make_voucher(pdq, confidence=conf, variants=variants)

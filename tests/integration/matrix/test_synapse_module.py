@@ -340,13 +340,13 @@ def test_replayed_vouchers_and_rebound_blobs_are_refused(matrix_world: MatrixWor
 
 
 def test_a_voucher_for_another_table_is_refused(matrix_world: MatrixWorld) -> None:
-    from blindmatch.cli.protocol_cmds import _load_trust
+    from blindmatch.private import load_trust_file
 
     other = build_table_dir(matrix_world.table_dir.parent / "other", {"x": listed_pdq()})
     verified = verify_table(
         (other / "table.bin").read_bytes(),
         (other / "manifest.json").read_bytes(),
-        _load_trust(str(other / "trust.json")),
+        load_trust_file(str(other / "trust.json")),
     )
     foreign = ClientSession(verified, AccountSecret.generate())
     s = matrix_world.new_sender()

@@ -13,11 +13,11 @@ from collections.abc import Iterator
 import pytest
 from PIL import Image
 
-from blindmatch.cli.protocol_cmds import _load_trust
 from blindmatch.demo.synthetic import synthetic_photo
 from blindmatch.integrations.matrix.events import voucher_field
 from blindmatch.integrations.matrix.homeserver import build_table_dir
 from blindmatch.integrations.matrix.state import MatrixState
+from blindmatch.private import load_trust_file
 from blindmatch.protocol import AccountSecret, ClientSession, verify_table
 from tests.integration.matrix.conftest import (
     HARNESS_FLOORS,
@@ -138,7 +138,7 @@ def test_a_new_table_is_served_and_the_old_ones_vouchers_still_accepted(
     # A client that verified the new table (against the new keys, here) sends with it ...
     manifest = http.request("GET", "/_blindmatch/v1/manifest").body
     # (the throwaway table was signed with new keys: later tests trust them too)
-    threshold_world.trust = _load_trust(str(new_dir / "trust.json"))
+    threshold_world.trust = load_trust_file(str(new_dir / "trust.json"))
     verified = verify_table(new_table, manifest, threshold_world.trust)
     new_session = ClientSession(verified, AccountSecret.generate())
     mxc, digest, _ = s.encrypted_upload(jpeg(synthetic_photo(13)))

@@ -25,7 +25,7 @@
 What an image send does (docs/matrix-client.md has the event format):
 
 1. hash the plaintext exactly as ``blindmatch voucher make`` does (:func:`hash_image`:
-   the same decoder and :func:`~blindmatch.cli.protocol_cmds.query_hashes`), while the
+   the same decoder and :func:`~blindmatch.private.query_hashes`), while the
    attachment is encrypted as Matrix does (``nio.crypto.attachments.encrypt_attachment``,
    AES-256-CTR, an ``EncryptedFile`` whose IV's 64-bit counter half is zero: checked, as
    recipients and the module refuse any other) and the ciphertext uploaded;
@@ -58,7 +58,6 @@ key in ``store_path/blindmatch-table-history.json``, docs/protocol.md §4).
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import hashlib
 import io
@@ -73,7 +72,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -101,10 +100,14 @@ from blindmatch.integrations.matrix.events import (
     CASE_FIELD,
     FRANKING_FIELD,
     MESSAGE_FIELD,
+    OPENING_FIELD,
     REASON_FIELD,
     VOUCHER_FIELD,
+    b64,
+    unb64,
     voucher_field,
 )
+from blindmatch.integrations.matrix.receive import Verdict, check_event
 from blindmatch.lists.model import VpdqFrame
 from blindmatch.protocol import (
     AccountSecret,
@@ -121,17 +124,12 @@ from blindmatch.protocol import (
 )
 from blindmatch.table_history import FileTableHistory
 
-if TYPE_CHECKING:
-    from blindmatch.integrations.matrix.receive import Verdict
-
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 TABLE_PATH = "/_blindmatch/v1/table"
 MANIFEST_PATH = "/_blindmatch/v1/manifest"
 REPORT_PATH = "/_blindmatch/v1/report"
-#: Inside the encrypted content: one opening seed per uploaded blob (property 6).
-OPENING_FIELD = "org.blindmatch.opening"
 FRANKING_VERSION = 1
 MAX_TABLE_BYTES = 1 << 31
 MAX_MANIFEST_BYTES = 1 << 20
@@ -301,11 +299,11 @@ def hash_image(
     decoded: Image.Image | None = None,
 ) -> ImageHashes:
     """Hash an encoded picture exactly as ``blindmatch voucher make`` does: the same
-    decoder (:func:`decode_image`) and :func:`~blindmatch.cli.protocol_cmds.query_hashes`.
+    decoder (:func:`decode_image`) and :func:`~blindmatch.private.query_hashes`.
     The sender hashes the plaintext it encrypts, the recipient the plaintext it decrypted:
     the voucher check compares them. ``pool`` hashes the variants concurrently (same
     result); ``decoded`` is ``decode_image(data)`` when the caller has it already."""
-    from blindmatch.cli.protocol_cmds import query_hashes
+    from blindmatch.private import query_hashes
 
     im = decoded if decoded is not None else decode_image(data, max_pixels=max_pixels)
     pdq, confidence, variants = query_hashes(np.asarray(im), pool=pool)
@@ -363,24 +361,6 @@ def hash_video(data: bytes, *, k: int = VIDEO_FRAMES) -> VideoHashes:
     return VideoHashes(frames, choose_frames(frames, k))
 
 
-def b64(raw: bytes) -> str:
-    """Standard base64 with padding (the outer fields' encoding, as the voucher's)."""
-    return base64.b64encode(raw).decode("ascii")
-
-
-def unb64(text: object, size: int | None = None) -> bytes:
-    """Strict standard base64 (padded or Matrix's unpadded); raises ``ProtocolError``."""
-    if not isinstance(text, str):
-        raise ProtocolError("expected a base64 string")
-    try:
-        raw = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-    except ValueError:
-        raise ProtocolError("not standard base64") from None
-    if size is not None and len(raw) != size:
-        raise ProtocolError(f"expected {size} bytes of base64")
-    return raw
-
-
 def franking_field(commitment: bytes) -> dict[str, Any]:
     return {"v": FRANKING_VERSION, "commitment": b64(commitment)}
 
@@ -389,9 +369,9 @@ def load_trust(trust: TrustPolicy | str | os.PathLike[str]) -> TrustPolicy:
     """A ``TrustPolicy``, or one read from a trust file as ``blindmatch voucher make`` reads it."""
     if isinstance(trust, TrustPolicy):
         return trust
-    from blindmatch.cli.protocol_cmds import _load_trust
+    from blindmatch.private import load_trust_file
 
-    return _load_trust(str(trust))
+    return load_trust_file(str(trust))
 
 
 def load_account_secret(path: Path) -> AccountSecret:
@@ -1063,14 +1043,12 @@ class BlindmatchClient(AsyncClient):
 
     async def check_received(self) -> list[Verdict]:
         """Check every encrypted event received by :meth:`sync` since the last call."""
-        from blindmatch.integrations.matrix.receive import check_event
 
         inbox, self._inbox = self._inbox, []
         return [await check_event(self, room_id, raw) for room_id, raw in inbox]
 
     async def check_event(self, room_id: str, raw_event: Mapping[str, Any]) -> Verdict:
         """Check one raw ``m.room.encrypted`` event (as the server sent it)."""
-        from blindmatch.integrations.matrix.receive import check_event
 
         return await check_event(self, room_id, raw_event)
 

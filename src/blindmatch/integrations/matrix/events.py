@@ -30,10 +30,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from blindmatch.errors import EventRejected
+from blindmatch.errors import EventRejected, ProtocolError
 
 VOUCHER_FIELD = "org.blindmatch.voucher"
 FRANKING_FIELD = "org.blindmatch.franking"  # outer: {"v": 1, "commitment": base64 of C}
+#: Inside the encrypted content: one opening seed per uploaded blob (property 6).
+OPENING_FIELD = "org.blindmatch.opening"
 FILES_FIELD = "org.blindmatch.files"  # outer: [{"v": 1, "blob", "blob_sha256"}]: not images
 REASON_FIELD = "org.blindmatch.reason"
 MESSAGE_FIELD = "org.blindmatch.message"
@@ -316,6 +318,9 @@ def _parse_one(item: Any, server_name: str, tables: Mapping[bytes, int]) -> Atta
 
 
 __all__ = [
+    "OPENING_FIELD",
+    "b64",
+    "unb64",
     "APPEAL_FIELD",
     "CASE_FIELD",
     "FIELD_VERSION",
@@ -336,3 +341,21 @@ __all__ = [
     "rejected",
     "voucher_field",
 ]
+
+
+def b64(raw: bytes) -> str:
+    """Standard base64 with padding (the outer fields' encoding, as the voucher's)."""
+    return base64.b64encode(raw).decode("ascii")
+
+
+def unb64(text: object, size: int | None = None) -> bytes:
+    """Strict standard base64 (padded or Matrix's unpadded); raises ``ProtocolError``."""
+    if not isinstance(text, str):
+        raise ProtocolError("expected a base64 string")
+    try:
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except ValueError:
+        raise ProtocolError("not standard base64") from None
+    if size is not None and len(raw) != size:
+        raise ProtocolError(f"expected {size} bytes of base64")
+    return raw

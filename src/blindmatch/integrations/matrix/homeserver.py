@@ -362,7 +362,7 @@ def build_table_dir(
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from blindmatch.cli.protocol_cmds import write_table_dir
+    from blindmatch.private import write_table_dir
     from blindmatch.protocol import (
         HotlineList,
         Policy,

@@ -386,7 +386,7 @@ def load_table(
     lives in one namespace per ``t`` (shares of different ``t`` lie on different polynomials), so an
     account's shares keep counting across table updates that keep ``t``.
     """
-    from blindmatch.cli.protocol_cmds import _load_trust
+    from blindmatch.private import load_trust_file
     from blindmatch.protocol import AccountSecret, ClientSession, ServerSecret, verify_table
 
     signature = table_signature(config)
@@ -397,7 +397,9 @@ def load_table(
         key_bytes = config.server_key.read_bytes()
     except OSError as e:
         raise ConfigError(f"blindmatch module: cannot read {e.filename}: {e.strerror}") from e
-    verified = verify_table(table_bytes, manifest, _load_trust(str(config.trust)), history=history)
+    verified = verify_table(
+        table_bytes, manifest, load_trust_file(str(config.trust)), history=history
+    )
     table = verified.table
     if config.policy is not None and config.policy != table.policy.value:
         raise ConfigError(

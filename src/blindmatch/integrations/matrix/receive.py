@@ -52,8 +52,13 @@ from nio.exceptions import EncryptionError
 
 from blindmatch.errors import InputError, InvalidVoucher, ProtocolError
 from blindmatch.hashing.sniff import sniff
-from blindmatch.integrations.matrix.client import FRANKING_FIELD, OPENING_FIELD, unb64
-from blindmatch.integrations.matrix.events import MAX_ATTACHMENTS, VOUCHER_FIELD
+from blindmatch.integrations.matrix.events import (
+    FRANKING_FIELD,
+    MAX_ATTACHMENTS,
+    OPENING_FIELD,
+    VOUCHER_FIELD,
+    unb64,
+)
 from blindmatch.protocol import (
     EncryptedFile,
     decrypt_attachment,

@@ -1,0 +1,56 @@
+"""What a client computes from a picture for private matching: the query hashes.
+
+The one recipe both sides of a voucher use — the sender making it (``blindmatch voucher
+make``, the Matrix client's ``send_image``) and the recipient checking it (``voucher
+check``, the Matrix client's ``check_event``): the recipient's check compares bytes, so
+both must hash the same way (docs/protocol.md §5, "Same hashes on both sides").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from blindmatch.hashing.image import MIN_QUALITY
+from blindmatch.protocol import QueryHash
+
+# How likely each robust variant is the one near a listed entry, relative to the
+# image's own hash (measured: bench/bench_lookup_keys.py, docs/protocol.md §11).
+VARIANT_PRIORS = {"orig": 1.0, "trim": 0.3, "other orientation": 0.05}
+
+
+def _confidence(vector: Any) -> list[float]:
+    """Per-bit confidence of a PDQ: |DCT value − median| (lower = weaker)."""
+    import numpy as np
+
+    v = np.asarray(vector, dtype=np.float64)
+    return [float(x) for x in np.abs(v - np.median(v))]
+
+
+def query_hashes(pixels: Any, *, pool: Any = None) -> tuple[bytes, list[float], list[QueryHash]]:
+    """What a client looks up for one image, as plaintext robust matching does:
+    the full-size PDQ with its bit confidence, and the robust variants (8
+    orientations, trimmed frames) as ``QueryHash``es with their priors.
+
+    The one recipe both sides of a voucher use (``voucher make`` and ``voucher check``,
+    the Matrix client's sender and recipient). ``pool`` (a ``concurrent.futures``
+    executor) hashes the full-size picture and the variants concurrently; the result
+    is identical with or without it."""
+    from blindmatch.hashing.image import pdq_with_vector_from_rgb
+    from blindmatch.hashing.robust import query_variants
+
+    full = pool.submit(pdq_with_vector_from_rgb, pixels) if pool is not None else None
+    found = query_variants(pixels, pool=pool)
+    pdq, vector = full.result() if full is not None else pdq_with_vector_from_rgb(pixels)
+    variants = []
+    for v in found:
+        kind = "orig" if v.label == "orig" else ("trim" if v.label.startswith("trim") else
+                                                 "other orientation")  # fmt: skip
+        if v.pdq.quality < MIN_QUALITY or v.vector is None:
+            continue
+        variants.append(
+            QueryHash(bytes.fromhex(v.pdq.hex), _confidence(v.vector), VARIANT_PRIORS[kind])
+        )
+    return bytes.fromhex(pdq.hex), _confidence(vector), variants
+
+
+__all__ = ["VARIANT_PRIORS", "query_hashes"]
