@@ -22,7 +22,8 @@ from sqlalchemy import Engine, create_engine, event, func, insert, select, updat
 from sqlalchemy.orm import Session, sessionmaker
 
 from blindmatch.errors import ListExists, ListNotFound
-from blindmatch.lists import ListEntry, VpdqFrame
+from blindmatch.lists import ListEntry, VpdqFrame, validate_list_name, validate_list_text
+from blindmatch.lists.model import MAX_DESCRIPTION_LENGTH, MAX_SOURCE_LENGTH, MAX_VERSION_LENGTH
 from blindmatch.store.models import ApiKey, Entry, HashList, ImportRecord, KeypointRecord, Meta
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -168,6 +169,7 @@ class Store:
         pdq_threshold: int = DEFAULT_PDQ_THRESHOLD,
     ) -> ListInfo:
         _check_name(name)
+        _check_text(source, version, description)
         if not 0 <= pdq_threshold <= 128:
             raise ValueError("pdq_threshold must be between 0 and 128")
         with self._session.begin() as s:
@@ -248,6 +250,7 @@ class Store:
         images); they are stored with the rows this call adds.
         """
         added = changed = removed = unchanged = 0
+        _check_text(source, version, None)
         with self._session.begin() as s:
             hl = s.scalar(select(HashList).where(HashList.name == name))
             now = _now()
@@ -541,10 +544,18 @@ def _chunks(xs: list[int], n: int) -> Iterator[list[int]]:
 
 
 def _check_name(name: str) -> None:
-    if not name or len(name) > 200 or not all(c.isalnum() or c in "-_." for c in name):
-        raise ValueError(
-            f"list name {name!r} must be 1-200 characters of letters, digits, '-', '_' or '.'"
-        )
+    validate_list_name(name)  # raises InvalidField (a ValueError) naming the field
+
+
+def _check_text(source: str | None, version: str | None, description: str | None) -> None:
+    """Refuse over-long or hiding text in a list's fields before any write."""
+    for field, value, limit in (
+        ("source", source, MAX_SOURCE_LENGTH),
+        ("version", version, MAX_VERSION_LENGTH),
+        ("description", description, MAX_DESCRIPTION_LENGTH),
+    ):
+        if value is not None:
+            validate_list_text(field, value, limit, multiline=field == "description")
 
 
 def open_store(url: str) -> Store:
