@@ -178,15 +178,20 @@ def open_image(
         raise DecodeError(f"image could not be decoded: {type(e).__name__}: {e}") from None
 
 
-def declared_size(data: bytes) -> tuple[int, int] | None:
-    """The ``(width, height)`` an image's header declares, read without decoding
-    any pixel; ``None`` when no decoder recognises the header (decoding would fail)."""
+def decode_cost(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> int | None:
+    """What decoding ``data`` costs in memory, read from its header without decoding a
+    pixel: in pixels, doubled for modes whose conversion to RGB takes a second full-size
+    buffer (transparency, palette, CMYK, 16-bit: up to 8-10 bytes a pixel, against 4 for
+    RGB, greyscale and JPEG at its draft size, whose declared size is an upper bound).
+    ``None`` when decoding would fail before any pixel: no decoder recognises the
+    header, or the image is over ``max_pixels``."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as im:
-                w, h = im.size
-                return int(w), int(h)
+                pixels = int(im.size[0]) * int(im.size[1])
+                single = im.mode in ("RGB", "L", "1", "YCbCr")
+                return None if pixels > max_pixels else pixels * (1 if single else 2)
     except Exception:  # noqa: BLE001 - whatever the header, open_image reports it
         return None
 
@@ -205,15 +210,23 @@ _TRANSPOSE = {
 def _reduced_upright(im: Image.Image, factor: int) -> Image.Image:
     """``im`` box-reduced by ``factor``, then turned upright by its EXIF orientation
     (read first: the reduced copy carries no EXIF). No full-size copy is made for RGB
-    and L images; other modes (alpha, palette, CMYK, 16-bit) are converted to RGB first,
-    as ``_to_rgb`` would, so transparency is composited before averaging."""
+    and L images; transparent ones are averaged premultiplied (one RGBa copy, 4 bytes a
+    pixel); other modes (CMYK, 16-bit) are converted to RGB first, as ``_to_rgb`` would."""
     try:
         orientation = int(im.getexif().get(0x0112, 1))
     except Exception:  # noqa: BLE001 - corrupt EXIF must not lose the image
         orientation = 1
-    if im.mode not in ("RGB", "L"):
+    if im.mode == "P" and "transparency" not in im.info:
+        im = im.convert("RGB")
+    elif im.mode in ("P", "PA", "LA", "La", "RGBA"):
+        # Premultiplied: box-averaging then compositing on white (``_to_rgb``) equals
+        # compositing then averaging, without the full-size composite's copies.
+        im = (im if im.mode == "RGBA" else im.convert("RGBA")).convert("RGBa")
+    elif im.mode not in ("RGB", "L", "RGBa"):
         im = _to_rgb(im)
     small = im.reduce(factor)
+    if small.mode == "RGBa":
+        small = small.convert("RGBA")
     method = _TRANSPOSE.get(orientation)
     return small.transpose(method) if method is not None else small
 
