@@ -267,9 +267,10 @@ def create_app(rt: Runtime) -> FastAPI:
     Write = Depends(writer)
 
     def _decode_cost(data: bytes) -> int:
-        """Pixels to reserve for decoding ``data``: its declared size. Images over the
-        pixel limit are refused before decoding, and unreadable headers fail at once,
-        so both cost the minimum."""
+        """Pixels to reserve for decoding ``data`` (``decode_cost``: the header's size,
+        doubled for modes that need a second full-size buffer). Images over the pixel
+        limit are refused before decoding and unreadable headers fail at once, so both
+        cost the minimum."""
         return decode_cost(data, max_pixels) or MIN_DECODE_COST
 
     def _hash_upload(data: bytes, variants: bool = False) -> Hashes:
