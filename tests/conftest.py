@@ -8,8 +8,10 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from blindmatch.demo.synthetic import synthetic_photo
 
@@ -74,3 +76,24 @@ def photo_files(tmp_path: Path) -> Callable[..., list[Path]]:
         return paths
 
     return make
+
+
+@pytest.fixture
+def short_busy_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runtime's SQLite connections (the CLI's, the service's) wait 0.2 s for a lock
+    instead of the store's default, so a held lock fails the command quickly."""
+    import blindmatch.runtime as runtime
+
+    real = runtime.open_store
+
+    def quick(url: str) -> Any:
+        store = real(url)
+
+        @event.listens_for(store.engine, "connect")
+        def _short(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.execute("PRAGMA busy_timeout=200")
+
+        store.engine.dispose()  # connections opened from here on get the short wait
+        return store
+
+    monkeypatch.setattr(runtime, "open_store", quick)

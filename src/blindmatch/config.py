@@ -6,18 +6,25 @@
 ``BLINDMATCH_ENV``           ``dev`` (default) or ``prod``
 ``BLINDMATCH_ADMIN_KEY``     bootstrap API key with write scope; outside dev
                              mode it must be set and must not be the default
+``BLINDMATCH_MAX_UPLOAD_BYTES``  the service's request body cap (default 50 MB)
+``BLINDMATCH_MAX_PIXELS``    the service's pixel limit per upload (default and
+                             ceiling 64,000,000; ``serve --max-pixels``)
+``BLINDMATCH_DECODE_BUDGET`` pixels the service decodes at once, summed over
+                             concurrent uploads (default twice the pixel limit;
+                             at least the pixel limit; ``serve --decode-budget``)
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from blindmatch.errors import ConfigError
 
 DEV_ADMIN_KEY = "dev-admin-key-not-secret"
 MIN_KEY_LENGTH = 24
+MAX_PIXELS_CEILING = 64_000_000  # = hashing.image.DEFAULT_MAX_PIXELS (not imported: light)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +34,8 @@ class Settings:
     env: str
     admin_key: str | None
     max_upload_bytes: int = 50 * 1024 * 1024
+    max_pixels: int = MAX_PIXELS_CEILING
+    decode_budget: int = 2 * MAX_PIXELS_CEILING
 
     @property
     def dev(self) -> bool:
@@ -68,9 +77,41 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         admin_key=env.get("BLINDMATCH_ADMIN_KEY") or None,
     )
     if upload:
-        try:
-            size = int(upload)
-        except ValueError:
-            raise ConfigError("BLINDMATCH_MAX_UPLOAD_BYTES must be an integer") from None
-        settings = Settings(settings.home, settings.database_url, mode, settings.admin_key, size)
-    return settings
+        settings = replace(
+            settings, max_upload_bytes=_positive(upload, "BLINDMATCH_MAX_UPLOAD_BYTES")
+        )
+    pixels = env.get("BLINDMATCH_MAX_PIXELS")
+    budget = env.get("BLINDMATCH_DECODE_BUDGET")
+    return with_pixel_limits(
+        settings,
+        _positive(pixels, "BLINDMATCH_MAX_PIXELS") if pixels else None,
+        _positive(budget, "BLINDMATCH_DECODE_BUDGET") if budget else None,
+    )
+
+
+def with_pixel_limits(
+    settings: Settings, max_pixels: int | None = None, decode_budget: int | None = None
+) -> Settings:
+    """``settings`` with the service's pixel limit and decode budget checked: the limit
+    may only be lowered (to at most 64 MP), and the budget must hold one image at the
+    limit (it defaults to two)."""
+    pixels = settings.max_pixels if max_pixels is None else max_pixels
+    if not 1 <= pixels <= MAX_PIXELS_CEILING:
+        raise ConfigError(f"the pixel limit must be between 1 and {MAX_PIXELS_CEILING:,}")
+    budget = 2 * pixels if decode_budget is None else decode_budget
+    if budget < pixels:
+        raise ConfigError(
+            f"the decode budget ({budget:,} pixels) must hold one image at the pixel limit "
+            f"({pixels:,})"
+        )
+    return replace(settings, max_pixels=pixels, decode_budget=budget)
+
+
+def _positive(text: str, name: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, not {text!r}") from None
+    if value < 1:
+        raise ConfigError(f"{name} must be positive, not {value}")
+    return value

@@ -25,6 +25,9 @@ resembles, and carries a stable machine-readable ``code`` that the CLI's
     ├── ListFormatError (ValueError)        code "malformed_list" (with line number)
     ├── ListNotFound (KeyError)             code "list_not_found"
     ├── ListExists (ValueError)             code "list_exists"
+    ├── InvalidField (ValueError)           code "invalid_field" (a list's name or a text field
+    │                                           too long or with forbidden characters; names
+    │                                           ``field`` and ``limit``)
     ├── IndexFormatError (ValueError)       code "bad_index_file"
     ├── ConfigError (RuntimeError)          code "bad_config"
     ├── OutputExists (FileExistsError)      code "output_exists"
@@ -33,6 +36,7 @@ resembles, and carries a stable machine-readable ``code`` that the CLI's
     ├── DatabaseError (RuntimeError)        code "database_error" (the store failed)
     │   └── DatabaseBusy                        code "database_busy" (locked; try again)
     ├── InternalError                       code "internal_error" (a bug; reported, never a crash)
+    ├── ServiceBusy                         code "busy" (HTTP 503: the decode budget is spent)
     ├── EventRejected (ValueError)          code "event_rejected" (Matrix module; see ``reason``)
     └── ProtocolError (ValueError)          code "protocol_error" (private matching)
         ├── InvalidVoucher                      code "invalid_voucher"
@@ -243,3 +247,33 @@ class EventRejected(BlindmatchError, ValueError):
         if self.case_id:
             d["case"] = self.case_id
         return d
+
+
+class InvalidField(BlindmatchError, ValueError):
+    """A list name or text field is refused: too long, or characters that could hide
+    or impersonate (controls, bidi overrides, zero-width). ``field`` names it; ``limit``
+    is its length limit when length was the reason."""
+
+    code = "invalid_field"
+
+    def __init__(self, field: str, message: str, limit: int | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.limit = limit
+
+    def as_dict(self) -> dict[str, object]:
+        d: dict[str, object] = {"code": self.code, "message": self.message, "field": self.field}
+        if self.limit is not None:
+            d["limit"] = self.limit
+        return d
+
+
+class ServiceBusy(BlindmatchError):
+    """The service has no room for this request now (e.g. its decode budget is in use);
+    ``retry_after`` is a hint in seconds."""
+
+    code = "busy"
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

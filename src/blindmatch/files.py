@@ -100,8 +100,11 @@ def _walk(path: str, seen_dirs: set[tuple[int, int]]) -> Iterator[str | Failure]
         yield from _walk(os.path.join(path, name), seen_dirs)
 
 
-def read_file(path: str, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> bytes:
-    """Read a regular file whole, refusing anything else or anything too large."""
+def read_file(
+    path: str, max_bytes: int = DEFAULT_MAX_FILE_BYTES, *, allow_empty: bool = False
+) -> bytes:
+    """Read a regular file whole, refusing anything else or anything too large (and
+    an empty file unless ``allow_empty``: an empty hash list is a valid list)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
@@ -110,7 +113,7 @@ def read_file(path: str, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> bytes:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise NotAFile(f"not a regular file: {path}")
-        if st.st_size == 0:
+        if st.st_size == 0 and not allow_empty:
             raise EmptyFile(f"file is empty: {path}")
         if st.st_size > max_bytes:
             raise FileTooLarge(f"file is {st.st_size:,} bytes; the limit is {max_bytes:,}")

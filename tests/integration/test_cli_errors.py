@@ -10,14 +10,11 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 import blindmatch
 from blindmatch.cli.main import main
-from blindmatch.store import Store
 from tests.conftest import run_cli
 
 CSV = "id,pdq\n1,{}\n".format("a" * 64)
@@ -53,27 +50,6 @@ def test_export_to_a_missing_folder_or_to_a_folder_is_a_coded_error(home, tmp_pa
     # the good path still writes
     assert run_cli("lists", "export", "hl", "-o", tmp_path / "out.csv").code == 0
     assert "a" * 64 in (tmp_path / "out.csv").read_text()
-
-
-@pytest.fixture
-def short_busy_wait(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The CLI's SQLite connections wait 0.2 s for a lock instead of the store's
-    default, so a held lock fails the command quickly."""
-    import blindmatch.runtime as runtime
-
-    real = runtime.open_store
-
-    def quick(url: str) -> Store:
-        store = real(url)
-
-        @event.listens_for(store.engine, "connect")
-        def _short(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.execute("PRAGMA busy_timeout=200")
-
-        store.engine.dispose()  # connections opened from here on get the short wait
-        return store
-
-    monkeypatch.setattr(runtime, "open_store", quick)
 
 
 def test_a_locked_database_is_database_busy_with_exit_2(home, tmp_path, short_busy_wait) -> None:

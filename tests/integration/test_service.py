@@ -176,3 +176,28 @@ def test_upload_of_a_crop_matches_by_keypoints(client: TestClient) -> None:
     (m,) = r.json()["matches"]
     assert (m["entry_id"], m["hash_type"], m["variant"]) == ("e1", "keypoints", "keypoints")
     assert m["distance"] <= 31
+
+
+def test_a_locked_database_is_a_503_with_a_code(
+    home: Path, monkeypatch: pytest.MonkeyPatch, short_busy_wait: None
+) -> None:
+    """Issue 11, item 4: another writer holding the database's lock past the wait is
+    `503 database_busy` with Retry-After, not a 500; the same request succeeds after."""
+    import sqlite3
+
+    rt = open_runtime()
+    rt.store.create_list("l")
+    client = TestClient(create_app(open_runtime()), raise_server_exceptions=False)
+    body = {"entries": [{"id": "1", "pdq": "a" * 64}]}
+    holder = sqlite3.connect(home / "blindmatch.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        r = client.post("/v1/lists/l/entries", json=body, headers=ADMIN)
+        assert r.status_code == 503, r.text
+        assert r.json()["error"]["code"] == "database_busy"
+        assert "retry-after" in {k.lower() for k in r.headers}
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    r = client.post("/v1/lists/l/entries", json=body, headers=ADMIN)
+    assert r.status_code == 200 and r.json()["added"] == 1

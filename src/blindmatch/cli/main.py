@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from blindmatch._version import __version__
-from blindmatch.batch import Hashed, Outcome, hash_many
+from blindmatch.batch import Hashed, Outcome, default_workers, hash_many
 from blindmatch.errors import (
     BlindmatchError,
     InputError,
@@ -161,7 +161,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 # -- lists ------------------------------------------------------------------
 def cmd_lists_import(args: argparse.Namespace) -> int:
     rt = open_runtime()
-    data = read_file(args.file, DEFAULT_MAX_FILE_BYTES * 4)
+    data = read_file(args.file, DEFAULT_MAX_FILE_BYTES * 4, allow_empty=True)
     parsed = parse_list(data, args.format, filename=Path(args.file).name)
     summary = rt.store.import_entries(
         args.name,
@@ -319,13 +319,52 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
     import uvicorn
 
     from blindmatch.service import create_app
+    from blindmatch.service.limits import (
+        HEADER_TIMEOUT_ENV,
+        MAX_CONNECTIONS_ENV,
+        log_config,
+        raise_open_file_limit,
+    )
 
-    rt = open_runtime()
-    app = create_app(rt)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    # Options travel as environment variables, so every worker process reads the same.
+    if args.max_pixels is not None:
+        os.environ["BLINDMATCH_MAX_PIXELS"] = str(args.max_pixels)
+    if args.decode_budget is not None:
+        os.environ["BLINDMATCH_DECODE_BUDGET"] = str(args.decode_budget)
+    if not args.header_timeout > 0:
+        raise ValueError("--header-timeout must be a positive number of seconds")
+    soft, _hard = raise_open_file_limit()
+    limit = args.limit_concurrency
+    # Past twice the concurrency limit a connection is closed as it is accepted; keep
+    # that below the open-file limit, with room for the database, index and logs.
+    max_connections = 2 * limit if soft < 0 else max(1, min(2 * limit, soft - 64))
+    os.environ[HEADER_TIMEOUT_ENV] = str(args.header_timeout)
+    os.environ[MAX_CONNECTIONS_ENV] = str(max_connections)
+    rt = open_runtime()  # settings are checked here (bad values exit 2)
+    common: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "http": "blindmatch.service.limits:GuardedH11Protocol",
+        "limit_concurrency": limit,
+        "backlog": args.backlog,
+        "timeout_keep_alive": args.timeout_keep_alive,
+        "h11_max_incomplete_event_size": 16 * 1024,  # request line and headers
+        "timeout_graceful_shutdown": 10,
+        "log_config": log_config(access_log=not args.no_access_log),
+        "access_log": not args.no_access_log,
+    }
+    if args.workers == 1:
+        uvicorn.run(create_app(rt), **common)
+        return EXIT_CLEAN
+    rt.settings.check_service_secrets()
+    rt.matcher  # noqa: B018 - build and save the index once, before the workers load it
+    del rt
+    uvicorn.run("blindmatch.service.app:app_from_env", factory=True, workers=args.workers, **common)
     return EXIT_CLEAN
 
 
@@ -409,8 +448,32 @@ def _seed_hex(text: str) -> str:
 
 
 # -- parser -----------------------------------------------------------------
+def _workers(text: str) -> int:
+    """``--workers``: 1 up to the cores this process may use (more only costs memory)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of processes, got {text!r}") from None
+    cores = default_workers()
+    if not 1 <= n <= cores:
+        raise argparse.ArgumentTypeError(
+            f"{n} is not between 1 and the {cores} cores this process may use"
+        )
+    return n
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
+    return n
+
+
 def _hash_opts(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--workers", type=_workers, default=None, help="processes (default: all cores)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
     p.add_argument("--max-file-bytes", type=int, default=DEFAULT_MAX_FILE_BYTES)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -516,6 +579,33 @@ def build_parser() -> argparse.ArgumentParser:
     sv = sub.add_parser("serve", help="run the HTTP service (127.0.0.1 by default)")
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument(
+        "--workers", type=_workers, default=1,
+        help="uvicorn worker processes, at most the number of cores (default 1); each "
+        "loads its own copy of the match index",
+    )  # fmt: skip
+    sv.add_argument(
+        "--max-pixels", type=_positive_int, default=None,
+        help="refuse uploads over this many pixels (default and ceiling 64000000; "
+        "env BLINDMATCH_MAX_PIXELS)",
+    )  # fmt: skip
+    sv.add_argument(
+        "--decode-budget", type=_positive_int, default=None,
+        help="pixels decoded at once over all uploads; past it a request waits up to 5 s, "
+        "then gets 503 busy (default twice the pixel limit; env BLINDMATCH_DECODE_BUDGET)",
+    )  # fmt: skip
+    sv.add_argument(
+        "--limit-concurrency", type=_positive_int, default=256,
+        help="past this many connections or requests, answer 503; past twice as many "
+        "connections, close new ones at once (default 256)",
+    )  # fmt: skip
+    sv.add_argument(
+        "--header-timeout", type=float, default=10.0,
+        help="seconds a connection may take to send a request head (default 10)",
+    )  # fmt: skip
+    sv.add_argument("--timeout-keep-alive", type=_positive_int, default=5, help="seconds (5)")
+    sv.add_argument("--backlog", type=_positive_int, default=512, help="listen backlog (512)")
+    sv.add_argument("--no-access-log", action="store_true", help="no line per request")
     sv.set_defaults(func=cmd_serve)
 
     ev = sub.add_parser("eval", help="measure recall under edits and false matches")
@@ -530,7 +620,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--transforms", default="all", help="comma-separated names, or all")
     ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--workers", type=int, default=None)
+    ev.add_argument("--workers", type=_workers, default=None)
     ev.add_argument("--out", default=None, help="folder for the markdown report and plots")
     ev.add_argument("--json", action="store_true")
     ev.add_argument("--no-progress", action="store_true")

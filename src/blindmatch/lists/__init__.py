@@ -24,6 +24,8 @@ from blindmatch.lists.model import (
     normalise_md5,
     normalise_pdq,
     normalise_sha256,
+    validate_list_name,
+    validate_list_text,
     validate_source_id,
 )
 
@@ -46,5 +48,7 @@ __all__ = [
     "normalise_pdq",
     "normalise_sha256",
     "parse_list",
+    "validate_list_name",
+    "validate_list_text",
     "validate_source_id",
 ]

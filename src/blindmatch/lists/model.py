@@ -13,17 +13,23 @@ import math
 import unicodedata
 from dataclasses import dataclass
 
-from blindmatch.errors import InvalidHash
+from blindmatch.errors import InvalidField, InvalidHash
 
 __all__ = [
     "CATEGORIES",
+    "MAX_DESCRIPTION_LENGTH",
+    "MAX_LIST_NAME_LENGTH",
     "MAX_SOURCE_ID_LENGTH",
+    "MAX_SOURCE_LENGTH",
+    "MAX_VERSION_LENGTH",
     "ListEntry",
     "VpdqFrame",
     "normalise_category",
     "normalise_md5",
     "normalise_pdq",
     "normalise_sha256",
+    "validate_list_name",
+    "validate_list_text",
     "validate_source_id",
 ]
 
@@ -33,7 +39,71 @@ CATEGORIES: frozenset[str] = frozenset({"A1", "A2", "B1", "B2", "A", "B", "C"})
 #: Longest source id accepted, in characters.
 MAX_SOURCE_ID_LENGTH = 1024
 
+#: Longest list name, source, version and description accepted, in characters (the
+#: first three are the database columns' widths). Every match reads each list's row,
+#: so an unbounded description made every match slower (40 MB: 0.40 -> 18.45 ms).
+MAX_LIST_NAME_LENGTH = 200
+MAX_SOURCE_LENGTH = 200
+MAX_VERSION_LENGTH = 100
+MAX_DESCRIPTION_LENGTH = 4000
+
 _HEX = frozenset("0123456789abcdef")
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+#: Characters that reorder or hide text: bidi embeddings, overrides, isolates and
+#: marks, zero-width spaces and joiners, the word joiner and the BOM.
+_HIDING = frozenset(
+    "\u061c\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+    "\u2060\u2066\u2067\u2068\u2069\ufeff"
+)
+
+
+def validate_list_name(name: object) -> str:
+    """Return ``name`` if it may name a list, else raise :class:`InvalidField`.
+
+    A list name is 1-200 ASCII letters, digits, ``-``, ``_`` and ``.``, starting with
+    a letter or digit: no ``.`` or ``..``, no path separators, no control, invisible
+    or bidi characters, and no look-alike letters from other scripts (names show up
+    in URLs, logs, exports and the match results moderators read; two names that
+    look the same must be the same name).
+    """
+    if not isinstance(name, str) or not name:
+        raise InvalidField("name", "a list name must be a non-empty string")
+    if len(name) > MAX_LIST_NAME_LENGTH:
+        raise InvalidField(
+            "name",
+            f"list name is {len(name)} characters long; the limit is {MAX_LIST_NAME_LENGTH}",
+            MAX_LIST_NAME_LENGTH,
+        )
+    if not set(name) <= _NAME_CHARS or not name[0].isalnum():
+        raise InvalidField(
+            "name",
+            f"list name {name!r} must be ASCII letters, digits, '-', '_' or '.', "
+            "starting with a letter or digit",
+        )
+    return name
+
+
+def validate_list_text(field: str, value: object, limit: int, *, multiline: bool = False) -> str:
+    """Return ``value`` if it fits the list field ``field``, else raise
+    :class:`InvalidField` naming the field (and the limit when it is too long).
+
+    At most ``limit`` characters; no control characters (tab and newline allowed in
+    ``multiline`` text), lone surrogates, bidi controls or zero-width characters.
+    """
+    if not isinstance(value, str):
+        raise InvalidField(field, f"{field} must be a string, got {type(value).__name__}")
+    if len(value) > limit:
+        raise InvalidField(
+            field, f"{field} is {len(value):,} characters long; the limit is {limit:,}", limit
+        )
+    for c in value:
+        if c in _HIDING or (
+            unicodedata.category(c) in ("Cc", "Cs") and not (multiline and c in "\t\n\r")
+        ):
+            raise InvalidField(
+                field, f"{field} contains the control or invisible character U+{ord(c):04X}"
+            )
+    return value
 
 
 def _normalise_hex(kind: str, value: object, length: int) -> str:
@@ -87,7 +157,8 @@ def validate_source_id(value: str) -> str:
     """Return ``value`` if it is a usable source id, else raise :class:`ValueError`.
 
     A source id is non-empty, at most :data:`MAX_SOURCE_ID_LENGTH` characters,
-    has no leading or trailing whitespace, no control characters and no
+    has no leading or trailing whitespace, no control characters, no bidi
+    controls or zero-width characters (which would let two ids look alike) and no
     lone surrogates.
     """
     if not isinstance(value, str):
@@ -99,8 +170,11 @@ def validate_source_id(value: str) -> str:
     if len(value) > MAX_SOURCE_ID_LENGTH:
         raise ValueError(f"id is {len(value)} characters long; the limit is {MAX_SOURCE_ID_LENGTH}")
     for c in value:
-        if unicodedata.category(c) in ("Cc", "Cs"):
-            raise ValueError(f"id {value!r} contains a control character or lone surrogate")
+        if unicodedata.category(c) in ("Cc", "Cs") or c in _HIDING:
+            raise ValueError(
+                f"id {value!r} contains a control character (bidi, zero-width or other: "
+                f"U+{ord(c):04X}) or a lone surrogate"
+            )
     return value
 
 

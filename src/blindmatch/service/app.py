@@ -2,10 +2,16 @@
 
 Every route needs an API key (``Authorization: Bearer KEY`` or ``X-API-Key``);
 writes need a key with write scope. Every error is a JSON body
-``{"error": {"code", "message"}}``. Request bodies are capped in size.
+``{"error": {"code", "message"}}``, a failure inside the service included (a coded
+500 that keeps the connection open). Request bodies are capped in size and must
+arrive in time; image decoding is bounded by a pixel limit and a budget of pixels
+decoded at once (see ``blindmatch.service.limits``). Outside dev mode the OpenAPI
+spec needs a key and the browsable docs are off.
 """
 
+import asyncio
 import hmac
+import logging
 import os
 import tempfile
 from typing import Annotated, Any, Literal
@@ -21,16 +27,35 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from blindmatch._version import __version__
 from blindmatch.errors import (
     BlindmatchError,
+    DatabaseBusy,
+    DatabaseError,
     InputError,
+    InvalidField,
     InvalidHash,
     ListExists,
     ListFormatError,
     ListNotFound,
+    ServiceBusy,
 )
 from blindmatch.hashing import Hashes, hash_bytes, open_image, sniff
-from blindmatch.lists import ListEntry, dump_list, normalise_md5, normalise_pdq, normalise_sha256
+from blindmatch.hashing.image import decode_cost
+from blindmatch.lists import (
+    ListEntry,
+    dump_list,
+    normalise_md5,
+    normalise_pdq,
+    normalise_sha256,
+    validate_list_name,
+)
+from blindmatch.lists.model import (
+    MAX_DESCRIPTION_LENGTH,
+    MAX_SOURCE_ID_LENGTH,
+    MAX_SOURCE_LENGTH,
+    MAX_VERSION_LENGTH,
+)
 from blindmatch.matching import DEFAULT_MIN_QUALITY
 from blindmatch.runtime import Runtime
+from blindmatch.service.limits import MIN_DECODE_COST, DecodeBudget
 
 _STATUS = {
     ListNotFound: 404,
@@ -38,23 +63,64 @@ _STATUS = {
     InputError: 422,
     InvalidHash: 422,
     ListFormatError: 422,
+    InvalidField: 422,
+    ServiceBusy: 503,
+    DatabaseBusy: 503,  # another writer held the lock past the wait: try again
+    DatabaseError: 503,  # the database is unreachable or failed: not the request's fault
 }
+BODY_TIMEOUT = 30.0  # seconds a request body may pause between two chunks
+log = logging.getLogger("blindmatch.service")
 
 
 def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message, **extra}}, status_code=status)
 
 
+class ErrorShield:
+    """The outermost guard: an exception no handler took becomes a coded JSON 500
+    (one log line, no traceback flood) and is not raised on to the server, which would
+    close the kept-alive connection (uvicorn does once a response has started; Starlette
+    re-raises after its own 500)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(msg: Message) -> None:
+            nonlocal started
+            if msg["type"] == "http.response.start":
+                started = True
+            await send(msg)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as e:  # noqa: BLE001 - the point: no exception reaches the server
+            log.error(
+                "internal error on %s %s: %s", scope.get("method"), scope.get("path"),
+                type(e).__name__, exc_info=e,
+            )  # fmt: skip
+            if not started:
+                resp = _error(500, "internal_error", "the service failed on this request")
+                await resp(scope, receive, send)
+            # else: half a response cannot be mended; the server closes that connection
+
+
 class BodySizeLimit:
     """Cap request bodies: a declared oversize body (Content-Length) gets a JSON
     413 at once; an undeclared (chunked) one is counted as it arrives and
-    stopped with an HTTP 413 error, which the app's error handler renders.
+    stopped with an HTTP 413 error, which the app's error handler renders. A body
+    that pauses longer than ``timeout`` seconds between chunks is stopped with a 408.
 
     (FastAPI's own ``max_body_size`` answers declared sizes in plain text, outside
     the app's error handlers, so every error would no longer be JSON.)"""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout: float = BODY_TIMEOUT) -> None:
+        self.app, self.max_bytes, self.timeout = app, max_bytes, timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -68,10 +134,19 @@ class BodySizeLimit:
                     await resp(scope, receive, send)
                     return
             seen = 0
+            done = False
 
             async def counted() -> Message:
-                nonlocal seen
-                msg = await receive()
+                nonlocal seen, done
+                if done:  # the body is in: wait for a disconnect as long as it takes
+                    return await receive()
+                try:
+                    msg = await asyncio.wait_for(receive(), self.timeout)
+                except TimeoutError:
+                    raise StarletteHTTPException(
+                        408, f"the request body paused for over {self.timeout:g} s"
+                    ) from None
+                done = msg["type"] != "http.request" or not msg.get("more_body", False)
                 seen += len(msg.get("body", b""))
                 if seen > self.max_bytes:
                     raise StarletteHTTPException(
@@ -93,43 +168,57 @@ class HashQuery(BaseModel):
 
 
 class ListCreate(BaseModel):
-    source: str = ""
-    version: str = ""
-    description: str = ""
+    source: str = Field(default="", max_length=MAX_SOURCE_LENGTH)
+    version: str = Field(default="", max_length=MAX_VERSION_LENGTH)
+    description: str = Field(default="", max_length=MAX_DESCRIPTION_LENGTH)
     pdq_threshold: int = Field(default=31, ge=0, le=128)
 
 
 class EntryIn(BaseModel):
-    id: str = Field(min_length=1, max_length=1024)
-    pdq: str | None = None
-    md5: str | None = None
-    sha256: str | None = None
-    category: str | None = None
+    id: str = Field(min_length=1, max_length=MAX_SOURCE_ID_LENGTH)
+    pdq: str | None = Field(default=None, max_length=80)
+    md5: str | None = Field(default=None, max_length=48)
+    sha256: str | None = Field(default=None, max_length=80)
+    category: str | None = Field(default=None, max_length=16)
     removed: bool = False
 
 
 class EntriesIn(BaseModel):
     entries: list[EntryIn] = Field(max_length=100_000)
-    source: str | None = None
-    version: str | None = None
+    source: str | None = Field(default=None, max_length=MAX_SOURCE_LENGTH)
+    version: str | None = Field(default=None, max_length=MAX_VERSION_LENGTH)
 
 
 def create_app(rt: Runtime) -> FastAPI:
     settings = rt.settings
     settings.check_service_secrets()
     admin_key = settings.effective_admin_key()
+    docs = settings.dev  # outside dev mode: /openapi.json needs a key, no /docs or /redoc
     app = FastAPI(
         title="blindmatch",
         version=__version__,
         description="Hash images and videos, match them against hash lists, manage lists. "
         "Ships and tests with benign images only.",
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
     )
     matcher = rt.matcher  # loaded once; refreshed after every write and before every match
+    max_pixels = settings.max_pixels
+    budget = DecodeBudget(settings.decode_budget)
+    app.state.decode_budget = budget
+
+    @app.exception_handler(ServiceBusy)
+    async def _busy(_: Request, e: ServiceBusy) -> JSONResponse:
+        return JSONResponse(
+            {"error": e.as_dict()}, status_code=503, headers={"Retry-After": str(e.retry_after)}
+        )
 
     @app.exception_handler(BlindmatchError)
     async def _bm_error(_: Request, e: BlindmatchError) -> JSONResponse:
         status = next((s for t, s in _STATUS.items() if isinstance(e, t)), 400)
-        return JSONResponse({"error": e.as_dict()}, status_code=status)
+        headers = {"Retry-After": "1"} if isinstance(e, DatabaseBusy) else None
+        return JSONResponse({"error": e.as_dict()}, status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, e: RequestValidationError) -> JSONResponse:
@@ -146,6 +235,7 @@ def create_app(rt: Runtime) -> FastAPI:
             403: "forbidden",
             404: "not_found",
             405: "method_not_allowed",
+            408: "timeout",
             413: "too_large",
         }
         return _error(e.status_code, code.get(e.status_code, "http_error"), str(e.detail))
@@ -153,10 +243,6 @@ def create_app(rt: Runtime) -> FastAPI:
     @app.exception_handler(ValueError)
     async def _value(_: Request, e: ValueError) -> JSONResponse:
         return _error(422, "invalid_request", str(e))
-
-    @app.exception_handler(Exception)
-    async def _internal(_: Request, e: Exception) -> JSONResponse:
-        return _error(500, "internal_error", "the service failed on this request")
 
     def scope_of(
         authorization: Annotated[str | None, Header()] = None,
@@ -185,6 +271,13 @@ def create_app(rt: Runtime) -> FastAPI:
     Read = Depends(reader)
     Write = Depends(writer)
 
+    def _decode_cost(data: bytes) -> int:
+        """Pixels to reserve for decoding ``data`` (``decode_cost``: the header's size,
+        doubled for modes that need a second full-size buffer). Images over the pixel
+        limit are refused before decoding and unreadable headers fail at once, so both
+        cost the minimum."""
+        return decode_cost(data, max_pixels) or MIN_DECODE_COST
+
     def _hash_upload(data: bytes, variants: bool = False) -> Hashes:
         kind = sniff(data[:512])
         if kind is not None and kind[0] == "video":
@@ -192,10 +285,16 @@ def create_app(rt: Runtime) -> FastAPI:
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
-                return hash_bytes(data, video_path=path)
+                return hash_bytes(data, video_path=path, max_pixels=max_pixels)
             finally:
                 os.unlink(path)
-        return hash_bytes(data, variants=variants)
+        return hash_bytes(data, variants=variants, max_pixels=max_pixels)
+
+    if not docs:
+
+        @app.get("/openapi.json", include_in_schema=False, dependencies=[Read])
+        def openapi_spec() -> JSONResponse:
+            return JSONResponse(app.openapi())
 
     @app.get("/health", tags=["service"])
     def health() -> dict[str, Any]:
@@ -204,7 +303,9 @@ def create_app(rt: Runtime) -> FastAPI:
     @app.post("/v1/hash", tags=["hashing"], dependencies=[Read])
     def hash_upload(file: Annotated[UploadFile, File()]) -> dict[str, Any]:
         """Hash an uploaded image or video (PDQ or vPDQ, MD5, SHA-256)."""
-        return _hash_upload(file.file.read()).to_json()
+        data = file.file.read()
+        with budget.reserve(_decode_cost(data)):
+            return _hash_upload(data).to_json()
 
     @app.post("/v1/match/hash", tags=["matching"], dependencies=[Read])
     def match_hash(q: HashQuery) -> dict[str, Any]:
@@ -231,15 +332,16 @@ def create_app(rt: Runtime) -> FastAPI:
         """Hash an upload and match it against lists (robust: flips, rotations,
         frames, and listed pictures found inside crops by their keypoints)."""
         data = file.file.read()
-        h = _hash_upload(data, variants=True)
-        matcher.refresh()  # other processes (``blindmatch lists add``) may have written
-        found = matcher.match(
-            h,
-            lists=lists,
-            threshold=threshold,
-            min_quality=min_quality,
-            image=lambda: np.asarray(open_image(data)),
-        )
+        with budget.reserve(_decode_cost(data)):  # held while keypoints may decode again
+            h = _hash_upload(data, variants=True)
+            matcher.refresh()  # other processes (``blindmatch lists add``) may have written
+            found = matcher.match(
+                h,
+                lists=lists,
+                threshold=threshold,
+                min_quality=min_quality,
+                image=lambda: np.asarray(open_image(data, max_pixels=max_pixels)),
+            )
         return {"hashes": h.to_json(), "matches": [m.to_json() for m in found]}
 
     @app.get("/v1/lists", tags=["lists"], dependencies=[Read])
@@ -252,6 +354,7 @@ def create_app(rt: Runtime) -> FastAPI:
 
     @app.put("/v1/lists/{name}", tags=["lists"], dependencies=[Write], status_code=201)
     def create_list(name: str, body: ListCreate) -> dict[str, Any]:
+        validate_list_name(name)
         info = rt.store.create_list(
             name,
             source=body.source,
@@ -299,4 +402,13 @@ def create_app(rt: Runtime) -> FastAPI:
         return Response(data, media_type=media)
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(ErrorShield)  # added last: the outermost of the two
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app for ``uvicorn --factory`` (``serve --workers N`` starts one per worker
+    process): settings from the environment, as ``serve`` set them."""
+    from blindmatch.runtime import open_runtime
+
+    return create_app(open_runtime())

@@ -35,7 +35,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from blindmatch.errors import DatabaseBusy, ListExists, ListNotFound
-from blindmatch.lists import ListEntry, VpdqFrame
+from blindmatch.lists import ListEntry, VpdqFrame, validate_list_name, validate_list_text
+from blindmatch.lists.model import MAX_DESCRIPTION_LENGTH, MAX_SOURCE_LENGTH, MAX_VERSION_LENGTH
 from blindmatch.store.errors import database_error
 from blindmatch.store.models import ApiKey, Entry, HashList, ImportRecord, KeypointRecord, Meta
 
@@ -241,6 +242,7 @@ class Store:
         pdq_threshold: int = DEFAULT_PDQ_THRESHOLD,
     ) -> ListInfo:
         _check_name(name)
+        _check_text(source, version, description)
         if not 0 <= pdq_threshold <= 128:
             raise ValueError("pdq_threshold must be between 0 and 128")
         with self._writing() as s:
@@ -327,6 +329,7 @@ class Store:
         records (``lists add`` from images); they are stored with the rows this call
         adds.
         """
+        _check_text(source, version, None)
         batch: dict[str, ListEntry] = {}
         for e in entries:  # within one batch the last word on an id wins
             batch.pop(e.source_id, None)
@@ -648,10 +651,18 @@ def _chunks(xs: list[int], n: int) -> Iterator[list[int]]:
 
 
 def _check_name(name: str) -> None:
-    if not name or len(name) > 200 or not all(c.isalnum() or c in "-_." for c in name):
-        raise ValueError(
-            f"list name {name!r} must be 1-200 characters of letters, digits, '-', '_' or '.'"
-        )
+    validate_list_name(name)  # raises InvalidField (a ValueError) naming the field
+
+
+def _check_text(source: str | None, version: str | None, description: str | None) -> None:
+    """Refuse over-long or hiding text in a list's fields before any write."""
+    for field, value, limit in (
+        ("source", source, MAX_SOURCE_LENGTH),
+        ("version", version, MAX_VERSION_LENGTH),
+        ("description", description, MAX_DESCRIPTION_LENGTH),
+    ):
+        if value is not None:
+            validate_list_text(field, value, limit, multiline=field == "description")
 
 
 def open_store(url: str, *, lock_timeout: float | None = None) -> Store:
