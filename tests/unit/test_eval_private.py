@@ -124,3 +124,41 @@ def test_the_run_reports_private_recall_and_what_innocent_images_reveal(tmp_path
     inn = data["schemes"][1]["privacy"]["innocent"]
     assert inn[0]["innocent_openings"] == 1 and inn[1]["innocent_openings"] == 2
     assert data["held_out_listed"] == 2
+
+
+def _obs(*, opened: bool = False, own: bool = False, hashes: int = 10, closest: int = 120):
+    from blindmatch.eval.privacy import Observation
+
+    return Observation(
+        opened=opened or own,
+        innocent_open=opened,
+        hashes=hashes,
+        closest_other=closest,
+        attributed=True,
+        client_secs=0.02,
+        server_secs=0.005,
+        voucher_bytes=10_759,
+    )
+
+
+def test_the_privacy_figures_group_and_extrapolate_as_stated() -> None:
+    from blindmatch.eval.privacy import summarize
+
+    distractors = [_obs() for _ in range(99)] + [_obs(opened=True, hashes=4, closest=40)]
+    edited = {"jpeg70": [_obs(own=True, closest=20), _obs(closest=84), _obs(closest=85)]}
+    info = {"scheme": {}, "policy": "block", "hotlines": [], "listed": 10, "table_bytes": 0}
+    p = summarize(distractors, edited, entries=10, **info)
+    rows = {row.group.split(" (")[0]: row for row in p.rows}
+    dis = rows["distractors"]
+    assert (dis.images, dis.opened, dis.bits) == (100, 1, 4 * 256)
+    assert dis.rate == 0.01 and dis.rate_at_scale == pytest.approx(0.01 * 5_000_000 / 10)
+    assert dis.bits_at_scale == pytest.approx(10.24 * 5_000_000 / 10)
+    ed = rows["edited listed pictures, against the other pictures' entries"]
+    assert (ed.images, ed.opened, ed.bits, ed.entries) == (3, 0, 0, 9)  # opened on its own only
+    assert ed.rate_at_scale_if_none == pytest.approx(3 / 3 * 5_000_000 / 9)
+    assert ed.bits_at_scale_if_none == pytest.approx(ed.rate_at_scale_if_none * 256 * 10)
+    assert rows["near misses among distractors"].images == 1  # closest 40
+    assert rows["near misses among distractors"].opened == 1
+    assert rows["near misses among edited listed pictures"].images == 1  # 84 is in, 85 out
+    assert rows["edited listed pictures within 31 bits of another entry"].images == 1
+    assert p.per_edit == {"jpeg70": (0, 3)} and p.vouchers == 103 and p.unattributed == 0

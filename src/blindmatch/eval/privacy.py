@@ -62,6 +62,7 @@ class PrivacyRow:
     opened: int  # innocent openings
     entries: int  # the entries each image was compared with
     bits: int  # PDQ bits revealed, summed over the group
+    hashes: int  # hashes the group's match layers carry, summed (what one opening reveals)
 
     @property
     def rate(self) -> float:
@@ -91,6 +92,16 @@ class PrivacyRow:
     def bits_at_scale(self) -> float:
         return self.bits_per_image * self.scale
 
+    @property
+    def bits_at_scale_if_none(self) -> float:
+        """The 95% upper bound at 5M when nothing opened: the openings' bound × the bits an
+        opening of this group would reveal on average."""
+        return (
+            self.rate_at_scale_if_none * PDQ_BITS * self.hashes / self.images
+            if self.images
+            else 0.0
+        )
+
 
 @dataclass
 class PrivacySummary:
@@ -117,6 +128,7 @@ def _row(group: str, obs: Sequence[Observation], entries: int) -> PrivacyRow:
         sum(o.innocent_open for o in obs),
         entries,
         sum(o.bits_revealed for o in obs),
+        sum(o.hashes for o in obs),
     )
 
 

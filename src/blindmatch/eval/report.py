@@ -39,6 +39,7 @@ def _privacy_json(p: PrivacySummary) -> dict[str, Any]:
             "openings_per_image_at_5m_95pct_bound_if_none": x.rate_at_scale_if_none,
             "pdq_bits_revealed_per_image": x.bits_per_image,
             "pdq_bits_revealed_per_image_at_5m_extrapolated": x.bits_at_scale,
+            "pdq_bits_revealed_per_image_at_5m_95pct_bound_if_none": x.bits_at_scale_if_none,
         }
 
     return {
@@ -278,7 +279,8 @@ def _private_section(r: EvalResult, s: SchemeResult, p: PrivacySummary) -> list[
         "not measurements: the per-image figure × 5,000,000 / entries compared (every entry for "
         "a distractor, the others for an edited listed picture), as if openings grew linearly "
         "with the list; where nothing opened, the bracket is the 95% bound that a run of this "
-        "size can give (3 / images, scaled the same way). Near-miss rows are per near-miss "
+        "size can give (3 / images, scaled the same way; for bits, times the bits an opening "
+        "of that group would reveal on average). Near-miss rows are per near-miss "
         "image and not extrapolated (how many images are near misses at 5M depends on what "
         "is listed, not only how much).",
         "",
@@ -293,8 +295,10 @@ def _private_section(r: EvalResult, s: SchemeResult, p: PrivacySummary) -> list[
         elif x.opened:
             at, bits_at = _sci(x.rate_at_scale), _sci(x.bits_at_scale)
         else:
-            bound = f" (< {_sci(x.rate_at_scale_if_none)})" if x.images else ""
-            at, bits_at = "0" + bound, "0"
+            at, bits_at = "0", "0"
+            if x.images:
+                at += f" (< {_sci(x.rate_at_scale_if_none)})"
+                bits_at += f" (< {_sci(x.bits_at_scale_if_none)})"
         lines.append(
             f"| {x.group} | {x.images} | {x.opened} | {_sci(x.rate)} | {at} "
             f"| {_sci(x.bits_per_image)} | {bits_at} |"
