@@ -616,7 +616,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--schemes",
         default="pdq,robust,robust+orb,phash,dhash",
         help="comma-separated: pdq, robust, robust+listtrim, orb, robust+orb (what scan and "
-        "the service run), phash, dhash, broken, robust-nodihedral, robust-notrim",
+        "the service run), private (what the messenger blocks: the Matrix client's vouchers "
+        "opened by the server, block policy), phash, dhash, broken, robust-nodihedral, "
+        "robust-notrim",
     )
     ev.add_argument("--transforms", default="all", help="comma-separated names, or all")
     ev.add_argument("--seed", type=int, default=0)

@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from blindmatch.batch import worker_pool
+from blindmatch.eval.privacy import Observation, PrivacySummary
 from blindmatch.eval.schemes import NO_MATCH, Scheme, make_scheme
 from blindmatch.eval.transforms import apply as apply_transform
 from blindmatch.hashing import MIN_QUALITY, open_image, pdq_from_rgb
@@ -101,19 +102,23 @@ def _query_listed(args: tuple[_Work, int, ImageSource]) -> dict[str, Any]:
     """Listed image ``index``, edited by every transform, against the list."""
     work, index, src = args
     base = Image.fromarray(load_rgb(src, work.max_side))
-    out: dict[str, Any] = {"scores": {}, "secs": {}, "lookups": {}}
+    out: dict[str, Any] = {"scores": {}, "secs": {}, "lookups": {}, "privacy": {}}
     for s in _schemes(work.schemes):
         out["secs"][s.name] = 0.0
         out["lookups"][s.name] = 0
     for t in work.transforms:
         edited = np.asarray(apply_transform(t, base, _seed(work.seed, index, t)).convert("RGB"))
         out["scores"][t] = {}
+        out["privacy"][t] = {}
         for s in _schemes(work.schemes):
             start = time.perf_counter()
             d, lookups = s.distances(edited)
             out["secs"][s.name] += time.perf_counter() - start
             out["lookups"][s.name] += lookups
             out["scores"][t][s.name] = _own_other(d, index)
+            obs = s.privacy(index)  # an edit of listed image `index`: innocent of the others
+            if obs is not None:
+                out["privacy"][t][s.name] = obs
     return out
 
 
@@ -123,7 +128,13 @@ def _query_distractor(args: tuple[_Work, int, ImageSource]) -> dict[str, Any]:
         rgb = load_rgb(src, work.max_side)
     except Exception as e:  # noqa: BLE001
         return {"error": f"{src}: {e}"}
-    return {"scores": {s.name: _own_other(s.distances(rgb)[0], -1) for s in _schemes(work.schemes)}}
+    out: dict[str, Any] = {"scores": {}, "privacy": {}}
+    for s in _schemes(work.schemes):
+        out["scores"][s.name] = _own_other(s.distances(rgb)[0], -1)
+        obs = s.privacy(-1)
+        if obs is not None:
+            out["privacy"][s.name] = obs
+    return out
 
 
 def _run(
@@ -185,6 +196,7 @@ class SchemeResult:
     client_ms_per_image: float
     # (distractor, listed image, distance) for every distractor match at the threshold
     distractor_hits: list[tuple[str, str, int]] = field(default_factory=list)
+    privacy: PrivacySummary | None = None  # what a server learns (private schemes only)
 
     @property
     def overall_recall(self) -> float:
@@ -202,6 +214,13 @@ class EvalResult:
     seed: int
     schemes: list[SchemeResult]
     seconds: float
+    # each usable listed image's position in the listed sequence: the lookup-key flip
+    # model was fitted on even positions (docs/protocol.md §11), odd ones are held out
+    listed_index: list[int] = field(default_factory=list)
+
+    def held_out(self) -> np.ndarray:
+        """Which usable listed images are held out (odd position in the listed sequence)."""
+        return np.asarray(self.listed_index, dtype=np.int64) % 2 == 1
 
 
 def _precision_threshold(own: np.ndarray, negatives: np.ndarray, max_t: int) -> int | None:
@@ -244,6 +263,7 @@ def evaluate(
     for s in objs:
         s.prepare(items[s.name])
     listed_ok = [x for x, ok in zip(listed, listed_mask, strict=True) if ok]
+    listed_index = [i for i, ok in enumerate(listed_mask) if ok]
     n_ok = len(listed_ok)
 
     # Pass 2: every edited listed image and every distractor against the list.
@@ -251,6 +271,10 @@ def evaluate(
     other = {s.name: {t: np.zeros(n_ok, np.int32) for t in transforms} for s in objs}
     secs = {s.name: 0.0 for s in objs}
     lookups = {s.name: 0 for s in objs}
+    seen_edited: dict[str, dict[str, list[Observation]]] = {
+        s.name: {t: [] for t in transforms} for s in objs
+    }
+    seen_distractors: dict[str, list[Observation]] = {s.name: [] for s in objs}
     for i, res in enumerate(_run(_query_listed, work, listed_ok, workers)):
         if progress:
             progress("listed", i + 1, n_ok)
@@ -259,12 +283,16 @@ def evaluate(
             lookups[s.name] += res["lookups"][s.name]
             for t in transforms:
                 own[s.name][t][i], other[s.name][t][i], _ = res["scores"][t][s.name]
+                if s.name in res["privacy"][t]:
+                    seen_edited[s.name][t].append(res["privacy"][t][s.name])
     d_min: dict[str, list[int]] = {s.name: [] for s in objs}
     hits: dict[str, list[tuple[int, int, int]]] = {s.name: [] for s in objs}
     n_d = 0
     for res in _usable(_run(_query_distractor, work, distractors, workers), "distractors",
                        len(distractors), distractor_mask, failed, progress):  # fmt: skip
         for s in objs:
+            if s.name in res["privacy"]:
+                seen_distractors[s.name].append(res["privacy"][s.name])
             _, d, nearest = res["scores"][s.name]
             d_min[s.name].append(d)
             if d <= s.threshold and nearest >= 0:
@@ -299,6 +327,16 @@ def evaluate(
                 sorted(
                     (distractors_ok[d], str(listed_ok[li]), dist) for d, li, dist in hits[s.name]
                 ),
+                s.privacy_summary(seen_distractors[s.name], seen_edited[s.name]),
             )
         )
-    return EvalResult(n_ok, n_d, failed, list(transforms), seed, results, time.monotonic() - start)
+    return EvalResult(
+        n_ok,
+        n_d,
+        failed,
+        list(transforms),
+        seed,
+        results,
+        time.monotonic() - start,
+        listed_index,
+    )

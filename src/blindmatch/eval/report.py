@@ -8,8 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from blindmatch.eval.harness import EvalResult, SchemeResult
+from blindmatch.eval.harness import EvalResult, SchemeResult, TransformResult
+from blindmatch.eval.privacy import NEAR_MISS, PrivacyRow, PrivacySummary
 from blindmatch.eval.schemes import NO_MATCH
+
+PLAINTEXT = ("robust", "robust+orb")  # what private recall is set beside: what it probes, scan
 
 
 def _closest(s: SchemeResult) -> int | None:
@@ -19,7 +22,47 @@ def _closest(s: SchemeResult) -> int | None:
     return int(s.distractor_min.min())
 
 
+def _recall(t: TransformResult, threshold: int, mask: np.ndarray | None = None) -> float:
+    own = t.own if mask is None else t.own[mask]
+    return float((own <= threshold).mean()) if len(own) else 0.0
+
+
+def _privacy_json(p: PrivacySummary) -> dict[str, Any]:
+    def row(x: PrivacyRow) -> dict[str, Any]:
+        return {
+            "group": x.group,
+            "images": x.images,
+            "innocent_openings": x.opened,
+            "entries_compared": x.entries,
+            "openings_per_image": x.rate,
+            "openings_per_image_at_5m_extrapolated": x.rate_at_scale,
+            "openings_per_image_at_5m_95pct_bound_if_none": x.rate_at_scale_if_none,
+            "pdq_bits_revealed_per_image": x.bits_per_image,
+            "pdq_bits_revealed_per_image_at_5m_extrapolated": x.bits_at_scale,
+            "pdq_bits_revealed_per_image_at_5m_95pct_bound_if_none": x.bits_at_scale_if_none,
+        }
+
+    return {
+        "lookup_keys": p.scheme,
+        "policy": p.policy,
+        "hotlines": [{"hotline": h, "jurisdiction": j} for h, j in p.hotlines],
+        "listed": p.listed,
+        "entries": p.entries,
+        "table_bytes": p.table_bytes,
+        "voucher_bytes": p.voucher_bytes,
+        "client_ms_median": round(p.client_ms_median, 2),
+        "server_ms_median": round(p.server_ms_median, 2),
+        "vouchers": p.vouchers,
+        "unattributed_openings": p.unattributed,
+        "innocent": [row(x) for x in p.rows],
+        "innocent_openings_per_edit": {
+            t: {"opened": o, "n": n} for t, (o, n) in p.per_edit.items()
+        },
+    }
+
+
 def to_json(r: EvalResult) -> dict[str, Any]:
+    held = r.held_out()
     return {
         "listed": r.listed,
         "distractors": r.distractors,
@@ -47,14 +90,17 @@ def to_json(r: EvalResult) -> dict[str, Any]:
                         "transform": t.transform,
                         "n": t.n,
                         "recall": round(t.recall, 4),
+                        "recall_held_out": round(_recall(t, s.threshold, held), 4),
                         "threshold_at_99_99": t.threshold_at_target,
                         "recall_at_99_99": round(t.recall_at_target, 4),
                     }
                     for t in s.transforms
                 ],
+                **({"privacy": _privacy_json(s.privacy)} if s.privacy is not None else {}),
             }
             for s in r.schemes
         ],
+        "held_out_listed": int(held.sum()),
     }
 
 
@@ -108,6 +154,9 @@ def to_markdown(r: EvalResult, plots: list[str], command: str | None = None) -> 
             at = "—" if tr.threshold_at_target is None else str(tr.threshold_at_target)
             cells.append(f"{_pct(tr.recall)} · {at} → {_pct(tr.recall_at_target)}")
         lines.append(f"| {t} | " + " | ".join(cells) + " |")
+    for s in r.schemes:
+        if s.privacy is not None:
+            lines += _private_section(r, s, s.privacy)
     hits = [(s.scheme, h) for s in r.schemes for h in s.distractor_hits]
     lines += ["", "## Distractor matches", ""]
     if not hits:
@@ -130,6 +179,138 @@ def to_markdown(r: EvalResult, plots: list[str], command: str | None = None) -> 
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def _ratio(num: float, den: float) -> str:
+    return "—" if den <= 0 else f"{num / den:.2f}"
+
+
+def _recall_table(
+    r: EvalResult, private: SchemeResult, plain: list[SchemeResult], mask: np.ndarray | None
+) -> list[str]:
+    """Recall per edit of each plaintext scheme and of ``private``, and private / plaintext."""
+    head = [f"{p.scheme} %" for p in plain] + [f"{private.scheme} %"]
+    head += [f"{private.scheme} / {p.scheme}" for p in plain]
+    out = ["| edit | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
+    hits = {s.scheme: 0 for s in (*plain, private)}
+    total = 0
+    for i, name in enumerate(r.transforms):
+        rec = {}
+        for s in (*plain, private):
+            t = s.transforms[i]
+            rec[s.scheme] = _recall(t, s.threshold, mask)
+            own = t.own if mask is None else t.own[mask]
+            hits[s.scheme] += int((own <= s.threshold).sum())
+        total += int(len(private.transforms[i].own) if mask is None else mask.sum())
+        cells = [_pct(rec[s.scheme]) for s in (*plain, private)]
+        cells += [_ratio(rec[private.scheme], rec[p.scheme]) for p in plain]
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    cells = [_pct(hits[s.scheme] / max(1, total)) for s in (*plain, private)]
+    cells += [_ratio(hits[private.scheme], hits[p.scheme]) for p in plain]
+    out.append("| **overall** | " + " | ".join(f"**{c}**" for c in cells) + " |")
+    return out
+
+
+def _sci(x: float) -> str:
+    return "0" if x == 0 else f"{x:.2g}"
+
+
+def _private_section(r: EvalResult, s: SchemeResult, p: PrivacySummary) -> list[str]:
+    keys = p.scheme
+    hot = " and ".join(f"`{h}` ({j})" for h, j in p.hotlines)
+    lines = [
+        "",
+        f"## Private matching (`{s.scheme}`)",
+        "",
+        "What the messenger runs, not a model of it: the list side is "
+        "`blindmatch.protocol.prepare_table` over the listed pictures' PDQs, signed by throwaway "
+        "keys and verified by the client (`verify_table`); the client hashes each image with "
+        "`blindmatch.private.query_hashes` (the recipe of the Matrix client's `hash_image` and of "
+        "`voucher make`) and makes its voucher with `ClientSession.make_voucher(pdq, confidence=, "
+        "variants=, commitment=, opening_seed=)`; the server opens it with `ServerSession.open`. "
+        "A listed picture's distance is the one `OpenResult.matches` reports for its entry "
+        f"(matches are confirmed at d ≤ {s.threshold}); no match, no distance.",
+        "",
+        f"Every picture is listed by two pretend hotlines in two jurisdictions, {hot}: the "
+        "governance rule admits only hashes listed by two hotlines in two jurisdictions. "
+        f"Policy `{p.policy}`; lookup keys `{keys.get('scheme')}` (k = {keys.get('k')}, "
+        f"{keys.get('n_probes')} probes, ≤ {keys.get('max_flips')} flips of the "
+        f"{keys.get('weak')} weakest sampled bits, ≤ {keys.get('max_variants')} hashes per "
+        f"image, seed {str(keys.get('seed', ''))[:8]}…). {p.entries} entries from {p.listed} "
+        f"listed pictures; device table {p.table_bytes:,} B; voucher {p.voucher_bytes:,} B; "
+        f"median client {p.client_ms_median:.1f} ms per picture (`query_hashes` + "
+        f"`make_voucher`), server {p.server_ms_median:.1f} ms per voucher (`open`), "
+        f"{p.vouchers} vouchers, measured inside the run (shared cores: indicative only).",
+    ]
+    plain = [x for name in PLAINTEXT for x in r.schemes if x.scheme == name]
+    if not plain:
+        lines += ["", "(Run it with `robust` and `robust+orb` to see it beside plaintext.)"]
+    else:
+        held = r.held_out()
+        lines += [
+            "",
+            "### Private recall beside plaintext, per edit",
+            "",
+            "Recall % at each scheme's threshold; a ratio is private / plaintext recall (— where "
+            "plaintext found none). `robust` is what the private path probes (the image's "
+            "hashes and its variants); `robust+orb` is what `scan` finds.",
+            "",
+            f"All {r.listed} listed pictures:",
+            "",
+            *_recall_table(r, s, plain, None),
+            "",
+            f"Held out: the {int(held.sum())} odd-numbered listed pictures (the lookup keys' "
+            "flip model was fitted on even-numbered ones, docs/protocol.md §11):",
+            "",
+            *_recall_table(r, s, plain, held),
+        ]
+    lo, hi = NEAR_MISS
+    lines += [
+        "",
+        "### What the server learns about innocent images",
+        "",
+        "Innocent images: every distractor, and every edited listed picture taken against the "
+        "*other* pictures' entries. An innocent opening is a voucher one of whose probe keys "
+        "equals a list key of such an entry: the server opens it and, under `block`, reads its "
+        "match layer — the image's PDQ and the variant hashes in the hint — so it counts "
+        "256 × (the hint's first byte: the image's own hash and its variant hashes) PDQ bits "
+        f"revealed. Near misses: the image's closest hash is {lo}–{hi} bits from another "
+        "picture's entry (a subset of the first two rows). **The 5M columns are extrapolations**, "
+        "not measurements: the per-image figure × 5,000,000 / entries compared (every entry for "
+        "a distractor, the others for an edited listed picture), as if openings grew linearly "
+        "with the list; where nothing opened, the bracket is the 95% bound that a run of this "
+        "size can give (3 / images, scaled the same way; for bits, times the bits an opening "
+        "of that group would reveal on average). Near-miss rows are per near-miss "
+        "image and not extrapolated (how many images are near misses at 5M depends on what "
+        "is listed, not only how much).",
+        "",
+        "| innocent images | images | innocent openings | per image | per image at 5M "
+        "| PDQ bits revealed per image | at 5M |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for x in p.rows:
+        near = x.group.startswith("near") or "within" in x.group
+        if near:
+            at, bits_at = "—", "—"
+        elif x.opened:
+            at, bits_at = _sci(x.rate_at_scale), _sci(x.bits_at_scale)
+        else:
+            at, bits_at = "0", "0"
+            if x.images:
+                at += f" (< {_sci(x.rate_at_scale_if_none)})"
+                bits_at += f" (< {_sci(x.bits_at_scale_if_none)})"
+        lines.append(
+            f"| {x.group} | {x.images} | {x.opened} | {_sci(x.rate)} | {at} "
+            f"| {_sci(x.bits_per_image)} | {bits_at} |"
+        )
+    edits = [f"{t} {o}/{n}" for t, (o, n) in p.per_edit.items() if o]
+    lines += [
+        "",
+        "Innocent openings per edit: " + (", ".join(edits) if edits else "none") + ". "
+        f"The probe keys explained the server's decision (opened or not) on "
+        f"{p.vouchers - p.unattributed} of {p.vouchers} vouchers.",
+    ]
+    return lines
 
 
 def write_plots(r: EvalResult, out: Path) -> list[str]:

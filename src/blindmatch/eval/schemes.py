@@ -16,12 +16,13 @@ distance (see :mod:`blindmatch.index.keypoints`).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from blindmatch.eval.privacy import Observation, PrivacySummary
 from blindmatch.hashing import MIN_QUALITY, PDQ, pdq_from_rgb
 from blindmatch.hashing.keypoints import ListedFeatures, listed_features
 from blindmatch.hashing.robust import find_frames, query_variants
@@ -62,6 +63,19 @@ class Scheme(ABC):
         """A client's image against the prepared list: the distance to each
         listed image (``NO_MATCH`` where there is no evidence), and how many
         lookups the client made."""
+
+    def privacy(self, own: int) -> Observation | None:
+        """What the last :meth:`distances` call revealed, with the image taken as innocent
+        of every entry but listed image ``own``'s (-1: a distractor); None for schemes
+        that reveal nothing to a server (plaintext ones)."""
+        return None
+
+    def privacy_summary(
+        self, distractors: Sequence[Observation], edited: Mapping[str, Sequence[Observation]]
+    ) -> PrivacySummary | None:
+        """The run's privacy figures from every distractor's and, per edit, every edited
+        listed image's :meth:`privacy` (None for schemes without any)."""
+        return None
 
 
 class HashScheme(Scheme):
@@ -230,6 +244,13 @@ class Keypoints(Scheme):
         return out, lookups + 1
 
 
+def _private() -> Scheme:
+    """Private matching, exactly as the Matrix integration runs it (blindmatch.eval.private)."""
+    from blindmatch.eval.private import PrivateScheme
+
+    return PrivateScheme()
+
+
 _FACTORIES: dict[str, Callable[[], Scheme]] = {
     "pdq": PlainPDQ,
     "robust": RobustPDQ,
@@ -241,6 +262,7 @@ _FACTORIES: dict[str, Callable[[], Scheme]] = {
     "broken": BrokenPDQ,
     "orb": Keypoints,
     "robust+orb": lambda: Keypoints(RobustPDQ()),
+    "private": _private,
 }
 SCHEMES = tuple(_FACTORIES)
 

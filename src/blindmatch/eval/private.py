@@ -1,0 +1,266 @@
+"""Private matching as an evaluation scheme: the code the Matrix integration runs.
+
+``private`` measures what the messenger blocks, not a model of it:
+
+* **list side**: :func:`blindmatch.protocol.prepare_table` (default lookup-key scheme, the
+  block policy) over the listed pictures' PDQs. Governance admits only hashes listed by
+  two hotlines in two jurisdictions, so every picture is listed under two pretend
+  hotlines (:data:`HOTLINES`), as ``build_table_dir`` does for the Matrix tests and demo;
+  the manifest is signed by throwaway keys and the client verifies it
+  (:func:`~blindmatch.protocol.verify_table`) before it makes a voucher;
+* **client**: :func:`blindmatch.private.query_hashes` on the image's pixels (the recipe
+  the Matrix client's ``hash_image`` and ``voucher make`` call) and
+  ``ClientSession.make_voucher(pdq, confidence=, variants=, commitment=, opening_seed=)``
+  as the Matrix client's ``make_voucher`` calls it;
+* **server**: ``ServerSession.open(voucher, account=…)``; a listed picture's distance is
+  the distance ``OpenResult.matches`` reports for its entries (``NO_MATCH`` otherwise).
+
+The harness forks its query workers after :meth:`PrivateScheme.prepare`; the table,
+signed manifest, trust and server key are kept as bytes, and each process makes its own
+``ClientSession`` and ``ServerSession`` from them on first use (so the scheme also works
+when it is pickled rather than forked).
+
+For the privacy figures (:mod:`blindmatch.eval.privacy`) each voucher is also described
+by the client's own probe keys (``table.scheme.probe_variants``, the computation
+``make_voucher`` runs): which listed pictures' list keys they equal, so an edited listed
+picture's voucher can be judged against the *other* pictures' entries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from blindmatch.eval.privacy import Observation, PrivacySummary, summarize
+from blindmatch.eval.schemes import NO_MATCH, Scheme
+from blindmatch.hashing import pdq_from_rgb
+
+# Two pretend hotlines in two jurisdictions: the governance rule (min_hotlines = 2,
+# distinct jurisdictions) admits a hash only when both list it, so both list every picture.
+HOTLINES = (("eval-hotline-a", "XA"), ("eval-hotline-b", "XB"))
+LIST_NAME = "eval-listed"
+
+
+class PrivateScheme(Scheme):
+    """Private matching under the block policy with the default lookup-key scheme."""
+
+    name, bits = "private", 256
+
+    def __init__(self) -> None:
+        from blindmatch.protocol import MATCH_DISTANCE
+
+        self.threshold = MATCH_DISTANCE  # what ServerSession confirms a candidate at
+        self._n = 0
+        self._blobs: dict[str, Any] = {}
+        self._pdqs = np.zeros((0, 32), dtype=np.uint8)
+        self._keymap: dict[bytes, tuple[int, ...]] = {}
+        self._entries = 0
+        self._describe: dict[str, Any] = {}
+        self._pid = -1
+        self._sessions: Any = None
+        self._accounts = itertools.count()
+        self._last: tuple[set[int], list[bytes], Observation] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:  # sessions are per process, made from bytes
+        state = dict(self.__dict__)
+        state.update(_pid=-1, _sessions=None, _last=None, _accounts=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._accounts = itertools.count()
+
+    # -- the list ------------------------------------------------------------------------
+
+    def list_item(self, rgb: np.ndarray) -> bytes:
+        """The listed picture's PDQ, as ``robust`` lists it."""
+        return bytes.fromhex(pdq_from_rgb(rgb).hex)
+
+    def list_bytes(self, item: Any) -> int:
+        """The device table's bytes per listed picture once prepared (the PDQ before)."""
+        table = self._blobs.get("table")
+        return len(table) // self._n if table and self._n else len(item)
+
+    def prepare(self, items: Sequence[Any]) -> None:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        from blindmatch.protocol import (
+            HotlineList,
+            Policy,
+            SignedManifest,
+            TrustedHotline,
+            TrustPolicy,
+            accept_without_log,
+            format_issued,
+            prepare_table,
+            sign_manifest,
+        )
+
+        self._n = len(items)
+        self._pid, self._sessions, self._last = -1, None, None
+        self._pdqs = (
+            np.frombuffer(b"".join(items), dtype=np.uint8).reshape(-1, 32)
+            if items else np.zeros((0, 32), dtype=np.uint8)
+        )  # fmt: skip
+        if not items:
+            self._blobs = {}
+            return
+        entries = tuple((str(i), bytes(p)) for i, p in enumerate(items))
+        lists = [HotlineList(h, j, LIST_NAME, "1", entries) for h, j in HOTLINES]
+        prep = prepare_table(
+            lists,
+            policy=Policy.BLOCK,
+            min_hotlines=len(HOTLINES),
+            issued=format_issued(datetime.now(UTC)),
+        )
+
+        def public(key: Ed25519PrivateKey) -> bytes:
+            return key.public_key().public_bytes(
+                serialization.Encoding.Raw, serialization.PublicFormat.Raw
+            )
+
+        platform = Ed25519PrivateKey.generate()
+        keys = {h: (Ed25519PrivateKey.generate(), j) for h, j in HOTLINES}
+        sigs = [sign_manifest(prep.manifest, role="platform", signer="platform", key=platform)]
+        for h, (key, _) in sorted(keys.items()):
+            sigs.append(sign_manifest(prep.manifest, role="hotline", signer=h, key=key))
+        trust = TrustPolicy(
+            platform_key=public(platform),
+            hotlines={h: TrustedHotline(public(k), j) for h, (k, j) in keys.items()},
+            log_check=accept_without_log,
+            min_hotlines=len(HOTLINES),
+        )
+        self._blobs = {
+            "table": prep.table.to_bytes(),
+            "manifest": SignedManifest(prep.manifest, tuple(sigs)).to_bytes(),
+            "secret": prep.server_secret.to_bytes(),
+            "trust": trust,
+        }
+        scheme = prep.table.scheme
+        keymap: dict[bytes, list[int]] = defaultdict(list)
+        for i, p in enumerate(items):
+            for k in scheme.list_keys(bytes(p)):
+                keymap[k].append(i)
+        self._keymap = {k: tuple(v) for k, v in keymap.items()}
+        self._entries = prep.manifest.n_entries
+        self._describe = scheme.describe()
+
+    # -- a client's image --------------------------------------------------------------
+
+    def _session(self) -> Any:
+        """This process's client and server sessions (made once per process)."""
+        if self._pid != os.getpid() or self._sessions is None:
+            from blindmatch.protocol import (
+                AccountSecret,
+                ClientSession,
+                ServerSecret,
+                ServerSession,
+                Table,
+                verify_table,
+            )
+
+            b = self._blobs
+            verified = verify_table(b["table"], b["manifest"], b["trust"])
+            client = ClientSession(verified, AccountSecret.generate())
+            secret, table = ServerSecret.from_bytes(b["secret"]), Table.from_bytes(b["table"])
+            server = ServerSession(secret, table)
+            self._sessions = (client, server)
+            self._pid = os.getpid()
+        return self._sessions
+
+    def distances(self, rgb: np.ndarray) -> tuple[np.ndarray, int]:
+        from blindmatch.private import query_hashes
+        from blindmatch.protocol import QueryHash, new_opening_seed
+
+        out = np.full(self._n, NO_MATCH, dtype=np.int32)
+        self._last = None
+        if not self._n:
+            return out, 0
+        client, server = self._session()
+        start = time.perf_counter()
+        pdq, confidence, variants = query_hashes(rgb)
+        voucher = client.make_voucher(
+            pdq,
+            confidence=confidence,
+            variants=variants,
+            commitment=hashlib.sha256(np.ascontiguousarray(rgb).tobytes()).digest(),
+            opening_seed=new_opening_seed(),
+        )
+        made = time.perf_counter()
+        # one account per voucher: no account reaches the threshold, nothing is released
+        result = server.open(voucher, account=f"eval-{os.getpid()}-{next(self._accounts)}")
+        opened = time.perf_counter()
+        for m in result.matches:
+            for ref in m.refs:
+                i = int(ref.entry_id)
+                out[i] = min(int(out[i]), m.distance)
+
+        # What the voucher's probes were (the computation make_voucher runs) and whose
+        # list keys they equal; the hint's first byte counts the hashes it carries.
+        probes = client.table.scheme.probe_variants([QueryHash(pdq, confidence), *variants])
+        hit = {i for k in probes.keys for i in self._keymap.get(k, ())}
+        n = probes.hint[0]
+        hint = probes.hint[1 : 1 + 32 * (n - 1)]
+        hashes = [pdq] + [hint[32 * j : 32 * (j + 1)] for j in range(n - 1)]
+        obs = Observation(
+            opened=result.opened,
+            innocent_open=False,  # set per own entry in privacy()
+            hashes=n,
+            closest_other=NO_MATCH,
+            attributed=result.opened == bool(hit),
+            client_secs=made - start,
+            server_secs=opened - made,
+            voucher_bytes=len(voucher),
+        )
+        self._last = (hit, hashes, obs)
+        return out, n
+
+    def privacy(self, own: int) -> Observation | None:
+        """The last voucher as an innocent image: ``own`` is the listed picture it is an
+        edit of (-1 for a distractor), whose entry does not count."""
+        if self._last is None:
+            return None
+        hit, hashes, obs = self._last
+        q = np.frombuffer(b"".join(hashes), dtype=np.uint8).reshape(-1, 32)
+        d = np.bitwise_count(q[:, None, :] ^ self._pdqs[None, :, :]).sum(axis=2).min(axis=0)
+        if 0 <= own < len(d):
+            d[own] = NO_MATCH
+        closest = int(d.min()) if len(d) else NO_MATCH
+        return Observation(
+            opened=obs.opened,
+            innocent_open=any(i != own for i in hit),
+            hashes=obs.hashes,
+            closest_other=min(closest, NO_MATCH),
+            attributed=obs.attributed,
+            client_secs=obs.client_secs,
+            server_secs=obs.server_secs,
+            voucher_bytes=obs.voucher_bytes,
+        )
+
+    def privacy_summary(
+        self, distractors: Sequence[Observation], edited: Mapping[str, Sequence[Observation]]
+    ) -> PrivacySummary | None:
+        if not self._n:
+            return None
+        return summarize(
+            distractors,
+            edited,
+            entries=self._entries,
+            scheme=self._describe,
+            policy="block",
+            hotlines=list(HOTLINES),
+            listed=self._n,
+            table_bytes=len(self._blobs["table"]),
+        )
+
+
+__all__ = ["HOTLINES", "PrivateScheme"]
