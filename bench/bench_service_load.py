@@ -117,6 +117,9 @@ def main() -> None:
     ap.add_argument("--workers", default=f"1,{os.cpu_count() or 1}")
     ap.add_argument("--import-rows", type=int, default=200_000)
     ap.add_argument("--import-users", type=int, default=50)
+    ap.add_argument(
+        "--import-seconds", type=int, default=60, help="how long to load during the import"
+    )
     args = ap.parse_args()
     workers_list = [int(w) for w in args.workers.split(",")]
 
@@ -154,7 +157,7 @@ def main() -> None:
                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                     )  # fmt: skip
                     t0 = time.perf_counter()
-                    out = run_locust(env, port, args.import_users + 1, args.seconds,
+                    out = run_locust(env, port, args.import_users + 1, args.import_seconds,
                                      ["HashUser", "WriterUser"],
                                      home / f"import-{workers}")  # fmt: skip
                     _, err = importer.communicate(timeout=900)
