@@ -27,7 +27,7 @@ import numpy as np
 
 from blindmatch.errors import BlindmatchError, IndexFormatError, IoFailed, ListNotFound
 from blindmatch.hashing import MIN_QUALITY, Hashes, Keypoints, VpdqFrame
-from blindmatch.hashing.keypoints import ListedFeatures, work_copy
+from blindmatch.hashing.keypoints import ListedFeatures, mirrored_keypoints, work_copy
 from blindmatch.index import MultiIndexHash
 from blindmatch.index.keypoints import KeypointIndex, KeypointMatch
 from blindmatch.store import EntryInfo, Store
@@ -305,19 +305,27 @@ class Matcher:
         for label, hex_, quality in hashes.variants:
             if quality >= min_quality:
                 found += [replace(m, variant=label) for m in self._match_pdq(hex_, limits)]
-        if not found and hashes.keypoints is not None and image is not None and limits:
+        if not found and image is not None and limits and len(self._keypoints):
             found += self._match_keypoints(hashes.keypoints, image, limits)
         return _best_first(found)
 
     def _match_keypoints(
         self,
-        keypoints: tuple[Keypoints, Keypoints],
+        keypoints: tuple[Keypoints, Keypoints] | None,
         image: Callable[[], np.ndarray],
         limits: dict[str, int],
     ) -> list[Match]:
-        """The plain image first; its mirror image only if that found nothing."""
+        """The plain image first; its mirror image only if that found nothing. Keypoints
+        not computed by the caller (``hash_bytes(..., keypoints=False)``) are computed
+        here from ``image``, only when some listed entry has keypoints."""
         rgb: np.ndarray | None = None
         out: list[Match] = []
+        if keypoints is None:
+            try:
+                rgb = work_copy(image())
+            except (BlindmatchError, OSError):
+                return out
+            keypoints = mirrored_keypoints(rgb)
         for mirrored, kp in ((False, keypoints[0]), (True, keypoints[1])):
             with self._lock:
                 candidates = self._keypoints.candidates(kp)

