@@ -292,20 +292,24 @@ class Matcher:
         threshold: int | None = None,
         min_quality: int = DEFAULT_MIN_QUALITY,
         image: Callable[[], np.ndarray] | None = None,
+        lazy_keypoints: bool = False,
     ) -> list[Match]:
         """Every match for one file's hashes, best first, one per (list, entry, type).
 
         A PDQ (or vPDQ frame) below ``min_quality`` is not trusted to match.
         Keypoint matching runs only when nothing else matched, and needs the
         hashes' keypoints and ``image``, which gives the RGB pixels they were
-        computed from (called only when there is a candidate to verify)."""
+        computed from (called only when there is a candidate to verify). With
+        ``lazy_keypoints`` the keypoints are computed here from ``image`` when the
+        hashes carry none, and only if some listed entry has keypoints."""
         limits = self._thresholds(lists, threshold)
         pdq = hashes.pdq if (hashes.pdq_quality or 0) >= min_quality else None
         found = self._match_all(pdq, hashes.md5, hashes.sha256, hashes.vpdq, limits, min_quality)
         for label, hex_, quality in hashes.variants:
             if quality >= min_quality:
                 found += [replace(m, variant=label) for m in self._match_pdq(hex_, limits)]
-        if not found and image is not None and limits and len(self._keypoints):
+        wanted = hashes.keypoints is not None or lazy_keypoints
+        if not found and wanted and image is not None and limits and len(self._keypoints):
             found += self._match_keypoints(hashes.keypoints, image, limits)
         return _best_first(found)
 

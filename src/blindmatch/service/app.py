@@ -345,6 +345,7 @@ def create_app(rt: Runtime) -> FastAPI:
                 threshold=threshold,
                 min_quality=min_quality,
                 image=lambda: np.asarray(open_image(data, max_pixels=max_pixels)),
+                lazy_keypoints=True,
             )
         return {"hashes": h.to_json(), "matches": [m.to_json() for m in found]}
 
