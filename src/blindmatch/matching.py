@@ -15,17 +15,16 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 
 from blindmatch.errors import BlindmatchError, IndexFormatError, IoFailed, ListNotFound
+from blindmatch.fsutil import write_atomic_with
 from blindmatch.hashing import MIN_QUALITY, Hashes, Keypoints, VpdqFrame
 from blindmatch.hashing.keypoints import ListedFeatures, mirrored_keypoints, work_copy
 from blindmatch.index import MultiIndexHash
@@ -96,27 +95,6 @@ def _folder_lock(folder: Path, *, shared: bool = False) -> Iterator[bool]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
-
-
-def _write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> str:
-    """Write ``path`` through a temporary file of its own in the same folder, then
-    rename it into place; returns the SHA-256 of what was written."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # as a plain open() would leave it (mkstemp makes 0600)
-        with os.fdopen(fd, "w+b") as f:
-            write(f)
-            f.flush()
-            f.seek(0)
-            h = hashlib.sha256()
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return h.hexdigest()
 
 
 def _as_array(pdq_hex: Sequence[str]) -> np.ndarray:
@@ -220,10 +198,10 @@ class Matcher:
             with self._lock, _folder_lock(self.index_dir) as mine:
                 if not mine:
                     return
-                digest = _write_atomic(self.index_dir / _INDEX_FILE, self._index.save)
+                digest = write_atomic_with(self.index_dir / _INDEX_FILE, self._index.save)
                 meta = {"version": _INDEX_META_VERSION, "seq": self._seq, "sha256": digest}
                 body = json.dumps(meta).encode()
-                _write_atomic(self.index_dir / _INDEX_META, lambda f: f.write(body))
+                write_atomic_with(self.index_dir / _INDEX_META, lambda f: f.write(body))
                 self._unsaved = 0
         except OSError as e:
             raise IoFailed(f"cannot save the index in {self.index_dir}: {e}") from e
