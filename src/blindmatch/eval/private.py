@@ -90,19 +90,17 @@ class PrivateScheme(Scheme):
         return len(table) // self._n if table and self._n else len(item)
 
     def prepare(self, items: Sequence[Any]) -> None:
-        from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+        from blindmatch.private.trust import public_key_bytes, sign_by_all
         from blindmatch.protocol import (
             HotlineList,
             Policy,
-            SignedManifest,
             TrustedHotline,
             TrustPolicy,
             accept_without_log,
             format_issued,
             prepare_table,
-            sign_manifest,
         )
 
         self._n = len(items)
@@ -123,25 +121,17 @@ class PrivateScheme(Scheme):
             issued=format_issued(datetime.now(UTC)),
         )
 
-        def public(key: Ed25519PrivateKey) -> bytes:
-            return key.public_key().public_bytes(
-                serialization.Encoding.Raw, serialization.PublicFormat.Raw
-            )
-
         platform = Ed25519PrivateKey.generate()
         keys = {h: (Ed25519PrivateKey.generate(), j) for h, j in HOTLINES}
-        sigs = [sign_manifest(prep.manifest, role="platform", signer="platform", key=platform)]
-        for h, (key, _) in sorted(keys.items()):
-            sigs.append(sign_manifest(prep.manifest, role="hotline", signer=h, key=key))
         trust = TrustPolicy(
-            platform_key=public(platform),
-            hotlines={h: TrustedHotline(public(k), j) for h, (k, j) in keys.items()},
+            platform_key=public_key_bytes(platform),
+            hotlines={h: TrustedHotline(public_key_bytes(k), j) for h, (k, j) in keys.items()},
             log_check=accept_without_log,
             min_hotlines=len(HOTLINES),
         )
         self._blobs = {
             "table": prep.table.to_bytes(),
-            "manifest": SignedManifest(prep.manifest, tuple(sigs)).to_bytes(),
+            "manifest": sign_by_all(prep, platform, keys),
             "secret": prep.server_secret.to_bytes(),
             "trust": trust,
         }

@@ -31,11 +31,30 @@ TABLE_FILE, MANIFEST_FILE, TRUST_FILE, SERVER_KEY_FILE = (
 MAX_TRUST_FILE_BYTES = 1 << 20
 
 
-def _public_hex(key: Ed25519PrivateKey) -> str:
+def public_key_bytes(key: Ed25519PrivateKey) -> bytes:
+    """The raw 32-byte Ed25519 public key of ``key`` (what a trust policy pins)."""
     from cryptography.hazmat.primitives import serialization
 
-    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return raw.hex()
+    return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def _public_hex(key: Ed25519PrivateKey) -> str:
+    return public_key_bytes(key).hex()
+
+
+def sign_by_all(
+    prep: PreparedTable,
+    platform: Ed25519PrivateKey,
+    hotlines: dict[str, tuple[Ed25519PrivateKey, str]],
+) -> bytes:
+    """``prep``'s manifest signed by the platform, then by every hotline (sorted by name):
+    the signed manifest's bytes."""
+    from blindmatch.protocol import SignedManifest, sign_manifest
+
+    sigs = [sign_manifest(prep.manifest, role="platform", signer="platform", key=platform)]
+    for hotline, (key, _) in sorted(hotlines.items()):
+        sigs.append(sign_manifest(prep.manifest, role="hotline", signer=hotline, key=key))
+    return SignedManifest(prep.manifest, tuple(sigs)).to_bytes()
 
 
 def trust_json(
@@ -139,12 +158,7 @@ def write_table_dir(
     """Sign ``prep``'s manifest (the platform, then every hotline) and write the table
     directory: ``server.key`` (0600), ``table.bin``, ``manifest.json``, ``trust.json``
     (with ``floors`` when given: test and demo tables below the default floors)."""
-    from blindmatch.protocol import SignedManifest, sign_manifest
-
-    sigs = [sign_manifest(prep.manifest, role="platform", signer="platform", key=platform)]
-    for hotline, (key, _) in sorted(hotlines.items()):
-        sigs.append(sign_manifest(prep.manifest, role="hotline", signer=hotline, key=key))
-    signed = SignedManifest(prep.manifest, tuple(sigs)).to_bytes()
+    signed = sign_by_all(prep, platform, hotlines)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / SERVER_KEY_FILE, prep.server_secret.to_bytes(), private=True)
     write_atomic(out / TABLE_FILE, prep.table.to_bytes())
@@ -159,6 +173,8 @@ __all__ = [
     "TRUST_FILE",
     "TRUST_FORMAT",
     "load_trust_file",
+    "public_key_bytes",
+    "sign_by_all",
     "trust_json",
     "write_table_dir",
 ]
