@@ -50,13 +50,20 @@ LIST_NAME = "eval-listed"
 
 
 class PrivateScheme(Scheme):
-    """Private matching under the block policy with the default lookup-key scheme."""
+    """Private matching under the block policy with the default lookup-key scheme.
+
+    ``companions``: the list is built from the pictures, so every entry carries its
+    companion hash (``private+companion``); otherwise it is a list of bare PDQs, as a
+    hotline's hash list is (``private``). The client is the same either way."""
 
     name, bits = "private", 256
 
-    def __init__(self) -> None:
+    def __init__(self, *, companions: bool = False) -> None:
         from blindmatch.protocol import MATCH_DISTANCE
 
+        self.companions = companions
+        if companions:
+            self.name = "private+companion"
         self.threshold = MATCH_DISTANCE  # what ServerSession confirms a candidate at
         self._n = 0
         self._blobs: dict[str, Any] = {}
@@ -81,8 +88,12 @@ class PrivateScheme(Scheme):
     # -- the list ------------------------------------------------------------------------
 
     def list_item(self, rgb: np.ndarray) -> bytes:
-        """The listed picture's PDQ, as ``robust`` lists it."""
-        return bytes.fromhex(pdq_from_rgb(rgb).hex)
+        """The listed picture's PDQ, as ``robust`` lists it; with companions followed by its
+        companion hash (:mod:`blindmatch.hashing.canonical`)."""
+        from blindmatch.hashing.canonical import companion_pdq
+
+        pdq = bytes.fromhex(pdq_from_rgb(rgb).hex)
+        return pdq + bytes.fromhex(companion_pdq(rgb).hex) if self.companions else pdq
 
     def list_bytes(self, item: Any) -> int:
         """The device table's bytes per listed picture once prepared (the PDQ before)."""
@@ -105,14 +116,18 @@ class PrivateScheme(Scheme):
 
         self._n = len(items)
         self._pid, self._sessions, self._last = -1, None, None
+        per = 2 if self.companions else 1  # hashes per listed picture
         self._pdqs = (
-            np.frombuffer(b"".join(items), dtype=np.uint8).reshape(-1, 32)
-            if items else np.zeros((0, 32), dtype=np.uint8)
+            np.frombuffer(b"".join(items), dtype=np.uint8).reshape(-1, per, 32)
+            if items else np.zeros((0, per, 32), dtype=np.uint8)
         )  # fmt: skip
         if not items:
             self._blobs = {}
             return
-        entries = tuple((str(i), bytes(p)) for i, p in enumerate(items))
+        entries = tuple(
+            (str(i), bytes(p[:32]), (bytes(p[32:64]),)) if self.companions else (str(i), bytes(p))
+            for i, p in enumerate(items)
+        )
         lists = [HotlineList(h, j, LIST_NAME, "1", entries) for h, j in HOTLINES]
         prep = prepare_table(
             lists,
@@ -138,7 +153,9 @@ class PrivateScheme(Scheme):
         scheme = prep.table.scheme
         keymap: dict[bytes, list[int]] = defaultdict(list)
         for i, p in enumerate(items):
-            for k in scheme.list_keys(bytes(p)):
+            for k in {
+                k for j in range(0, len(p), 32) for k in scheme.list_keys(bytes(p[j : j + 32]))
+            }:
                 keymap[k].append(i)
         self._keymap = {k: tuple(v) for k, v in keymap.items()}
         self._entries = prep.manifest.n_entries
@@ -221,7 +238,8 @@ class PrivateScheme(Scheme):
             return None
         hit, hashes, obs = self._last
         q = np.frombuffer(b"".join(hashes), dtype=np.uint8).reshape(-1, 32)
-        d = np.bitwise_count(q[:, None, :] ^ self._pdqs[None, :, :]).sum(axis=2).min(axis=0)
+        x = q[:, None, None, :] ^ self._pdqs[None, :, :, :]  # query x picture x its hashes
+        d = np.bitwise_count(x).sum(axis=3).min(axis=(0, 2))
         if 0 <= own < len(d):
             d[own] = NO_MATCH
         closest = int(d.min()) if len(d) else NO_MATCH

@@ -244,11 +244,12 @@ class Keypoints(Scheme):
         return out, lookups + 1
 
 
-def _private() -> Scheme:
-    """Private matching, exactly as the Matrix integration runs it (blindmatch.eval.private)."""
+def _private(companions: bool = False) -> Scheme:
+    """Private matching, exactly as the Matrix integration runs it (blindmatch.eval.private):
+    a list of bare PDQs, or (``companions``) a list built from the pictures."""
     from blindmatch.eval.private import PrivateScheme
 
-    return PrivateScheme()
+    return PrivateScheme(companions=companions)
 
 
 _FACTORIES: dict[str, Callable[[], Scheme]] = {
@@ -263,6 +264,7 @@ _FACTORIES: dict[str, Callable[[], Scheme]] = {
     "orb": Keypoints,
     "robust+orb": lambda: Keypoints(RobustPDQ()),
     "private": _private,
+    "private+companion": lambda: _private(companions=True),
 }
 SCHEMES = tuple(_FACTORIES)
 

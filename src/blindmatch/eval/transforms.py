@@ -417,6 +417,7 @@ def _build() -> dict[str, Transform]:
     def add(name: str, group: str, fn: TransformFn, description: str) -> None:
         out[name] = Transform(name, group, fn, description)
 
+    add("none", "none", lambda image, rng: image, "the picture as listed, unedited")
     for q in (95, 70, 40):
         add(f"jpeg{q}", "jpeg", _jpeg(q), f"JPEG re-encode, Pillow quality {q}, 4:2:0 chroma")
     for s in (0.5, 0.25):

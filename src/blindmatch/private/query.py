@@ -15,7 +15,7 @@ from blindmatch.protocol import QueryHash
 
 # How likely each robust variant is the one near a listed entry, relative to the
 # image's own hash (measured: bench/bench_lookup_keys.py, docs/protocol.md §11).
-VARIANT_PRIORS = {"orig": 1.0, "trim": 0.3, "other orientation": 0.05}
+VARIANT_PRIORS = {"orig": 1.0, "trim": 0.3, "other orientation": 0.05, "companion": 1.0}
 
 
 def _confidence(vector: Any) -> list[float]:
@@ -28,13 +28,16 @@ def _confidence(vector: Any) -> list[float]:
 
 def query_hashes(pixels: Any, *, pool: Any = None) -> tuple[bytes, list[float], list[QueryHash]]:
     """What a client looks up for one image, as plaintext robust matching does:
-    the full-size PDQ with its bit confidence, and the robust variants (8
-    orientations, trimmed frames) as ``QueryHash``es with their priors.
+    the full-size PDQ with its bit confidence, and as ``QueryHash``es with their priors
+    the image's companion hash (its canonical pose at 64 px, which lists built from
+    pictures carry: :mod:`blindmatch.hashing.canonical`) and the robust variants (8
+    orientations, trimmed frames).
 
     The one recipe both sides of a voucher use (``voucher make`` and ``voucher check``,
     the Matrix client's sender and recipient). ``pool`` (a ``concurrent.futures``
     executor) hashes the full-size picture and the variants concurrently; the result
     is identical with or without it."""
+    from blindmatch.hashing.canonical import companion_with_vector, decide
     from blindmatch.hashing.image import pdq_with_vector_from_rgb
     from blindmatch.hashing.robust import query_variants
 
@@ -42,6 +45,13 @@ def query_hashes(pixels: Any, *, pool: Any = None) -> tuple[bytes, list[float], 
     found = query_variants(pixels, pool=pool)
     pdq, vector = full.result() if full is not None else pdq_with_vector_from_rgb(pixels)
     variants = []
+    comp, comp_vector = companion_with_vector(pixels, decide(pixels).pose)
+    if comp.quality >= MIN_QUALITY:
+        variants.append(
+            QueryHash(
+                bytes.fromhex(comp.hex), _confidence(comp_vector), VARIANT_PRIORS["companion"]
+            )
+        )
     for v in found:
         kind = "orig" if v.label == "orig" else ("trim" if v.label.startswith("trim") else
                                                  "other orientation")  # fmt: skip

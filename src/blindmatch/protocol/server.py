@@ -311,7 +311,7 @@ class ServerSession:
             raise ValueError("max_window must be at least the threshold t")
         self._keys: dict[bytes, list[int]] = defaultdict(list)
         for i, e in enumerate(secret.entries):
-            for k in table.scheme.list_keys(e.pdq):
+            for k in {k for h in e.hashes for k in table.scheme.list_keys(h)}:
                 self._keys[k].append(i)
         self._store: ThresholdStore = store if store is not None else MemoryThresholdStore()
         self._layout = Layout.for_table(table)
@@ -321,7 +321,8 @@ class ServerSession:
 
     def candidates(self, pdq: bytes, hint: bytes) -> tuple[Match, ...]:
         """Listed entries reachable from the client's probes and within ``max_distance`` of the
-        hash that produced the probe (the image's own hash, or a variant carried in the hint)."""
+        hash that produced the probe (the image's own hash, or a variant carried in the hint);
+        an entry's distance is that of the closest of its hashes (its PDQ, its companions)."""
         try:
             probes = self.table.scheme.probe_hashes(pdq, hint)
         except ValueError:
@@ -330,7 +331,7 @@ class ServerSession:
         for k, probed in probes:  # each key is confirmed against the hash it came from
             for i in self._keys.get(k, ()):
                 entry: ListedEntry = self._secret.entries[i]
-                d = hamming(probed, entry.pdq)
+                d = min(hamming(probed, h) for h in entry.hashes)
                 if d <= self._max_distance and d < best.get(i, d + 1):
                     best[i] = d
         out = [Match(self._secret.entries[i].refs, d) for i, d in best.items()]

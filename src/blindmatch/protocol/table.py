@@ -19,15 +19,17 @@ Table wire format, version 1 (all integers big-endian)::
 ``H(key) = hash_to_group("blindmatch/v1/key\\0", key)``. The table digest is
 ``SHA-256`` of the whole file and the table id is its first 16 bytes.
 
-Server secret (``server.key``) wire format, version 1::
+Server secret (``server.key``) wire format, version 2 (version 1, without companions,
+is still read)::
 
     4   magic "BMSK"
-    1   version = 1
+    1   version = 2
     32  α (scalar, little-endian, non-zero, < ℓ)
     32  digest of the table it belongs to
     4   n_entries
-    per entry: 32 PDQ bytes, u16 n_refs, per ref three u16-length UTF-8
-               strings: hotline, list name, entry id
+    per entry: 32 PDQ bytes, u8 n_companions, 32 bytes per companion hash,
+               u16 n_refs, per ref three u16-length UTF-8 strings: hotline,
+               list name, entry id
 
 The server recomputes the key → entry map from the entries and the table's
 lookup scheme, so the file holds nothing derivable.
@@ -53,6 +55,8 @@ from blindmatch.protocol.lookup import PDQ_BYTES, LookupKeyScheme, scheme_from_p
 TABLE_MAGIC = b"BMTB"
 SECRET_MAGIC = b"BMSK"
 FORMAT_VERSION = 1
+SECRET_VERSION = 2  # 2: companion hashes per entry; 1 (read only): none
+MAX_COMPANIONS = 4
 KEY_DOMAIN = b"blindmatch/v1/key\x00"
 MAX_SLOTS = 1 << 28
 MAX_THRESHOLD = 1000
@@ -83,24 +87,37 @@ class EntryRef:
 class HotlineList:
     """One hotline's list as input to :func:`build_table`.
 
-    ``entries`` are ``(entry id, 32-byte PDQ)`` pairs.
+    ``entries`` are ``(entry id, 32-byte PDQ)`` pairs, or ``(entry id, PDQ, companions)``
+    triples where ``companions`` is a tuple of at most :data:`MAX_COMPANIONS` further
+    32-byte hashes of the same picture (its canonical-pose hash,
+    :mod:`blindmatch.hashing.canonical`): lookup keys are made from them too, and a
+    candidate is confirmed against the closest of the entry's hashes.
     """
 
     hotline: str
     jurisdiction: str
     name: str
     version: str
-    entries: tuple[tuple[str, bytes], ...]
+    entries: tuple[tuple[str, bytes] | tuple[str, bytes, tuple[bytes, ...]], ...]
 
     def __post_init__(self) -> None:
         for s in (self.hotline, self.jurisdiction, self.name, self.version):
             if not isinstance(s, str) or not s or len(s.encode()) > 256:
                 raise ValueError("hotline, jurisdiction, name and version must be short strings")
-        for ref, pdq in self.entries:
+        for entry in self.entries:
+            if not isinstance(entry, tuple) or len(entry) not in (2, 3):
+                raise ValueError("an entry is (entry id, PDQ) or (entry id, PDQ, companions)")
+            ref, pdq = entry[0], entry[1]
             if not isinstance(ref, str) or len(ref.encode()) > 1024:
                 raise ValueError("entry ids must be strings of at most 1024 bytes")
             if not isinstance(pdq, bytes) or len(pdq) != PDQ_BYTES:
                 raise ValueError("a PDQ hash is 32 bytes")
+            if len(entry) == 3:
+                _check_companions(entry[2])
+
+    def items(self) -> list[tuple[str, bytes, tuple[bytes, ...]]]:
+        """Every entry as ``(entry id, PDQ, companions)`` (``()`` when it has none)."""
+        return [(e[0], e[1], e[2] if len(e) == 3 else ()) for e in self.entries]
 
     def __repr__(self) -> str:
         return (
@@ -109,15 +126,33 @@ class HotlineList:
         )
 
 
+def _check_companions(companions: object) -> None:
+    if not isinstance(companions, tuple) or len(companions) > MAX_COMPANIONS:
+        raise ValueError(f"companions are a tuple of at most {MAX_COMPANIONS} hashes")
+    for c in companions:
+        if not isinstance(c, bytes) or len(c) != PDQ_BYTES:
+            raise ValueError("a companion hash is 32 bytes")
+
+
 @dataclass(frozen=True)
 class ListedEntry:
-    """A hash that passed governance, with every list entry that carries it."""
+    """A hash that passed governance, with every list entry that carries it, and the
+    companion hashes of the picture that passed governance too (sorted)."""
 
     pdq: bytes
     refs: tuple[EntryRef, ...]
+    companions: tuple[bytes, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_companions(self.companions)
+
+    @property
+    def hashes(self) -> tuple[bytes, ...]:
+        """The PDQ and its companions: what lookup keys are made from."""
+        return (self.pdq, *self.companions)
 
     def __repr__(self) -> str:  # the hash itself stays out of logs
-        return f"ListedEntry(<pdq>, refs={self.refs!r})"
+        return f"ListedEntry(<pdq>, refs={self.refs!r}, companions={len(self.companions)})"
 
 
 def select_entries(
@@ -127,23 +162,40 @@ def select_entries(
 
     With ``distinct_jurisdictions`` those hotlines must also be in at least
     ``min_hotlines`` different jurisdictions. Output is sorted by PDQ.
+
+    A companion hash passes by the same rule, on its own: it is kept for an entry only
+    when enough of the hotlines listing that PDQ carry that companion with it — so no
+    single hotline can add a lookup key to the table (at most :data:`MAX_COMPANIONS`
+    per entry, the most widely carried first).
     """
     if min_hotlines < 1:
         raise ValueError("min_hotlines must be at least 1")
     refs: dict[bytes, set[EntryRef]] = defaultdict(set)
     who: dict[bytes, set[tuple[str, str]]] = defaultdict(set)
+    who_c: dict[tuple[bytes, bytes], set[tuple[str, str]]] = defaultdict(set)
     for lst in lists:
-        for entry_id, pdq in lst.entries:
+        for entry_id, pdq, companions in lst.items():
             refs[pdq].add(EntryRef(lst.hotline, lst.name, entry_id))
             who[pdq].add((lst.hotline, lst.jurisdiction))
+            for c in companions:
+                who_c[pdq, c].add((lst.hotline, lst.jurisdiction))
+
+    def agreed(carriers: set[tuple[str, str]]) -> bool:
+        hotlines = {h for h, _ in carriers}
+        places = {j for _, j in carriers}
+        return len(hotlines) >= min_hotlines and (
+            not distinct_jurisdictions or len(places) >= min_hotlines
+        )
+
+    by_pdq: dict[bytes, list[tuple[int, bytes]]] = defaultdict(list)
+    for (pdq, c), carriers in who_c.items():
+        if c != pdq and agreed(carriers):
+            by_pdq[pdq].append((-len({h for h, _ in carriers}), c))
     out = []
     for pdq in sorted(refs):
-        hotlines = {h for h, _ in who[pdq]}
-        places = {j for _, j in who[pdq]}
-        if len(hotlines) >= min_hotlines and (
-            not distinct_jurisdictions or len(places) >= min_hotlines
-        ):
-            out.append(ListedEntry(pdq, tuple(sorted(refs[pdq]))))
+        if agreed(who[pdq]):
+            companions = tuple(sorted(c for _, c in sorted(by_pdq[pdq])[:MAX_COMPANIONS]))
+            out.append(ListedEntry(pdq, tuple(sorted(refs[pdq])), companions))
     return out
 
 
@@ -285,10 +337,10 @@ class ServerSecret:
     __hash__ = None  # type: ignore[assignment]
 
     def to_bytes(self) -> bytes:
-        parts = [SECRET_MAGIC, w.u8(FORMAT_VERSION), self._alpha, self.table_digest]
+        parts = [SECRET_MAGIC, w.u8(SECRET_VERSION), self._alpha, self.table_digest]
         parts.append(w.u32(len(self.entries)))
         for e in self.entries:
-            parts += [e.pdq, w.u16(len(e.refs))]
+            parts += [e.pdq, w.u8(len(e.companions)), *e.companions, w.u16(len(e.refs))]
             for ref in e.refs:
                 parts += [w.text(ref.hotline), w.text(ref.list_name), w.text(ref.entry_id)]
         return b"".join(parts)
@@ -296,7 +348,10 @@ class ServerSecret:
     @classmethod
     def from_bytes(cls, data: bytes) -> ServerSecret:
         r = w.Reader(data, InvalidKey, "server key")
-        if r.take(4) != SECRET_MAGIC or r.u8() != FORMAT_VERSION:
+        if r.take(4) != SECRET_MAGIC:
+            raise InvalidKey("not a blindmatch server key of a supported version")
+        version = r.u8()
+        if version not in (1, SECRET_VERSION):
             raise InvalidKey("not a blindmatch server key of a supported version")
         alpha, digest = r.take(32), r.take(32)
         n = r.u32()
@@ -305,8 +360,12 @@ class ServerSecret:
         entries = []
         for _ in range(n):
             pdq = r.take(32)
+            k = r.u8() if version >= 2 else 0
+            if k > MAX_COMPANIONS:
+                raise r.fail()
+            companions = tuple(r.take(32) for _ in range(k))
             refs = tuple(EntryRef(r.text(), r.text(), r.text()) for _ in range(r.u16()))
-            entries.append(ListedEntry(pdq, refs))
+            entries.append(ListedEntry(pdq, refs, companions))
         r.end()
         return cls(alpha, digest, entries)
 
@@ -355,7 +414,7 @@ def build_table(
         raise ValueError("bad synthetic rate or threshold")
     if not 0 <= evidence_bytes <= MAX_EVIDENCE or not 0.1 <= load <= 0.95:
         raise ValueError("bad evidence size or load")
-    keyset = sorted({k for e in entries for k in scheme.list_keys(e.pdq)})
+    keyset = sorted({k for e in entries for h in e.hashes for k in scheme.list_keys(h)})
     n_slots = max(16, math.ceil(len(keyset) / load))
     for attempt in range(20):
         seed = rng(32)

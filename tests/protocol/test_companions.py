@@ -1,0 +1,113 @@
+"""Companion hashes (docs/protocol.md §3): extra hashes of a listed picture that pass
+governance on their own, add lookup keys to the table and confirm a candidate."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from blindmatch.errors import InvalidKey
+from blindmatch.protocol import (
+    AccountSecret,
+    ClientSession,
+    HotlineList,
+    QueryHash,
+    ServerSecret,
+    ServerSession,
+    VariantProbeLSH,
+    new_opening_seed,
+    prepare_table,
+    select_entries,
+    verify_table,
+)
+from blindmatch.protocol.hazmat.rng import SeededRng
+from blindmatch.protocol.table import MAX_COMPANIONS
+from tests.protocol.conftest import flip_bits
+from tests.protocol.kat_fixture import sign_all, trust
+
+rnd = random.Random("companions")
+PDQ = [rnd.randbytes(32) for _ in range(6)]
+COMP = [rnd.randbytes(32) for _ in range(6)]
+NONE = 10_000  # no match
+
+
+def hl(hotline: str, where: str, entries: list[tuple]) -> HotlineList:  # type: ignore[type-arg]
+    return HotlineList(hotline, where, "l", "1", tuple(entries))
+
+
+def test_a_companion_needs_the_same_agreement_as_a_hash() -> None:
+    a = hl("HL-A", "GB", [("a0", PDQ[0], (COMP[0],)), ("a1", PDQ[1], (COMP[1],))])
+    b = hl("HL-B", "US", [("b0", PDQ[0], (COMP[0],)), ("b1", PDQ[1])])
+    got = {e.pdq: e for e in select_entries([a, b])}
+    assert got[PDQ[0]].companions == (COMP[0],)
+    # one hotline alone cannot add a lookup key through a companion
+    assert got[PDQ[1]].companions == ()
+    assert got[PDQ[1]].hashes == (PDQ[1],)
+    # nor can two hotlines in one jurisdiction, when jurisdictions must differ
+    c = hl("HL-C", "GB", [("c1", PDQ[1], (COMP[1],))])
+    assert {e.pdq: e for e in select_entries([a, b, c])}[PDQ[1]].companions == ()
+    d = hl("HL-D", "DE", [("d1", PDQ[1], (COMP[1],))])
+    assert {e.pdq: e for e in select_entries([a, b, d])}[PDQ[1]].companions == (COMP[1],)
+
+
+def test_bad_companions_are_refused() -> None:
+    with pytest.raises(ValueError):
+        hl("HL-A", "GB", [("a0", PDQ[0], (b"short",))])
+    with pytest.raises(ValueError):
+        hl("HL-A", "GB", [("a0", PDQ[0], tuple(COMP[:MAX_COMPANIONS]) + (PDQ[5],))])
+    with pytest.raises(ValueError):
+        hl("HL-A", "GB", [("a0", PDQ[0], COMP[0])])  # not a tuple of hashes
+
+
+def _world():  # type: ignore[no-untyped-def]
+    entries = [(f"e{i}", PDQ[i], (COMP[i],)) for i in range(3)] + [("e3", PDQ[3])]
+    lists = [hl("HL-A", "GB", entries), hl("HL-B", "US", entries)]
+    prep = prepare_table(lists, scheme=VariantProbeLSH(seed=bytes(32)), rng=SeededRng(b"c"))
+    verified = verify_table(prep.table.to_bytes(), sign_all(prep, ["HL-A", "HL-B"]), trust())
+    client = ClientSession(verified, AccountSecret.generate())
+    return prep, client, ServerSession(prep.server_secret, prep.table)
+
+
+def test_companions_add_keys_and_open_a_voucher_near_the_companion_only() -> None:
+    prep, client, server = _world()
+    assert prep.manifest.n_keys == 7  # 4 PDQs + 3 companions (one table, one key each)
+    assert [len(e.companions) for e in prep.server_secret.entries].count(1) == 3
+
+    def open_with(pdq: bytes, variants: list[QueryHash]) -> int:
+        v = client.make_voucher(pdq, variants=variants, opening_seed=new_opening_seed())
+        r = server.open(v, account=str(rnd.random()))
+        return min((m.distance for m in r.matches), default=NONE)
+
+    unrelated = rnd.randbytes(32)
+    # the query's own hash is unrelated; the hash it computes near the companion opens
+    # the entry, and the distance is the companion's
+    near = flip_bits(COMP[1], [5, 77, 200])
+    assert open_with(unrelated, [QueryHash(near)]) == 3
+    assert open_with(unrelated, []) == NONE
+    # an entry without companions opens only through its PDQ
+    assert open_with(flip_bits(PDQ[3], [9]), []) == 1
+
+
+def test_server_key_carries_companions_and_reads_version_1() -> None:
+    prep, _, _ = _world()
+    raw = prep.server_secret.to_bytes()
+    assert raw[4] == 2
+    back = ServerSecret.from_bytes(raw)
+    assert back == prep.server_secret and back.entries[0].companions
+    # version 1: the same entries without companions
+    v1 = [raw[:4], b"\x01", raw[5:69], raw[69:73]]  # magic, version, α, digest, count
+    for e in prep.server_secret.entries:
+        v1.append(e.pdq)
+        v1.append(len(e.refs).to_bytes(2, "big"))
+        for ref in e.refs:
+            for s in (ref.hotline, ref.list_name, ref.entry_id):
+                v1.append(len(s.encode()).to_bytes(2, "big") + s.encode())
+    old = ServerSecret.from_bytes(b"".join(v1))
+    assert [e.pdq for e in old.entries] == [e.pdq for e in back.entries]
+    assert all(e.companions == () for e in old.entries)
+    # more companions than allowed is a malformed key
+    first = 73 + 32  # the first entry's companion count
+    bad = raw[:first] + bytes([MAX_COMPANIONS + 1]) + raw[first + 1 :]
+    with pytest.raises(InvalidKey):
+        ServerSecret.from_bytes(bad)

@@ -1,0 +1,66 @@
+"""The canonical pose and the companion hash (blindmatch.hashing.canonical): the same
+hash whichever of the 8 orientations a picture arrives in, and close under a resize."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from blindmatch.demo.synthetic import synthetic_photo
+from blindmatch.hashing.canonical import (
+    COMPANION_SIDE,
+    companion_pdq,
+    companion_pixels,
+    decide,
+)
+from blindmatch.hashing.robust import _dihedral_views
+from blindmatch.private import query_hashes
+
+
+def photo(seed: int, size: tuple[int, int]) -> np.ndarray:
+    """A benign generated picture, ``size`` = (width, height)."""
+    return np.asarray(synthetic_photo(seed, size).convert("RGB"))
+
+
+def distance(a: str, b: str) -> int:
+    return (int(a, 16) ^ int(b, 16)).bit_count()
+
+
+@pytest.mark.parametrize("size", [(640, 480), (480, 640), (500, 500), (333, 517)])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_every_orientation_has_the_same_companion(size: tuple[int, int], seed: int) -> None:
+    pixels = photo(seed, size)
+    first = companion_pixels(pixels)
+    for view in _dihedral_views(pixels):
+        # the canonical pose of any orientation is the same picture, pixel for pixel
+        np.testing.assert_array_equal(companion_pixels(np.ascontiguousarray(view)), first)
+        assert companion_pdq(np.ascontiguousarray(view)) == companion_pdq(pixels)
+    assert max(first.shape[:2]) == min(COMPANION_SIDE, max(size))
+
+
+def test_the_pose_is_landscape_and_decided_by_content() -> None:
+    pixels = photo(4, (300, 200))
+    d = decide(pixels)
+    assert not d.pose.transpose and d.margins[0] == float("inf")
+    assert decide(np.ascontiguousarray(pixels.transpose(1, 0, 2))).pose.transpose
+    # a brighter left half: mirrored so the bright side is on the right
+    lopsided = pixels.copy()
+    lopsided[:, :100] = np.clip(lopsided[:, :100].astype(int) + 90, 0, 255)
+    assert decide(lopsided).pose.flip_x
+    assert not decide(np.ascontiguousarray(lopsided[:, ::-1])).pose.flip_x
+
+
+def test_a_thumbnail_keeps_its_companion_but_not_its_full_size_hash() -> None:
+    pixels = photo(5, (1024, 768))
+    small = np.asarray(Image.fromarray(pixels).resize((256, 192), Image.Resampling.LANCZOS))
+    # mirrored as well: only the companion survives both edits at once
+    mirrored_thumb = np.ascontiguousarray(small[:, ::-1])
+    assert distance(companion_pdq(mirrored_thumb).hex, companion_pdq(pixels).hex) <= 8
+
+
+def test_query_hashes_carry_the_companion() -> None:
+    pixels = photo(6, (400, 300))
+    _, _, variants = query_hashes(np.ascontiguousarray(pixels[::-1]))
+    companion = bytes.fromhex(companion_pdq(pixels).hex)
+    assert any(v.pdq == companion and v.prior == 1.0 for v in variants)
