@@ -37,6 +37,7 @@ import numpy as np
 from PIL import Image
 
 from blindmatch.demo.synthetic import synthetic_photo
+from blindmatch.hashing.canonical import companion_pdq
 from blindmatch.hashing.image import pdq_with_vector_from_rgb
 
 LISTED_SEEDS = (101, 102, 103)
@@ -119,14 +120,18 @@ async def _run(root: Path, out: _Out, table_seed: bytes) -> bool:
     listed = {f"demo-{s}": synthetic_photo(s, SIZE) for s in LISTED_SEEDS}
     pdqs = {k: bytes.fromhex(pdq_with_vector_from_rgb(np.asarray(v))[0].hex) for k, v in
             listed.items()}  # fmt: skip
-    table_dir = build_table_dir(root / "table", pdqs, seed=table_seed)
+    # a list built from the pictures: each entry carries its companion hash as well
+    entries = {k: (pdqs[k], (bytes.fromhex(companion_pdq(np.asarray(v)).hex),))
+               for k, v in listed.items()}  # fmt: skip
+    table_dir = build_table_dir(root / "table", entries, seed=table_seed)
     manifest = json.loads((table_dir / "manifest.json").read_text())
     out.step(
         Step(
             "table",
             True,
             [
-                f"Table: {len(pdqs)} pictures on the lists of two demo hotlines (GB, US), blinded; "
+                f"Table: {len(pdqs)} pictures (each PDQ and its companion hash) on the lists of "
+                f"two demo hotlines (GB, US), blinded; "
                 f"{(table_dir / 'table.bin').stat().st_size:,} bytes",
                 "manifest signed by the platform and both hotlines; clients pin their keys",
                 f"(lookup-key seed {table_seed.hex()}: `blindmatch demo --table-seed` repeats it)",
@@ -240,33 +245,47 @@ async def _conversation(
             "recipient_check": None if image is None else (image.reason or "ok"),
             "send_ms": round(ms, 1)}))  # fmt: skip
 
-        # 2. A listed photo, re-compressed and resized.
-        # Private matching finds about half of what plaintext matching finds (exact lookup
-        # keys; docs/protocol.md §11): this copy (2 bits from the listed picture) matched
-        # for 130 of 130 random tables; a half-size one (8 bits) for 23 of 42.
+        # 2. A listed photo: re-compressed and resized, mirrored, turned into a thumbnail.
+        # The demo's table is built from the pictures, so it carries their companion hashes
+        # (canonical pose at 64 px: docs/protocol.md §3), which is what finds the mirrored
+        # and shrunk copies; a list of bare PDQs finds the first copy only.
         first = listed[f"demo-{LISTED_SEEDS[0]}"]
-        copy = _jpeg(first.resize((first.width * 9 // 10, first.height * 9 // 10),
-                                  Image.Resampling.LANCZOS), 85)  # fmt: skip
-        refused: SendRefused | None = None
-        try:
-            await alice.send_image(room, copy, body="meme.jpg")
-        except SendRefused as e:
-            refused = e
-        leaked = await received(bob)
-        good = refused is not None and refused.reason == "listed_image" and not leaked
-        lines = [
-            "2. Alice tries to send a listed picture, resized to 90% and re-compressed: "
-            + ("refused" if refused else "NOT refused")
+        second = listed[f"demo-{LISTED_SEEDS[1]}"]
+        copies = [
+            ("resized to 90% and re-compressed",
+             _jpeg(first.resize((first.width * 9 // 10, first.height * 9 // 10),
+                                Image.Resampling.LANCZOS), 85)),
+            ("mirrored and re-compressed",
+             _jpeg(first.transpose(Image.Transpose.FLIP_LEFT_RIGHT), 80)),
+            ("turned 90° into a 200-px thumbnail",
+             _jpeg(second.transpose(Image.Transpose.ROTATE_90).resize(
+                 (second.height // 4, second.width // 4), Image.Resampling.LANCZOS), 75)),
+        ]  # fmt: skip
+        copy = copies[0][1]
+        results = []
+        for how, data in copies:
+            refused: SendRefused | None = None
+            try:
+                await alice.send_image(room, data, body="meme.jpg")
+            except SendRefused as e:
+                refused = e
+            leaked = await received(bob)
+            results.append((how, refused, leaked))
+        good = all(r is not None and r.reason == "listed_image" and not lk
+                   for _, r, lk in results)  # fmt: skip
+        lines = ["2. Alice tries to send listed pictures, edited three ways:"] + [
+            f"{how}: " + ("refused" if r else "NOT refused") for how, r, _ in results
         ]
-        if refused is not None:
-            lines += [f"reason shown to the sender: {refused.message}",
-                      f"case {refused.case_id}; appeal: {(refused.appeal or {}).get('how', '')}",
-                      "the encrypted blob is quarantined; Bob received nothing",
-                      "(private matching finds about half of the copies plain PDQ finds: "
-                      "docs/protocol.md §11)"]  # fmt: skip
+        shown = next((r for _, r, _ in results if r is not None), None)
+        if shown is not None:
+            lines += [f"reason shown to the sender: {shown.message}",
+                      f"case {shown.case_id}; appeal: {(shown.appeal or {}).get('how', '')}",
+                      "each encrypted blob is quarantined; Bob received none of them",
+                      "(a cropped copy is not found yet: docs/protocol.md §11)"]  # fmt: skip
         record(Step("listed_photo", good, lines,
-                    {"refused": refused.as_dict() if refused else None,
-                     "delivered_to_recipient": len(leaked)}))  # fmt: skip
+                    {"copies": [{"edit": how, "refused": r.as_dict() if r else None,
+                                 "delivered_to_recipient": len(lk)}
+                                for how, r, lk in results]}))  # fmt: skip
 
         # 3. Bob reports Alice's message: the server verifies the franking.
         report = None

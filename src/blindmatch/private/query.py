@@ -46,7 +46,9 @@ def query_hashes(pixels: Any, *, pool: Any = None) -> tuple[bytes, list[float], 
     pdq, vector = full.result() if full is not None else pdq_with_vector_from_rgb(pixels)
     variants = []
     comp, comp_vector = companion_with_vector(pixels, decide(pixels).pose)
-    if comp.quality >= MIN_QUALITY:
+    # a 64-px picture scores lower on PDQ's quality than the picture it stands for: the
+    # companion is trusted when either is (the list side lists it with the picture's PDQ)
+    if max(comp.quality, pdq.quality) >= MIN_QUALITY:
         variants.append(
             QueryHash(
                 bytes.fromhex(comp.hex), _confidence(comp_vector), VARIANT_PRIORS["companion"]

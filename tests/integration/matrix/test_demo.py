@@ -30,16 +30,19 @@ def test_the_messenger_demo_shows_every_step(cli, home: Path) -> None:
     assert (
         steps["ordinary_photo"]["delivered"] and steps["ordinary_photo"]["recipient_check"] == "ok"
     )
-    refused = steps["listed_photo"]["refused"]
-    assert refused["reason"] == "listed_image" and refused["case"].startswith("BM-")
-    assert steps["listed_photo"]["delivered_to_recipient"] == 0
+    # the re-compressed, the mirrored and the rotated-thumbnail copies are all refused
+    copies = steps["listed_photo"]["copies"]
+    assert [c["edit"].split()[0] for c in copies] == ["resized", "mirrored", "turned"]
+    for c in copies:
+        assert c["refused"]["reason"] == "listed_image" and c["refused"]["case"].startswith("BM-")
+        assert c["delivered_to_recipient"] == 0
     assert steps["report"]["case"] and steps["report"]["forged_report"] == "report_not_verified"
     assert steps["skipped_voucher"]["refused"]["reason"] == "voucher_required"
     assert steps["decoy_voucher"]["recipient_check"] == "voucher_not_for_image"
     kinds = sorted(c["kind"] for c in steps["cases"]["cases"])
-    assert kinds == ["match", "report", "report"]
+    assert kinds == ["match", "match", "match", "report", "report"]
     assert {c["id"] for c in steps["cases"]["cases"]} == {
-        refused["case"],
+        *(c["refused"]["case"] for c in copies),
         steps["report"]["case"],
         steps["decoy_voucher"]["case"],
     }

@@ -345,7 +345,7 @@ async def encrypted_room(owner: Any, guest: Any) -> str:
 
 def build_table_dir(
     out: Path | str,
-    listed: Mapping[str, bytes],
+    listed: Mapping[str, bytes | tuple[bytes, tuple[bytes, ...]]],
     *,
     hotlines: tuple[tuple[str, str], ...] = (("demo-hotline-a", "GB"), ("demo-hotline-b", "US")),
     policy: str = "block",
@@ -354,8 +354,9 @@ def build_table_dir(
     floors: Floors | None = None,
 ) -> Path:
     """A signed table directory (``table.bin``, ``manifest.json``, ``trust.json``,
-    ``server.key``) whose every hotline lists every hash in ``listed`` (entry id → PDQ),
-    signed with fresh throwaway keys: for tests and demos, never production. A table
+    ``server.key``) whose every hotline lists every hash in ``listed`` (entry id → PDQ, or
+    → ``(PDQ, companion hashes)`` for a list built from the pictures), signed with fresh
+    throwaway keys: for tests and demos, never production. A table
     below the default floors (``threshold`` < 10; a threshold table has no synthetic
     vouchers here) needs ``floors`` lowered for it, written into its ``trust.json``."""
     from datetime import UTC, datetime
@@ -373,7 +374,10 @@ def build_table_dir(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    lists = [HotlineList(h, j, f"{h}-list", "1", tuple(listed.items())) for h, j in hotlines]
+    entries = tuple(
+        (k, v) if isinstance(v, bytes) else (k, v[0], tuple(v[1])) for k, v in listed.items()
+    )
+    lists = [HotlineList(h, j, f"{h}-list", "1", entries) for h, j in hotlines]
     prep = prepare_table(
         lists,
         scheme=VariantProbeLSH(seed=seed or secrets.token_bytes(32)),
