@@ -49,6 +49,24 @@ HOTLINES = (("eval-hotline-a", "XA"), ("eval-hotline-b", "XB"))
 LIST_NAME = "eval-listed"
 
 
+_LAST_QUERY: list[Any] = [b"", None, 0.0]
+
+
+def _query_hashes(rgb: np.ndarray) -> tuple[Any, float]:
+    """``query_hashes(rgb)`` and the seconds it took, computed once when both private
+    schemes of a run see the same picture one after the other (the client recipe does not
+    depend on the list); each scheme's client time counts the computation in full."""
+    from blindmatch.private import query_hashes
+
+    pixels = np.ascontiguousarray(rgb)
+    key = hashlib.sha256(pixels.tobytes()).digest() + repr(pixels.shape).encode()
+    if _LAST_QUERY[0] != key:
+        start = time.perf_counter()
+        found = query_hashes(pixels)
+        _LAST_QUERY[:] = [key, found, time.perf_counter() - start]
+    return _LAST_QUERY[1], _LAST_QUERY[2]
+
+
 class PrivateScheme(Scheme):
     """Private matching under the block policy with the default lookup-key scheme.
 
@@ -185,7 +203,6 @@ class PrivateScheme(Scheme):
         return self._sessions
 
     def distances(self, rgb: np.ndarray) -> tuple[np.ndarray, int]:
-        from blindmatch.private import query_hashes
         from blindmatch.protocol import QueryHash, new_opening_seed
 
         out = np.full(self._n, NO_MATCH, dtype=np.int32)
@@ -193,8 +210,8 @@ class PrivateScheme(Scheme):
         if not self._n:
             return out, 0
         client, server = self._session()
+        (pdq, confidence, variants), hashing = _query_hashes(rgb)
         start = time.perf_counter()
-        pdq, confidence, variants = query_hashes(rgb)
         voucher = client.make_voucher(
             pdq,
             confidence=confidence,
@@ -224,7 +241,7 @@ class PrivateScheme(Scheme):
             hashes=n,
             closest_other=NO_MATCH,
             attributed=result.opened == bool(hit),
-            client_secs=made - start,
+            client_secs=hashing + made - start,
             server_secs=opened - made,
             voucher_bytes=len(voucher),
         )
