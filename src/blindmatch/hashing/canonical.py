@@ -121,6 +121,13 @@ def _small(pixels: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.LANCZOS))
 
 
+def undo_gamma(pixels: np.ndarray, gamma: float) -> np.ndarray:
+    """``255 · (p / 255) ** gamma`` per channel (a lookup table): the client's guess at
+    undoing a brightness curve applied to a listed picture."""
+    lut = np.clip(np.rint(255.0 * (np.arange(256) / 255.0) ** gamma), 0, 255).astype(np.uint8)
+    return lut[pixels]
+
+
 def companion_pixels(pixels: np.ndarray, pose: Pose | None = None) -> np.ndarray:
     """The picture in ``pose`` (default: its canonical pose) fitted inside
     :data:`COMPANION_SIDE`: what the companion hash is the PDQ of."""
@@ -132,8 +139,14 @@ def companion_pdq(pixels: np.ndarray) -> PDQ:
     return pdq_from_rgb(companion_pixels(pixels))
 
 
-def companion_with_vector(pixels: np.ndarray, pose: Pose) -> tuple[PDQ, np.ndarray]:
-    """The client side: the companion hash of ``pose`` with its DCT values (confidence)."""
+def companion_with_vector(
+    pixels: np.ndarray, pose: Pose, gamma: float = 1.0
+) -> tuple[PDQ, np.ndarray]:
+    """The client side: the companion hash of ``pose`` with its DCT values (confidence);
+    with ``gamma`` ≠ 1, of the picture after :func:`undo_gamma` (at full size: a curve
+    applied before a resize is undone only before it)."""
+    if gamma != 1.0:
+        pixels = undo_gamma(pixels, gamma)
     return pdq_with_vector_from_rgb(companion_pixels(pixels, pose))
 
 
@@ -145,4 +158,5 @@ __all__ = [
     "companion_pixels",
     "companion_with_vector",
     "decide",
+    "undo_gamma",
 ]

@@ -15,7 +15,16 @@ from blindmatch.protocol import QueryHash
 
 # How likely each robust variant is the one near a listed entry, relative to the
 # image's own hash (measured: bench/bench_lookup_keys.py, docs/protocol.md §11).
-VARIANT_PRIORS = {"orig": 1.0, "trim": 0.3, "other orientation": 0.05, "companion": 1.0}
+VARIANT_PRIORS = {
+    "orig": 1.0,
+    "trim": 0.3,
+    "other orientation": 0.05,
+    "companion": 1.0,
+    "companion, brightness": 0.1,
+}
+# Brightness curves the client tries to undo on its companion (a lighter or darker copy
+# of a listed picture): the companion is also hashed after ``p ** gamma`` for each.
+COMPANION_GAMMAS = (0.7, 1 / 0.7)
 
 
 def _confidence(vector: Any) -> list[float]:
@@ -45,15 +54,14 @@ def query_hashes(pixels: Any, *, pool: Any = None) -> tuple[bytes, list[float], 
     found = query_variants(pixels, pool=pool)
     pdq, vector = full.result() if full is not None else pdq_with_vector_from_rgb(pixels)
     variants = []
-    comp, comp_vector = companion_with_vector(pixels, decide(pixels).pose)
-    # a 64-px picture scores lower on PDQ's quality than the picture it stands for: the
-    # companion is trusted when either is (the list side lists it with the picture's PDQ)
-    if max(comp.quality, pdq.quality) >= MIN_QUALITY:
-        variants.append(
-            QueryHash(
-                bytes.fromhex(comp.hex), _confidence(comp_vector), VARIANT_PRIORS["companion"]
-            )
-        )
+    pose = decide(pixels).pose
+    for gamma in (1.0, *COMPANION_GAMMAS):
+        comp, comp_vector = companion_with_vector(pixels, pose, gamma)
+        # a 64-px picture scores lower on PDQ's quality than the picture it stands for:
+        # the companion is trusted when either is (the list side lists it with the PDQ)
+        if max(comp.quality, pdq.quality) >= MIN_QUALITY:
+            prior = VARIANT_PRIORS["companion" if gamma == 1.0 else "companion, brightness"]
+            variants.append(QueryHash(bytes.fromhex(comp.hex), _confidence(comp_vector), prior))
     for v in found:
         kind = "orig" if v.label == "orig" else ("trim" if v.label.startswith("trim") else
                                                  "other orientation")  # fmt: skip
