@@ -15,8 +15,9 @@ from alembic.config import Config
 from PIL import Image, ImageOps
 from sqlalchemy import inspect
 
-from blindmatch.batch import Hashed, hash_many
+from blindmatch.batch import Hashed, _isolated, hash_many
 from blindmatch.demo.synthetic import synthetic_photo
+from blindmatch.files import DEFAULT_LIMITS
 from blindmatch.hashing import MIN_QUALITY, hash_bytes, open_image, pdq_distance
 from blindmatch.hashing.canonical import companion_pdq
 from blindmatch.lists import ListEntry, dump_list, parse_list
@@ -79,6 +80,10 @@ def test_hash_many_passes_the_flag_to_its_workers(tmp_path: Path, workers: int) 
     assert [o.hashes.pdq_companion for o in listed] == [  # type: ignore[union-attr]
         companion_pdq(np.asarray(open_image(p.read_bytes()))).hex for p in paths
     ]
+    if workers == 2:  # the one-file pool a crashed batch retries its files in
+        retried = _isolated(str(paths[0]), DEFAULT_LIMITS, False, True)
+        assert isinstance(retried, Hashed)
+        assert retried.hashes.pdq_companion == listed[0].hashes.pdq_companion  # type: ignore[union-attr]
 
 
 def test_store_keeps_the_companion_and_counts_it_as_part_of_the_entry(store) -> None:
