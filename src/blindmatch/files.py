@@ -128,12 +128,21 @@ def read_file(
         os.close(fd)
 
 
-def hash_file(path: str, limits: Limits = DEFAULT_LIMITS, *, variants: bool = False) -> Hashes:
+def hash_file(
+    path: str, limits: Limits = DEFAULT_LIMITS, *, variants: bool = False, companion: bool = False
+) -> Hashes:
     """Read and hash one file; raises an ``InputError`` on any problem.
 
-    ``variants`` adds the robust query variants that matching looks up."""
+    ``variants`` adds the robust query variants that matching looks up; ``companion`` an
+    image's companion hash, which a list built from pictures carries (``lists add``)."""
     data = read_file(path, limits.max_file_bytes)
-    return hash_bytes(data, video_path=path, max_pixels=limits.max_pixels, variants=variants)
+    return hash_bytes(
+        data,
+        video_path=path,
+        max_pixels=limits.max_pixels,
+        variants=variants,
+        companion=companion,
+    )
 
 
 def image_pixels(path: str, limits: Limits = DEFAULT_LIMITS) -> np.ndarray:

@@ -28,6 +28,7 @@ from blindmatch.lists import (
     normalise_category,
     normalise_md5,
     normalise_pdq,
+    normalise_pdq_companion,
     normalise_sha256,
     parse_list,
     validate_source_id,
@@ -42,6 +43,7 @@ MD5_A = "f7ba95c99db822c3e91a526ba318111c"
 GOOD_PDQ = "0123456789abcdef" * 4
 GOOD_MD5 = "0123456789abcdef" * 2
 GOOD_SHA = "fedcba9876543210" * 4
+GOOD_COMP = "00112233445566778899aabbccddeeff" * 2  # a companion hash (a PDQ)
 
 
 def fixture(name: str) -> bytes:
@@ -75,6 +77,13 @@ class TestModel:
             (normalise_md5, GOOD_MD5 + "0", "md5 must be 32 hex digits, got 33"),
             (normalise_sha256, "", "sha256 must be 64 hex digits, got 0"),
             (normalise_pdq, 123, "must be a string"),
+            (
+                normalise_pdq_companion,
+                GOOD_COMP[:-2],
+                "pdq_companion must be 64 hex digits, got 62",
+            ),
+            (normalise_pdq_companion, GOOD_COMP[:-1] + "x", "non-hex character 'x'"),
+            (normalise_pdq_companion, 7, "pdq_companion must be a string"),
         ],
     )
     def test_normalisers_reject(
@@ -107,6 +116,21 @@ class TestModel:
             ListEntry("x", md5=GOOD_MD5, category="a1")
         with pytest.raises(ValueError):
             ListEntry("x", vpdq=())
+
+    def test_entry_companion(self) -> None:
+        e = ListEntry("x", pdq=GOOD_PDQ, pdq_companion=GOOD_COMP)
+        assert e.pdq_companion == GOOD_COMP and ListEntry("x", pdq=GOOD_PDQ).pdq_companion is None
+        assert e != ListEntry("x", pdq=GOOD_PDQ)  # a companion is part of the entry
+        with pytest.raises(InvalidHash, match="pdq_companion must be 64 lowercase hex"):
+            ListEntry("x", pdq=GOOD_PDQ, pdq_companion=GOOD_COMP.upper())
+        with pytest.raises(InvalidHash, match="pdq_companion must be 64 hex digits, got 3"):
+            ListEntry("x", pdq=GOOD_PDQ, pdq_companion="abc")
+        # A companion belongs to a PDQ: alone (or beside an MD5) it is refused, and it
+        # never makes an entry by itself nor an id.
+        with pytest.raises(ValueError, match="pdq_companion needs a pdq"):
+            ListEntry("x", md5=GOOD_MD5, pdq_companion=GOOD_COMP)
+        with pytest.raises(ValueError, match="pdq_companion needs a pdq"):
+            ListEntry("x", pdq_companion=GOOD_COMP)
 
     def test_vpdq_frame(self) -> None:
         frame = VpdqFrame(GOOD_PDQ, 100, 3)
@@ -318,8 +342,29 @@ BAD_CASES = [
     ("csv", f"id,pdq\nx,{GOOD_PDQ},extra\n", 2, "expected 2 fields"),
     ("csv", f'id,pdq\n"x"y,{GOOD_PDQ}\n', 2, "malformed CSV"),
     ("csv", f"id,pdq\nx\x07y,{GOOD_PDQ}\n", 2, "control character"),
+    (
+        "csv",
+        f"id,pdq,pdq_companion\nok,{GOOD_PDQ},{GOOD_COMP}\nbad,{GOOD_PDQ},{GOOD_COMP[:-1]}\n",
+        3,
+        "pdq_companion must be 64 hex digits, got 63",
+    ),
+    ("csv", f"id,pdq,pdq_companion\nbad,{GOOD_PDQ},{GOOD_COMP[:-1]}z\n", 2, "character 'z'"),
+    ("csv", f"id,md5,pdq_companion\nx,{GOOD_MD5},{GOOD_COMP}\n", 2, "pdq_companion needs a pdq"),
+    ("csv", f"pdq_companion\n{GOOD_COMP}\n", 2, "no id and no hash"),
     # JSON lines
     ("jsonl", '{"pdq": "' + GOOD_PDQ + '"}\n{"pdq": \n', 2, "not valid JSON"),
+    (
+        "jsonl",
+        '{"id": "a", "pdq": "' + GOOD_PDQ + '", "pdq_companion": "' + GOOD_COMP + '0"}',
+        1,
+        "pdq_companion must be 64 hex digits, got 65",
+    ),
+    (
+        "jsonl",
+        '{"id": "a", "pdq": "' + GOOD_PDQ + '", "pdq_companion": 5}',
+        1,
+        "pdq_companion must be a string",
+    ),
     ("jsonl", "\n[1, 2]\n", 2, "must be a JSON object, got an array"),
     ("jsonl", '{"id": "a", "pdq": "' + GOOD_PDQ[:-1] + '"}', 1, "got 63"),
     ("jsonl", '{"id": "a", "pdq": 7}', 1, "pdq must be a string"),
@@ -560,6 +605,35 @@ def test_dump_csv_layout() -> None:
     assert out == f'id,pdq,md5,sha256,category,removed\n"a,b",{GOOD_PDQ},,,A1,false\n'.encode()
 
 
+def test_companion_column_is_optional_and_written_only_when_used() -> None:
+    old = f"id,pdq\na,{GOOD_PDQ}\n".encode()  # a file from before companions
+    assert parse_list(old, "csv").entries == (ListEntry("a", pdq=GOOD_PDQ),)
+    new = f"PDQ_Companion,id,pdq\n {GOOD_COMP.upper()} ,a,{GOOD_PDQ}\n,b,{GOOD_PDQ}\n"
+    both = parse_list(new.encode(), "csv").entries
+    assert both == (
+        ListEntry("a", pdq=GOOD_PDQ, pdq_companion=GOOD_COMP),  # stripped and lowercased
+        ListEntry("b", pdq=GOOD_PDQ),  # an empty cell: none
+    )
+    out = dump_list(both, "csv")
+    assert out.decode().splitlines() == [
+        "id,pdq,md5,sha256,category,removed,pdq_companion",
+        f"a,{GOOD_PDQ},,,,false,{GOOD_COMP}",
+        f"b,{GOOD_PDQ},,,,false,",
+    ]
+    # Without any companion the export is what it was before companions.
+    assert (
+        dump_list(both[1:], "csv")
+        == f"id,pdq,md5,sha256,category,removed\nb,{GOOD_PDQ},,,,false\n".encode()
+    )
+    line = dump_list(both[:1], "jsonl").decode()
+    assert json.loads(line) == {"id": "a", "pdq": GOOD_PDQ, "pdq_companion": GOOD_COMP}
+    assert parse_list(line.encode(), "jsonl").entries == both[:1]
+    assert parse_list(f'{{"id": "a", "pdq": "{GOOD_PDQ}", "pdq_companion": null}}'.encode(),
+                      "jsonl").entries == (ListEntry("a", pdq=GOOD_PDQ),)  # fmt: skip
+    # TE has no place for it: dropped, as are ids and categories.
+    assert dump_list(both[:1], "te") == f"pdq {GOOD_PDQ}\n".encode()
+
+
 def test_dump_jsonl_layout() -> None:
     out = dump_list([ListEntry("é", md5=GOOD_MD5), ListEntry("gone", removed=True)], "jsonl")
     assert out.decode().splitlines() == [
@@ -643,6 +717,7 @@ def _entries(draw: st.DrawFn, with_vpdq: bool) -> ListEntry:
     )
     if not removed and pdq is None and md5 is None and sha256 is None and vpdq is None:
         pdq = draw(_hex(64))
+    companion = draw(st.none() | _hex(64)) if pdq is not None else None
     return ListEntry(
         source_id=draw(_ids),
         pdq=pdq,
@@ -651,6 +726,7 @@ def _entries(draw: st.DrawFn, with_vpdq: bool) -> ListEntry:
         vpdq=vpdq,
         category=draw(st.none() | st.sampled_from(sorted(CATEGORIES))),
         removed=removed,
+        pdq_companion=companion,
     )
 
 

@@ -192,7 +192,9 @@ def cmd_lists_add(args: argparse.Namespace) -> int:
     keypoints: dict[str, bytes] = {}
     failed = 0
     limits = _limits(args)
-    for o in hash_many(args.images, limits, args.workers):
+    # Pictures get their companion hash too (private matching's lookup keys for mirrored,
+    # rotated and shrunk copies: blindmatch.hashing.canonical); videos have none.
+    for o in hash_many(args.images, limits, args.workers, companion=True):
         if isinstance(o, Failure):
             failed += 1
             _print_failure(o, args.json)
@@ -223,6 +225,7 @@ def _entry_for(o: Hashed, category: str | None) -> ListEntry:
         sha256=h.sha256,
         vpdq=h.vpdq or None,
         category=category,
+        pdq_companion=h.pdq_companion,
     )
 
 

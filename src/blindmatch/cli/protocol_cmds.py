@@ -280,6 +280,7 @@ def cmd_table_build(args: argparse.Namespace) -> int:
     rt = open_runtime(settings)
     lists: list[HotlineList] = []
     sources: list[str] = []
+    listed_companions = 0  # list entries that carry a companion hash
     for name in dict.fromkeys(args.list):
         info = rt.store.get_list(name)
         if not info.source:
@@ -288,11 +289,16 @@ def cmd_table_build(args: argparse.Namespace) -> int:
                 f"(set it with `blindmatch lists create {name} --source HOTLINE` "
                 "or `lists add/import --source`)"
             )
+        # An entry listed from a picture carries its companion hash (``lists add``):
+        # lookup keys for it are added when enough hotlines carry it (select_entries).
         entries = tuple(
-            (e.source_id, bytes.fromhex(e.pdq))
+            (e.source_id, bytes.fromhex(e.pdq), (bytes.fromhex(e.pdq_companion),))
+            if e.pdq_companion is not None
+            else (e.source_id, bytes.fromhex(e.pdq))
             for e in rt.store.live_entries(name)
             if e.pdq is not None
         )
+        listed_companions += sum(len(e) == 3 for e in entries)
         lists.append(
             HotlineList(
                 hotline=info.source,
@@ -346,10 +352,14 @@ def cmd_table_build(args: argparse.Namespace) -> int:
     write_table_dir(out, prep, signers.platform, signers.hotlines, args.min_hotlines)
 
     m = prep.manifest
+    # Entries of the table whose companion hashes passed governance too (lookup keys).
+    with_companions = sum(1 for e in prep.server_secret.entries if e.companions)
     summary = {
         "out": str(out),
         "policy": policy.value,
         "entries": m.n_entries,
+        "entries_with_companions": with_companions,
+        "listed_companions": listed_companions,
         "keys": m.n_keys,
         "slots": m.n_slots,
         "table_bytes": m.table_bytes,
@@ -366,6 +376,7 @@ def cmd_table_build(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(
             f"{out}: {m.n_entries} {'entry' if m.n_entries == 1 else 'entries'} "
+            f"({with_companions} with companion hashes; {listed_companions} listed with one) "
             f"from {len(sources)} hotlines "
             f"({', '.join(sources)}), policy {policy.value}, {m.table_bytes:,} B table; "
             f"server key {out / SERVER_KEY_FILE} (keep it on the server)\n"

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from blindmatch.errors import EmptyFile, UnsupportedFormat
+from blindmatch.hashing.canonical import companion_pdq
 from blindmatch.hashing.image import (
     DEFAULT_MAX_PIXELS,
     MIN_QUALITY,
@@ -62,6 +63,10 @@ class Hashes:
     # ORB keypoints of the image and of its mirror image, for finding a listed
     # picture inside a crop or rotation (see ``blindmatch.index.keypoints``).
     keypoints: tuple[Keypoints, Keypoints] | None = None
+    # The image's companion hash (``blindmatch.hashing.canonical.companion_pdq``), which a
+    # list built from pictures carries; only with ``hash_bytes(..., companion=True)``, and
+    # None when its quality is below MIN_QUALITY. Not part of the JSON output.
+    pdq_companion: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "md5": self.md5, "sha256": self.sha256}
@@ -83,13 +88,20 @@ def hash_bytes(
     draft: bool = True,
     variants: bool = False,
     keypoints: bool | None = None,
+    companion: bool = False,
 ) -> Hashes:
     """Hash a whole file's bytes. For videos, ``video_path`` must name the same file.
 
     With ``variants``, images also get the robust query variants that matching
     looks up (see ``blindmatch.hashing.robust``) and, unless ``keypoints`` is False,
     their keypoints (see ``blindmatch.hashing.keypoints``; a matcher computes them
-    itself when it needs them and they are absent)."""
+    itself when it needs them and they are absent).
+
+    With ``companion`` (the list side: ``lists add``), images also get their companion
+    hash (:func:`blindmatch.hashing.canonical.companion_pdq`), from the same decoded
+    pixels a client's query hashes are made of; left out (None) when its quality is below
+    :data:`MIN_QUALITY`, as a client leaves out its own (a flat picture's companion would
+    be a lookup key for every flat picture). Videos have none."""
     if not data:
         raise EmptyFile("file is empty")
     md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
@@ -101,15 +113,16 @@ def hash_bytes(
     if kind == "image":
         rgb = np.asarray(open_image(data, max_pixels=max_pixels, draft=draft))
         pdq = pdq_from_rgb(rgb)
+        comp = companion_pdq(rgb) if companion else None
+        comp_hex = comp.hex if comp is not None and comp.quality >= MIN_QUALITY else None
         if not variants:
-            return Hashes(kind, fmt, md5, sha256, pdq.hex, pdq.quality)
+            return Hashes(kind, fmt, md5, sha256, pdq.hex, pdq.quality, pdq_companion=comp_hex)
         extra = tuple(
             (v.label, v.pdq.hex, v.pdq.quality) for v in query_variants(rgb) if v.pdq.hex != pdq.hex
         )
-        if keypoints is False:
-            return Hashes(kind, fmt, md5, sha256, pdq.hex, pdq.quality, variants=extra)
-        kps = mirrored_keypoints(work_copy(rgb))
-        return Hashes(kind, fmt, md5, sha256, pdq.hex, pdq.quality, variants=extra, keypoints=kps)
+        kps = None if keypoints is False else mirrored_keypoints(work_copy(rgb))
+        return Hashes(kind, fmt, md5, sha256, pdq.hex, pdq.quality, variants=extra, keypoints=kps,
+                      pdq_companion=comp_hex)  # fmt: skip
     if video_path is None:
         raise UnsupportedFormat("videos can only be hashed from a file path")
     frames = vpdq_from_path(video_path)

@@ -10,10 +10,12 @@ Formats
     are stripped; blank lines are skipped. Without an ``id`` column each
     entry's id is derived from its hashes (:meth:`ListEntry.derive_id`); with
     one, an empty id is an error. ``removed`` takes true/false/1/0/yes/no or
-    empty (false). CSV cannot hold vPDQ.
+    empty (false). CSV cannot hold vPDQ. An optional ``pdq_companion`` column holds
+    the picture's companion hash (:attr:`ListEntry.pdq_companion`), written only
+    when an entry has one.
 ``jsonl``
-    One JSON object per line with keys ``id``, ``pdq``, ``md5``, ``sha256``,
-    ``vpdq``, ``category``, ``removed``. Unknown keys are ignored; known keys
+    One JSON object per line with keys ``id``, ``pdq``, ``pdq_companion``, ``md5``,
+    ``sha256``, ``vpdq``, ``category``, ``removed``. Unknown keys are ignored; known keys
     are validated strictly (``null`` means absent; an absent or ``null`` id
     is derived from the hashes). ``vpdq`` is a non-empty list of frames, each
     ``{"pdq": hex, "quality": 0..100, "timestamp": seconds}`` or
@@ -57,6 +59,7 @@ from blindmatch.lists.model import (
     normalise_category,
     normalise_md5,
     normalise_pdq,
+    normalise_pdq_companion,
     normalise_sha256,
 )
 
@@ -77,8 +80,18 @@ __all__ = [
 FORMATS: tuple[str, ...] = ("csv", "jsonl", "te", "ncmec")
 #: Every format :func:`dump_list` writes.
 WRITABLE_FORMATS: tuple[str, ...] = ("csv", "jsonl", "te")
-#: The columns a CSV header may name (and the order :func:`dump_list` writes).
-CSV_COLUMNS: tuple[str, ...] = ("id", "pdq", "md5", "sha256", "category", "removed")
+#: The columns a CSV header may name (and the order :func:`dump_list` writes; it writes
+#: ``pdq_companion`` only when an entry has one, so lists without companions export as
+#: before).
+CSV_COLUMNS: tuple[str, ...] = (
+    "id",
+    "pdq",
+    "md5",
+    "sha256",
+    "category",
+    "removed",
+    "pdq_companion",
+)
 #: TE signal-type words, mapped to the :class:`ListEntry` field they fill.
 TE_SIGNAL_TYPES: dict[str, str] = {
     "pdq": "pdq",
@@ -214,11 +227,12 @@ def dump_list(entries: Iterable[ListEntry], format: str) -> bytes:
     """Write entries as UTF-8 ``csv``, ``jsonl`` or ``te``.
 
     ``csv`` and ``jsonl`` round-trip: ``parse_list(dump_list(x, f), f).entries
-    == tuple(x)``. CSV always writes every column of :data:`CSV_COLUMNS` and
-    cannot hold vPDQ: an entry with one raises :class:`ValueError` (use jsonl).
+    == tuple(x)``. CSV writes every column of :data:`CSV_COLUMNS` (``pdq_companion``
+    only when an entry has a companion hash) and cannot hold vPDQ: an entry with one
+    raises :class:`ValueError` (use jsonl).
 
     ``te`` is lossy: it writes one ``pdq <hex>`` / ``md5 <hex>`` line per hash
-    and drops ids, categories, SHA-256 and vPDQ hashes, and tombstones
+    and drops ids, categories, companion, SHA-256 and vPDQ hashes, and tombstones
     (removed entries are left out entirely).
 
     Raises :class:`ValueError` for two entries with the same id, or a format
@@ -304,10 +318,12 @@ def _make_entry(
     category: Any = None,
     removed: bool = False,
     hash_names: str = "pdq, md5, sha256 or vpdq",
+    pdq_companion: Any = None,
 ) -> tuple[ListEntry, bool]:
     """Validate and normalise one row; return the entry and whether its id was derived."""
     try:
         pdq_n = normalise_pdq(pdq) if pdq is not None else None
+        comp_n = normalise_pdq_companion(pdq_companion) if pdq_companion is not None else None
         md5_n = normalise_md5(md5) if md5 is not None else None
         sha_n = normalise_sha256(sha256) if sha256 is not None else None
         cat = normalise_category(category)
@@ -335,6 +351,7 @@ def _make_entry(
             vpdq=vpdq,
             category=cat,
             removed=removed,
+            pdq_companion=comp_n,
         )
     except ValueError as e:
         raise ListFormatError(str(e), line=line) from e
@@ -474,6 +491,7 @@ def _csv_row(values: dict[str, str], line: int, collector: _Collector) -> None:
         category=values.get("category") or None,
         removed=removed,
         hash_names="pdq, md5 or sha256",
+        pdq_companion=values.get("pdq_companion") or None,
     )
     collector.add(entry, line, derived)
 
@@ -481,20 +499,20 @@ def _csv_row(values: dict[str, str], line: int, collector: _Collector) -> None:
 def _dump_csv(entries: tuple[ListEntry, ...]) -> bytes:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    companions = any(e.pdq_companion is not None for e in entries)
+    writer.writerow(CSV_COLUMNS if companions else CSV_COLUMNS[:-1])
     for e in entries:
         if e.vpdq is not None:
             raise ValueError(f"entry {e.source_id!r} has a vpdq hash, which CSV cannot hold")
-        writer.writerow(
-            [
-                e.source_id,
-                e.pdq or "",
-                e.md5 or "",
-                e.sha256 or "",
-                e.category or "",
-                "true" if e.removed else "false",
-            ]
-        )
+        row = [
+            e.source_id,
+            e.pdq or "",
+            e.md5 or "",
+            e.sha256 or "",
+            e.category or "",
+            "true" if e.removed else "false",
+        ]
+        writer.writerow([*row, e.pdq_companion or ""] if companions else row)
     return buf.getvalue().encode("utf-8")
 
 
@@ -578,6 +596,7 @@ def _jsonl_object(obj: dict[str, Any], line: int, collector: _Collector) -> None
         vpdq=vpdq,
         category=category,
         removed=removed,
+        pdq_companion=obj.get("pdq_companion"),
     )
     collector.add(entry, line, derived)
 
@@ -588,6 +607,8 @@ def _dump_jsonl(entries: tuple[ListEntry, ...]) -> bytes:
         obj: dict[str, Any] = {"id": e.source_id}
         if e.pdq is not None:
             obj["pdq"] = e.pdq
+        if e.pdq_companion is not None:
+            obj["pdq_companion"] = e.pdq_companion
         if e.md5 is not None:
             obj["md5"] = e.md5
         if e.sha256 is not None:

@@ -27,6 +27,7 @@ __all__ = [
     "normalise_category",
     "normalise_md5",
     "normalise_pdq",
+    "normalise_pdq_companion",
     "normalise_sha256",
     "validate_list_name",
     "validate_list_text",
@@ -125,6 +126,12 @@ def normalise_pdq(value: str) -> str:
     return _normalise_hex("pdq", value, 64)
 
 
+def normalise_pdq_companion(value: str) -> str:
+    """Strip and lowercase a companion hash (a PDQ; see :attr:`ListEntry.pdq_companion`);
+    raise :class:`InvalidHash` naming ``pdq_companion`` unless 64 hex digits."""
+    return _normalise_hex("pdq_companion", value, 64)
+
+
 def normalise_md5(value: str) -> str:
     """Strip and lowercase an MD5; raise :class:`InvalidHash` unless 32 hex digits."""
     return _normalise_hex("md5", value, 32)
@@ -209,6 +216,13 @@ class ListEntry:
     ids get one derived from the hashes (see :meth:`derive_id`). A tombstone
     (``removed=True``) says the source deleted the entry; it may carry no
     hashes at all, since the id identifies it.
+
+    ``pdq_companion`` is the picture's *companion hash*
+    (:func:`blindmatch.hashing.canonical.companion_pdq`: the PDQ of the picture in its
+    canonical pose at 64 px), which ``lists add`` computes from the picture; private
+    matching adds lookup keys for it beside the PDQ's, so mirrored, rotated and shrunk
+    copies are found. It belongs to the entry's PDQ, so it needs one; it is not a hash
+    of its own (it neither makes an entry nor derives an id).
     """
 
     source_id: str
@@ -218,11 +232,19 @@ class ListEntry:
     vpdq: tuple[VpdqFrame, ...] | None = None
     category: str | None = None
     removed: bool = False
+    pdq_companion: str | None = None
 
     def __post_init__(self) -> None:
         validate_source_id(self.source_id)
         if self.pdq is not None and normalise_pdq(self.pdq) != self.pdq:
             raise InvalidHash("pdq must be 64 lowercase hex digits")
+        if self.pdq_companion is not None:
+            if normalise_pdq_companion(self.pdq_companion) != self.pdq_companion:
+                raise InvalidHash("pdq_companion must be 64 lowercase hex digits")
+            if self.pdq is None:
+                raise ValueError(
+                    "pdq_companion needs a pdq: it is a companion of the picture's PDQ"
+                )
         if self.md5 is not None and normalise_md5(self.md5) != self.md5:
             raise InvalidHash("md5 must be 32 lowercase hex digits")
         if self.sha256 is not None and normalise_sha256(self.sha256) != self.sha256:

@@ -163,8 +163,9 @@ def _vpdq_frames(text: str | None) -> tuple[VpdqFrame, ...] | None:
 
 
 def _fields(e: ListEntry) -> tuple[Any, ...]:
-    """The stored fields of an entry, in ``_live_rows`` order after the id."""
-    return (e.pdq, e.md5, e.sha256, _vpdq_json(e.vpdq), e.category)
+    """The stored fields of an entry, in ``_live_rows`` order after the id. An entry that
+    gains, loses or changes its companion hash has changed, as for any other hash."""
+    return (e.pdq, e.md5, e.sha256, _vpdq_json(e.vpdq), e.category, e.pdq_companion)
 
 
 def _to_entry(row: Entry) -> ListEntry:
@@ -175,6 +176,7 @@ def _to_entry(row: Entry) -> ListEntry:
         sha256=row.sha256,
         vpdq=_vpdq_frames(row.vpdq),
         category=row.category,
+        pdq_companion=row.pdq_companion,
     )
 
 
@@ -407,12 +409,13 @@ class Store:
                 continue
             else:
                 added += 1
-            pdq, md5, sha256, vpdq, category = _fields(e)
+            pdq, md5, sha256, vpdq, category, pdq_companion = _fields(e)
             new_rows.append(
                 {
                     "list_id": hl.id,
                     "source_id": e.source_id,
                     "pdq": pdq,
+                    "pdq_companion": pdq_companion,
                     "md5": md5,
                     "sha256": sha256,
                     "vpdq": vpdq,
@@ -456,10 +459,10 @@ class Store:
     def _live_rows(
         self, s: Session, list_id: int, source_ids: list[str]
     ) -> dict[str, tuple[Any, ...]]:
-        """Live rows of a list as ``source_id -> (id, pdq, md5, sha256, vpdq, category)``;
-        only those named in ``source_ids`` when the batch is small."""
+        """Live rows of a list as ``source_id -> (id, pdq, md5, sha256, vpdq, category,
+        pdq_companion)``; only those named in ``source_ids`` when the batch is small."""
         cols = (Entry.source_id, Entry.id, Entry.pdq, Entry.md5, Entry.sha256, Entry.vpdq,
-                Entry.category)  # fmt: skip
+                Entry.category, Entry.pdq_companion)  # fmt: skip
         base = select(*cols).where(Entry.list_id == list_id, Entry.removed_seq.is_(None))
         if len(source_ids) > _SMALL_BATCH:
             return {r[0]: tuple(r[1:]) for r in s.execute(base)}

@@ -66,6 +66,8 @@ class Entry(Base):
     sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     vpdq: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON list of frames
     category: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    # The picture's companion hash (ListEntry.pdq_companion; migration 0010).
+    pdq_companion: Mapped[str | None] = mapped_column(String(64), nullable=True)
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     added_seq: Mapped[int] = mapped_column(BigInteger)
     removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
