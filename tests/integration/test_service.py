@@ -201,3 +201,23 @@ def test_a_locked_database_is_a_503_with_a_code(
         holder.close()
     r = client.post("/v1/lists/l/entries", json=body, headers=ADMIN)
     assert r.status_code == 200 and r.json()["added"] == 1
+
+
+def test_entries_carry_a_companion_hash(client: TestClient) -> None:
+    """An entry POSTed with its companion hash keeps it (what `table build` makes keys of);
+    a malformed companion is refused like a malformed PDQ."""
+    pdq, companion = "a" * 64, "5" * 64
+    assert client.put("/v1/lists/hc", json={"source": "test"}, headers=ADMIN).status_code == 201
+    r = client.post(
+        "/v1/lists/hc/entries",
+        json={"entries": [{"id": "e1", "pdq": pdq, "pdq_companion": companion}]},
+        headers=ADMIN,
+    )
+    assert r.status_code == 200 and r.json()["added"] == 1
+    assert companion in client.get("/v1/lists/hc/export", headers=ADMIN).text
+    r = client.post(
+        "/v1/lists/hc/entries",
+        json={"entries": [{"id": "e2", "pdq": pdq, "pdq_companion": "zz"}]},
+        headers=ADMIN,
+    )
+    assert r.status_code == 422 and r.json()["error"]["code"] == "malformed_list"

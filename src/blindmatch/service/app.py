@@ -178,6 +178,7 @@ class ListCreate(BaseModel):
 class EntryIn(BaseModel):
     id: str = Field(min_length=1, max_length=MAX_SOURCE_ID_LENGTH)
     pdq: str | None = Field(default=None, max_length=80)
+    pdq_companion: str | None = Field(default=None, max_length=80)
     md5: str | None = Field(default=None, max_length=48)
     sha256: str | None = Field(default=None, max_length=80)
     category: str | None = Field(default=None, max_length=16)
@@ -379,6 +380,7 @@ def create_app(rt: Runtime) -> FastAPI:
                     ListEntry(
                         source_id=e.id,
                         pdq=e.pdq,
+                        pdq_companion=e.pdq_companion,
                         md5=e.md5,
                         sha256=e.sha256,
                         category=e.category,
