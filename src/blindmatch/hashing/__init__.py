@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from blindmatch.errors import EmptyFile, UnsupportedFormat
-from blindmatch.hashing.canonical import companion_pdq
+from blindmatch.hashing.canonical import companion_pdq, companion_trusted
 from blindmatch.hashing.image import (
     DEFAULT_MAX_PIXELS,
     MIN_QUALITY,
@@ -99,9 +99,10 @@ def hash_bytes(
 
     With ``companion`` (the list side: ``lists add``), images also get their companion
     hash (:func:`blindmatch.hashing.canonical.companion_pdq`), from the same decoded
-    pixels a client's query hashes are made of; left out (None) when its quality is below
-    :data:`MIN_QUALITY`, as a client leaves out its own (a flat picture's companion would
-    be a lookup key for every flat picture). Videos have none."""
+    pixels a client's query hashes are made of; left out (None) unless
+    :func:`~blindmatch.hashing.canonical.companion_trusted`, the rule a client applies to
+    its own (a flat picture's companion would be a lookup key for every flat picture).
+    Videos have none."""
     if not data:
         raise EmptyFile("file is empty")
     md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
@@ -114,7 +115,7 @@ def hash_bytes(
         rgb = np.asarray(open_image(data, max_pixels=max_pixels, draft=draft))
         pdq = pdq_from_rgb(rgb)
         comp = companion_pdq(rgb) if companion else None
-        comp_hex = comp.hex if comp is not None and comp.quality >= MIN_QUALITY else None
+        comp_hex = comp.hex if comp is not None and companion_trusted(comp, pdq) else None
         if not variants:
             return Hashes(kind, fmt, md5, sha256, pdq.hex, pdq.quality, pdq_companion=comp_hex)
         extra = tuple(

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from blindmatch.hashing.image import PDQ, pdq_from_rgb, pdq_with_vector_from_rgb
+from blindmatch.hashing.image import MIN_QUALITY, PDQ, pdq_from_rgb, pdq_with_vector_from_rgb
 
 # The picture is analysed at this size (area-averaged luma): cheap, and the same for a
 # thumbnail and the full-size picture.
@@ -134,6 +134,14 @@ def companion_pixels(pixels: np.ndarray, pose: Pose | None = None) -> np.ndarray
     return _small((pose or decide(pixels).pose).apply(pixels))
 
 
+def companion_trusted(companion: PDQ, picture: PDQ) -> bool:
+    """Whether a companion is used (listed, or probed by a client): a 64-px picture scores
+    lower on PDQ's quality than the picture it stands for, so it counts when either passes
+    :data:`MIN_QUALITY` (a flat picture's fails both: its companion would be a lookup key
+    for every flat picture). The list side and the client apply this same rule."""
+    return max(companion.quality, picture.quality) >= MIN_QUALITY
+
+
 def companion_pdq(pixels: np.ndarray) -> PDQ:
     """The list side: a listed picture's companion hash."""
     return pdq_from_rgb(companion_pixels(pixels))
@@ -156,6 +164,7 @@ __all__ = [
     "Pose",
     "companion_pdq",
     "companion_pixels",
+    "companion_trusted",
     "companion_with_vector",
     "decide",
     "undo_gamma",

@@ -46,7 +46,7 @@ def query_hashes(pixels: Any, *, pool: Any = None) -> tuple[bytes, list[float], 
     the Matrix client's sender and recipient). ``pool`` (a ``concurrent.futures``
     executor) hashes the full-size picture and the variants concurrently; the result
     is identical with or without it."""
-    from blindmatch.hashing.canonical import companion_with_vector, decide
+    from blindmatch.hashing.canonical import companion_trusted, companion_with_vector, decide
     from blindmatch.hashing.image import pdq_with_vector_from_rgb
     from blindmatch.hashing.robust import query_variants
 
@@ -57,9 +57,7 @@ def query_hashes(pixels: Any, *, pool: Any = None) -> tuple[bytes, list[float], 
     pose = decide(pixels).pose
     for gamma in (1.0, *COMPANION_GAMMAS):
         comp, comp_vector = companion_with_vector(pixels, pose, gamma)
-        # a 64-px picture scores lower on PDQ's quality than the picture it stands for:
-        # the companion is trusted when either is (the list side lists it with the PDQ)
-        if max(comp.quality, pdq.quality) >= MIN_QUALITY:
+        if companion_trusted(comp, pdq):
             prior = VARIANT_PRIORS["companion" if gamma == 1.0 else "companion, brightness"]
             variants.append(QueryHash(bytes.fromhex(comp.hex), _confidence(comp_vector), prior))
     for v in found:
