@@ -9,11 +9,14 @@ from PIL import Image
 
 from blindmatch.demo.synthetic import synthetic_photo
 from blindmatch.hashing.canonical import (
+    CLOSE_MARGIN,
     COMPANION_SIDE,
+    Pose,
     companion_pdq,
     companion_pixels,
     decide,
 )
+from blindmatch.hashing.image import pdq_from_rgb
 from blindmatch.hashing.robust import _dihedral_views
 from blindmatch.private import query_hashes
 
@@ -21,6 +24,10 @@ from blindmatch.private import query_hashes
 def photo(seed: int, size: tuple[int, int]) -> np.ndarray:
     """A benign generated picture, ``size`` = (width, height)."""
     return np.asarray(synthetic_photo(seed, size).convert("RGB"))
+
+
+def companion_pdq_of(pixels: np.ndarray, pose: Pose) -> str:
+    return pdq_from_rgb(companion_pixels(pixels, pose)).hex
 
 
 def distance(a: str, b: str) -> int:
@@ -64,3 +71,21 @@ def test_query_hashes_carry_the_companion() -> None:
     _, _, variants = query_hashes(np.ascontiguousarray(pixels[::-1]))
     companion = bytes.fromhex(companion_pdq(pixels).hex)
     assert any(v.pdq == companion and v.prior == 1.0 for v in variants)
+
+
+def test_a_close_decision_is_also_looked_up_the_other_way() -> None:
+    # left-right symmetric luma: the mirror decision is a tie, so the client also hashes
+    # the other pose (an edit could tip the list side's decision either way)
+    half = photo(7, (200, 300))
+    symmetric = np.ascontiguousarray(np.concatenate([half, half[:, ::-1]], axis=1))
+    d = decide(symmetric)
+    assert d.margins[1] < CLOSE_MARGIN
+    assert Pose(d.pose.transpose, not d.pose.flip_x, d.pose.flip_y) in d.alternatives
+    lopsided = photo(8, (400, 300)).copy()
+    lopsided[:, :100] = 255
+    assert decide(lopsided).alternatives == ()
+    _, _, variants = query_hashes(symmetric)
+    other = bytes.fromhex(
+        companion_pdq_of(symmetric, Pose(d.pose.transpose, not d.pose.flip_x, d.pose.flip_y))
+    )
+    assert any(v.pdq == other and v.prior < 1.0 for v in variants)

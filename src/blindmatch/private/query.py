@@ -21,6 +21,7 @@ VARIANT_PRIORS = {
     "other orientation": 0.05,
     "companion": 1.0,
     "companion, brightness": 0.1,
+    "companion, other pose": 0.3,
 }
 # Brightness curves the client tries to undo on its companion (a lighter or darker copy
 # of a listed picture): the companion is also hashed after ``p ** gamma`` for each.
@@ -54,11 +55,14 @@ def query_hashes(pixels: Any, *, pool: Any = None) -> tuple[bytes, list[float], 
     found = query_variants(pixels, pool=pool)
     pdq, vector = full.result() if full is not None else pdq_with_vector_from_rgb(pixels)
     variants = []
-    pose = decide(pixels).pose
-    for gamma in (1.0, *COMPANION_GAMMAS):
+    decision = decide(pixels)
+    looks = [(decision.pose, 1.0, "companion")]
+    looks += [(decision.pose, g, "companion, brightness") for g in COMPANION_GAMMAS]
+    looks += [(alt, 1.0, "companion, other pose") for alt in decision.alternatives]
+    for pose, gamma, kind in looks:
         comp, comp_vector = companion_with_vector(pixels, pose, gamma)
         if companion_trusted(comp, pdq):
-            prior = VARIANT_PRIORS["companion" if gamma == 1.0 else "companion, brightness"]
+            prior = VARIANT_PRIORS[kind]
             variants.append(QueryHash(bytes.fromhex(comp.hex), _confidence(comp_vector), prior))
     for v in found:
         kind = "orig" if v.label == "orig" else ("trim" if v.label.startswith("trim") else
