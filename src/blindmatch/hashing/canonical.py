@@ -54,12 +54,22 @@ class Pose:
     flip_y: bool
 
     def apply(self, pixels: np.ndarray) -> np.ndarray:
-        a = pixels.transpose(1, 0, 2) if self.transpose else pixels
+        """The pose of an ``(h, w, 3)`` array (a contiguous copy)."""
+        return np.asarray(self.apply_image(_image(pixels)))
+
+    def apply_image(self, image: Image.Image) -> Image.Image:
+        """The pose of a Pillow image (Pillow's transposes: ~15x faster than numpy copies)."""
+        if self.transpose:
+            image = image.transpose(Image.Transpose.TRANSPOSE)
         if self.flip_x:
-            a = a[:, ::-1]
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         if self.flip_y:
-            a = a[::-1]
-        return np.ascontiguousarray(a)
+            image = image.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
+        return image
+
+
+def _image(pixels: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.ascontiguousarray(pixels[..., :3], dtype=np.uint8))
 
 
 # A decision whose margin is below this may be tipped by an edit (measured on 150 corpus
@@ -80,9 +90,8 @@ class Decision:
     alternatives: tuple[Pose, ...] = ()
 
 
-def _luma(pixels: np.ndarray, side: int) -> np.ndarray:
-    im = Image.fromarray(np.ascontiguousarray(pixels[..., :3], dtype=np.uint8)).convert("L")
-    small = im.resize((side, side), Image.Resampling.BOX)
+def _luma(image: Image.Image, side: int) -> np.ndarray:
+    small = image.convert("L").resize((side, side), Image.Resampling.BOX)
     a = np.asarray(small, dtype=np.float64)
     return a - a.mean()
 
@@ -104,10 +113,11 @@ def _moments(luma: np.ndarray) -> tuple[float, float, float, float]:
     return mx, my, sx, sy
 
 
-def decide(pixels: np.ndarray) -> Decision:
+def decide(pixels: np.ndarray | Image.Image) -> Decision:
     """The canonical pose of an ``(h, w, 3)`` picture (see the module docstring)."""
-    h, w = pixels.shape[:2]
-    luma = _luma(pixels, _ANALYSIS)
+    image = pixels if isinstance(pixels, Image.Image) else _image(pixels)
+    w, h = image.size
+    luma = _luma(image, _ANALYSIS)
     mx, my, sx, sy = _moments(luma)
     ratio = max(w, h) / max(1, min(w, h))
     if ratio >= _SQUARE:
@@ -132,27 +142,41 @@ def decide(pixels: np.ndarray) -> Decision:
     return Decision(chosen, margins, tuple(alternatives))
 
 
-def _small(pixels: np.ndarray) -> np.ndarray:
-    """A copy fitted (Lanczos) inside :data:`COMPANION_SIDE`, or the array itself."""
-    h, w = pixels.shape[:2]
-    if max(h, w) <= COMPANION_SIDE:
-        return np.ascontiguousarray(pixels)
-    s = COMPANION_SIDE / max(h, w)
+def _fit(image: Image.Image) -> Image.Image:
+    """Fitted (Lanczos) inside :data:`COMPANION_SIDE`, or the image itself. Pillow's
+    ``reducing_gap`` first box-reduces by an integer factor (10x faster on a 1024-px
+    picture); it runs on the posed picture, so every orientation gets the same result."""
+    w, h = image.size
+    if max(w, h) <= COMPANION_SIDE:
+        return image
+    s = COMPANION_SIDE / max(w, h)
     size = (max(1, round(w * s)), max(1, round(h * s)))
-    return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.LANCZOS))
+    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
+
+
+def _gamma_table(gamma: float) -> list[int]:
+    return [min(255, max(0, round(255.0 * (i / 255.0) ** gamma))) for i in range(256)] * 3
 
 
 def undo_gamma(pixels: np.ndarray, gamma: float) -> np.ndarray:
-    """``255 · (p / 255) ** gamma`` per channel (a lookup table): the client's guess at
-    undoing a brightness curve applied to a listed picture."""
-    lut = np.clip(np.rint(255.0 * (np.arange(256) / 255.0) ** gamma), 0, 255).astype(np.uint8)
-    return lut[pixels]
+    """``255 · (p / 255) ** gamma`` per channel: the client's guess at undoing a brightness
+    curve applied to a listed picture."""
+    return np.asarray(_image(pixels).point(_gamma_table(gamma)))
 
 
-def companion_pixels(pixels: np.ndarray, pose: Pose | None = None) -> np.ndarray:
+def companion_pixels(
+    pixels: np.ndarray, pose: Pose | None = None, gamma: float = 1.0
+) -> np.ndarray:
     """The picture in ``pose`` (default: its canonical pose) fitted inside
-    :data:`COMPANION_SIDE`: what the companion hash is the PDQ of."""
-    return _small((pose or decide(pixels).pose).apply(pixels))
+    :data:`COMPANION_SIDE`: what the companion hash is the PDQ of. With ``gamma`` ≠ 1,
+    after :func:`undo_gamma` at full size (a curve applied before a resize is undone only
+    before it)."""
+    image = _image(pixels)
+    if pose is None:
+        pose = decide(image).pose
+    if gamma != 1.0:
+        image = image.point(_gamma_table(gamma))
+    return np.asarray(_fit(pose.apply_image(image)))
 
 
 def companion_trusted(companion: PDQ, picture: PDQ) -> bool:
@@ -171,12 +195,9 @@ def companion_pdq(pixels: np.ndarray) -> PDQ:
 def companion_with_vector(
     pixels: np.ndarray, pose: Pose, gamma: float = 1.0
 ) -> tuple[PDQ, np.ndarray]:
-    """The client side: the companion hash of ``pose`` with its DCT values (confidence);
-    with ``gamma`` ≠ 1, of the picture after :func:`undo_gamma` (at full size: a curve
-    applied before a resize is undone only before it)."""
-    if gamma != 1.0:
-        pixels = undo_gamma(pixels, gamma)
-    return pdq_with_vector_from_rgb(companion_pixels(pixels, pose))
+    """The client side: the companion hash of ``pose`` (after undoing ``gamma``) with its
+    DCT values (confidence)."""
+    return pdq_with_vector_from_rgb(companion_pixels(pixels, pose, gamma))
 
 
 __all__ = [
