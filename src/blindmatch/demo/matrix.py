@@ -210,6 +210,17 @@ async def _conversation(
         await bob.sync(timeout=0)
         return await bob.check_received()
 
+    async def attempt(
+        sender: BlindmatchClient, room_id: str, data: bytes, body: str
+    ) -> tuple[SendRefused | None, list[Any]]:
+        """Send a picture; the refusal if any, and what the recipient then received."""
+        refused: SendRefused | None = None
+        try:
+            await sender.send_image(room_id, data, body=body)
+        except SendRefused as e:
+            refused = e
+        return refused, await received(bob)
+
     all_ok = True
 
     def record(step: Step) -> None:
@@ -264,12 +275,7 @@ async def _conversation(
         copy = copies[0][1]
         results = []
         for how, data in copies:
-            refused: SendRefused | None = None
-            try:
-                await alice.send_image(room, data, body="meme.jpg")
-            except SendRefused as e:
-                refused = e
-            leaked = await received(bob)
+            refused, leaked = await attempt(alice, room, data, "meme.jpg")
             results.append((how, refused, leaked))
         good = all(r is not None and r.reason == "listed_image" and not lk
                    for _, r, lk in results)  # fmt: skip
@@ -313,12 +319,7 @@ async def _conversation(
         # 4a. A modified app that skips the voucher.
         mallory = await login("mallory", SkipsVoucher)
         room_m = await room_with(mallory, bob)
-        skipped: SendRefused | None = None
-        try:
-            await mallory.send_image(room_m, copy, body="x.jpg")
-        except SendRefused as e:
-            skipped = e
-        leaked = await received(bob)
+        skipped, leaked = await attempt(mallory, room_m, copy, "x.jpg")
         good = skipped is not None and skipped.reason == "voucher_required" and not leaked
         record(Step("skipped_voucher", good, [
             "4. Mallory's modified app uploads the listed copy and sends it with no voucher: "
