@@ -309,3 +309,22 @@ def test_property_disclosure_iff_within_radius(
     cands = disclose(resp, dk)
     assert len(cands) == radius + 1
     assert cands.count(disclosed_key(key)) == (1 if len(flips) <= radius else 0)
+
+
+def test_the_candidates_beyond_the_radius_are_not_related_to_each_other(
+    dk: DistanceKey, enc: EncryptedBits
+) -> None:
+    """Each j has its own ρ_j. With one ρ for all j, the plaintexts minus K would be
+    ρ·2(j − d)·G, multiples of one point by small known factors: the server could line them up
+    and recover K (and d) by trying each d. Here even a tester who knows K and d finds no two
+    of them so related."""
+    d = R + 3
+    query = at_distance(LISTED, d, random.Random(4))
+    resp = respond(enc, query, public=dk.public, radius=R, key=KAPPA, stream=SeededRng(b"rho"))
+    kpt = key_point(KAPPA)
+    q = [group.sub(p, kpt) for p in decrypted_points(resp, dk)]
+    factors = [group.scalar_from_int(2 * (j - d)) for j in range(R + 1)]
+    for a, b in ((0, 1), (2, 3)):
+        left = {group.mul(m, q[a]) for m in factors}
+        right = {group.mul(m, q[b]) for m in factors}
+        assert not left & right
