@@ -24,8 +24,8 @@ Notation: ``G`` the generator, ``ℓ`` the group order, a PDQ hash's bit ``i`` i
    * for ``j = 0 … R``, drawing ``ρ_j`` then ``t_j`` (uniform non-zero scalars,
      :func:`~blindmatch.protocol.hazmat.group.random_scalar`) from the stream in that order:
      ``D_j = ρ_j·(E − (0, (256 − 2j)·G)) + t_j·(G, X) + (0, K)``, a fresh encryption of
-     ``ρ_j·2(j − d)·G + K``: ``K`` exactly when ``d = j`` and otherwise a uniform point that
-     does not depend on ``κ``'s value beyond the shift, because ``ρ_j`` is uniform;
+     ``ρ_j·2(j − d)·G + K``: ``K`` exactly when ``d = j``, otherwise a uniform point that
+     tells nothing about ``K`` or ``d`` (``ρ_j`` is uniform, secret and used once);
    * the ``R + 1`` ciphertexts shuffled (Fisher–Yates,
      :func:`~blindmatch.protocol.hazmat.rng.shuffle`, drawing from the same stream after the
      last ``t_R``).
