@@ -42,7 +42,9 @@ resembles, and carries a stable machine-readable ``code`` that the CLI's
         ├── InvalidVoucher                      code "invalid_voucher"
         ├── InvalidTable                        code "invalid_table"
         ├── InvalidManifest                     code "invalid_manifest"
-        └── InvalidKey                          code "invalid_key"
+        ├── InvalidKey                          code "invalid_key"
+        └── InvalidDistanceCheck                code "invalid_distance_check" (a message of
+                                                    the second distance check, protocol/distance.py)
 
 Protocol errors are deliberately opaque: a voucher, table or manifest that
 fails any check raises one error with one message, so a caller cannot learn
@@ -186,6 +188,12 @@ class InvalidManifest(ProtocolError):
 
 class InvalidKey(ProtocolError):
     code = "invalid_key"
+
+
+class InvalidDistanceCheck(ProtocolError):
+    """An encrypted-bits record or a response of the second distance check is malformed."""
+
+    code = "invalid_distance_check"
 
 
 class OutputExists(BlindmatchError, FileExistsError):

@@ -105,3 +105,28 @@ def add(p: bytes, q: bytes) -> bytes:
     rbcl ignores libsodium's error code here, so an invalid input gives garbage, not an error.
     """
     return bytes(rbcl.crypto_core_ristretto255_add(p, q))
+
+
+#: The identity element's encoding (all zero). Never a valid protocol value on the wire
+#: (:func:`is_valid_point` refuses it), but an intermediate value may be the identity.
+IDENTITY: bytes = _IDENTITY
+
+
+def is_identity(p: bytes) -> bool:
+    """True iff ``p`` is the identity's encoding."""
+    return p == _IDENTITY
+
+
+def sub(p: bytes, q: bytes) -> bytes:
+    """``p − q``. As for :func:`add`, both must already be valid points or the identity
+    (rbcl ignores libsodium's error code here); the result may be the identity."""
+    return bytes(rbcl.crypto_core_ristretto255_sub(p, q))
+
+
+def mul_total(scalar: bytes, point: bytes) -> bytes:
+    """``scalar · point`` where ``point`` is a valid point *or the identity*, and the result
+    may be the identity: never raises for such inputs (unlike :func:`mul`). For code that must
+    not turn an input the other party chose into an error it can observe."""
+    if point == _IDENTITY or int.from_bytes(scalar, "little") % ORDER == 0:
+        return _IDENTITY
+    return mul(scalar, point)  # a non-identity point times a non-zero scalar is not the identity
