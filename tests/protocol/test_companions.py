@@ -19,6 +19,7 @@ from blindmatch.protocol import (
     new_opening_seed,
     prepare_table,
     select_entries,
+    variants_for_table,
     verify_table,
 )
 from blindmatch.protocol.hazmat.rng import SeededRng
@@ -111,3 +112,29 @@ def test_server_key_carries_companions_and_reads_version_1() -> None:
     bad = raw[:first] + bytes([MAX_COMPANIONS + 1]) + raw[first + 1 :]
     with pytest.raises(InvalidKey):
         ServerSecret.from_bytes(bad)
+
+
+def test_companion_queries_are_probed_only_against_a_table_with_companions() -> None:
+    """Against a bare-PDQ table a companion query hash would take probes from the image's own
+    hash for nothing: sender and recipient both leave it out (variants_for_table)."""
+    bare_entries = [(f"e{i}", PDQ[i]) for i in range(3)]
+    lists = [hl("HL-A", "GB", bare_entries), hl("HL-B", "US", bare_entries)]
+    prep = prepare_table(lists, scheme=VariantProbeLSH(seed=bytes(32)), rng=SeededRng(b"b"))
+    bare = verify_table(prep.table.to_bytes(), sign_all(prep, ["HL-A", "HL-B"]), trust())
+    server = ServerSession(prep.server_secret, prep.table)
+    client = ClientSession(bare, AccountSecret.generate())
+    assert not bare.has_companions
+    _, with_client, _ = _world()
+    assert with_client.verified.has_companions
+
+    near = PDQ[1]  # exactly a listed hash: its unflipped key is listed
+    as_companion = QueryHash(near, companion=True)
+    assert variants_for_table(bare, [as_companion, QueryHash(near)]) == [QueryHash(near)]
+    assert variants_for_table(with_client.verified, [as_companion]) == [as_companion]
+
+    def opens(variants: list[QueryHash]) -> bool:
+        seed = new_opening_seed()
+        v = client.make_voucher(rnd.randbytes(32), variants=variants, opening_seed=seed)
+        return server.open(v, account=str(rnd.random())).opened
+
+    assert opens([QueryHash(near)]) and not opens([as_companion])

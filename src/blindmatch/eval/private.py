@@ -203,7 +203,7 @@ class PrivateScheme(Scheme):
         return self._sessions
 
     def distances(self, rgb: np.ndarray) -> tuple[np.ndarray, int]:
-        from blindmatch.protocol import QueryHash, new_opening_seed
+        from blindmatch.protocol import QueryHash, new_opening_seed, variants_for_table
 
         out = np.full(self._n, NO_MATCH, dtype=np.int32)
         self._last = None
@@ -230,7 +230,8 @@ class PrivateScheme(Scheme):
 
         # What the voucher's probes were (the computation make_voucher runs) and whose
         # list keys they equal; the hint's first byte counts the hashes it carries.
-        probes = client.table.scheme.probe_variants([QueryHash(pdq, confidence), *variants])
+        used = variants_for_table(client.verified, variants)
+        probes = client.table.scheme.probe_variants([QueryHash(pdq, confidence), *used])
         hit = {i for k in probes.keys for i in self._keymap.get(k, ())}
         n = probes.hint[0]
         hint = probes.hint[1 : 1 + 32 * (n - 1)]

@@ -63,7 +63,9 @@ def query_hashes(pixels: Any, *, pool: Any = None) -> tuple[bytes, list[float], 
         comp, comp_vector = companion_with_vector(pixels, pose, gamma)
         if companion_trusted(comp, pdq):
             prior = VARIANT_PRIORS[kind]
-            variants.append(QueryHash(bytes.fromhex(comp.hex), _confidence(comp_vector), prior))
+            variants.append(
+                QueryHash(bytes.fromhex(comp.hex), _confidence(comp_vector), prior, companion=True)
+            )
     for v in found:
         kind = "orig" if v.label == "orig" else ("trim" if v.label.startswith("trim") else
                                                  "other orientation")  # fmt: skip

@@ -116,6 +116,7 @@ from blindmatch.protocol.voucher import (
     ClientSession,
     VerifiedTable,
     new_opening_seed,
+    variants_for_table,
     verify_table,
     verify_voucher_for_image,
     voucher_is_synthetic,
@@ -182,6 +183,7 @@ __all__ = [
     "verify_attachment",
     "verify_manifest",
     "verify_table",
+    "variants_for_table",
     "verify_voucher_for_image",
     "voucher_is_synthetic",
 ]

@@ -57,14 +57,17 @@ class QueryHash:
     ``prior``: how likely this hash, rather than another variant of the same image, is
     the one close to a listed entry (1 for the image's own hash; see
     :class:`VariantProbeLSH` for the measured defaults of other variants).
+    ``companion``: a companion hash (``blindmatch.hashing.canonical``), worth probing only
+    against a table whose entries carry companions (:func:`variants_for_table`).
     """
 
     pdq: bytes
     confidence: Sequence[float] | None = None
     prior: float = 1.0
+    companion: bool = False
 
     def __repr__(self) -> str:
-        return f"QueryHash(<pdq>, prior={self.prior})"
+        return f"QueryHash(<pdq>, prior={self.prior}, companion={self.companion})"
 
 
 @dataclass(frozen=True)

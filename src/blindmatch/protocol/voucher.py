@@ -332,6 +332,23 @@ class VerifiedTable:
     table: Table
     manifest: Manifest
 
+    @property
+    def has_companions(self) -> bool:
+        """Whether the table's entries carry companion hashes: read from the signed counts
+        (more lookup keys than entries × tables; a bare-PDQ list has at most that many)."""
+        tables = len(self.table.scheme.list_keys(bytes(32)))
+        return self.manifest.n_keys > self.manifest.n_entries * tables
+
+
+def variants_for_table(verified: VerifiedTable, variants: Sequence[QueryHash]) -> list[QueryHash]:
+    """The query hashes a voucher probes against this table: companion hashes only when the
+    table has companions (against a bare-PDQ list they would take probes from the image's
+    own hash and its orientations for nothing). Sender and recipient both apply it, so the
+    recipient's recomputation sees the same probes."""
+    if verified.has_companions:
+        return list(variants)
+    return [q for q in variants if not q.companion]
+
 
 def verify_table(
     table_bytes: bytes,
@@ -365,6 +382,7 @@ class ClientSession:
     ) -> None:
         if not isinstance(verified, VerifiedTable):
             raise TypeError("ClientSession needs a VerifiedTable (see verify_table)")
+        self.verified = verified
         self.table = verified.table
         self.manifest = verified.manifest
         self._rng = rng
@@ -436,6 +454,7 @@ class ClientSession:
             raise ProtocolError("synthetic vouchers exist only under the threshold policy")
         seed = new_opening_seed(self._rng) if opening_seed is None else opening_seed
         table, lay, rng = self.table, self._layout, self._rng
+        variants = variants_for_table(self.verified, variants)
         d = derive_opening(table, seed, pdq, confidence, variants, commitment, synthetic=synthetic)
         # One voucher per seed: a second voucher from the same seed would reuse every AEAD key
         # (all sealed with the zero nonce) on other plaintexts, and share the voucher id.
@@ -623,6 +642,7 @@ def verify_voucher_for_image(
         raise TypeError("verify_voucher_for_image needs a VerifiedTable (see verify_table)")
     table = verified.table
     v = ParsedVoucher.from_bytes(voucher, table)
+    variants = variants_for_table(verified, variants)
     d = derive_opening(table, opening_seed, pdq, confidence, variants, commitment, real_pairs=False)
     lay = Layout.for_table(table)
     ok = hmac.compare_digest(voucher[: lay.r_offset], d.front)  # R: checked by from_bytes
