@@ -118,7 +118,8 @@ def test_round_trip_matches_listed_and_edited_copies_only(world: World) -> None:
     assert {m["entry_id"] for m in edited["matches"]} == {entry}
     for r in (out[f"{p.name}.voucher"] for p in w.resized):
         assert {m["entry_id"] for m in r["matches"]} <= {entry}
-        assert all(0 < m["distance"] <= 31 for m in r["matches"])
+        # the closest of the entry's hashes: a resized copy's companion may equal the entry's
+        assert all(0 <= m["distance"] <= 31 for m in r["matches"])
     assert out["other.jpg.voucher"] == {"path": str(w.voucher(w.other)), "matched": False,
                                         "blocked": False, "matches": []}  # fmt: skip
     assert out["p13.jpg.voucher"]["matched"] is False  # listed by one hotline only
