@@ -84,7 +84,9 @@ def recall(
         for pdq, companion, queries in data:
             listed = (pdq, companion) if companions else (pdq,)
             keys = {key for h in listed for key in scheme.list_keys(h)}
-            for edit, (own, confidence, variants) in queries.items():
+            for edit, (own, confidence, found) in queries.items():
+                # as production (variants_for_table): companion queries only with companions
+                variants = [v for v in found if companions or not v.companion]
                 hashes = [own] + [v.pdq for v in variants]
                 plain[edit] += any(hamming(q, h) <= 31 for q in hashes for h in (pdq, companion))
                 probed = scheme.probe_variants([QueryHash(own, confidence), *variants])
@@ -99,7 +101,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--listed", type=int, default=60)
     ap.add_argument("--seeds", type=int, default=4)
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/companion-frontier.pkl"))
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/companion-frontier-v2.pkl"))
     args = ap.parse_args()
     data = (
         pickle.loads(args.cache.read_bytes())  # noqa: S301 - our own cache file
