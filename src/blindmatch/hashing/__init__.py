@@ -65,7 +65,7 @@ class Hashes:
     keypoints: tuple[Keypoints, Keypoints] | None = None
     # The image's companion hash (``blindmatch.hashing.canonical.companion_pdq``), which a
     # list built from pictures carries; only with ``hash_bytes(..., companion=True)``, and
-    # None when its quality is below MIN_QUALITY. Not part of the JSON output.
+    # None unless ``companion_trusted`` (the client's rule). Not part of the JSON output.
     pdq_companion: str | None = None
 
     def to_json(self) -> dict[str, Any]:

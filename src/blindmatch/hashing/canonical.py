@@ -53,10 +53,6 @@ class Pose:
     flip_x: bool
     flip_y: bool
 
-    def apply(self, pixels: np.ndarray) -> np.ndarray:
-        """The pose of an ``(h, w, 3)`` array (a contiguous copy)."""
-        return np.asarray(self.apply_image(_image(pixels)))
-
     def apply_image(self, image: Image.Image) -> Image.Image:
         """The pose of a Pillow image (Pillow's transposes: ~15x faster than numpy copies)."""
         if self.transpose:
@@ -68,7 +64,11 @@ class Pose:
         return image
 
 
-def _image(pixels: np.ndarray) -> Image.Image:
+def as_image(pixels: np.ndarray | Image.Image) -> Image.Image:
+    """A Pillow image of an ``(h, w, 3)`` picture (the image itself if it is one): convert
+    once when several companions are made from one picture."""
+    if isinstance(pixels, Image.Image):
+        return pixels
     return Image.fromarray(np.ascontiguousarray(pixels[..., :3], dtype=np.uint8))
 
 
@@ -105,9 +105,8 @@ def _moments(luma: np.ndarray) -> tuple[float, float, float, float]:
     total = float(w.sum()) or 1.0
     cols, rows = w.sum(axis=0), w.sum(axis=1)
     signed_cols, signed_rows = luma.sum(axis=0), luma.sum(axis=1)
-    scale = float(np.abs(luma).sum()) or 1.0
-    mx = float(signed_cols @ c) / scale  # where the bright side is, along x
-    my = float(signed_rows @ c) / scale
+    mx = float(signed_cols @ c) / total  # where the bright side is, along x
+    my = float(signed_rows @ c) / total
     sx = float(cols @ (c * c)) / total  # how widely the detail is spread along x
     sy = float(rows @ (c * c)) / total
     return mx, my, sx, sy
@@ -115,7 +114,7 @@ def _moments(luma: np.ndarray) -> tuple[float, float, float, float]:
 
 def decide(pixels: np.ndarray | Image.Image) -> Decision:
     """The canonical pose of an ``(h, w, 3)`` picture (see the module docstring)."""
-    image = pixels if isinstance(pixels, Image.Image) else _image(pixels)
+    image = as_image(pixels)
     w, h = image.size
     luma = _luma(image, _ANALYSIS)
     mx, my, sx, sy = _moments(luma)
@@ -155,23 +154,19 @@ def _fit(image: Image.Image) -> Image.Image:
 
 
 def _gamma_table(gamma: float) -> list[int]:
+    """``255 · (p / 255) ** gamma`` per channel (Pillow's ``point`` table): the client's
+    guess at undoing a brightness curve applied to a listed picture."""
     return [min(255, max(0, round(255.0 * (i / 255.0) ** gamma))) for i in range(256)] * 3
 
 
-def undo_gamma(pixels: np.ndarray, gamma: float) -> np.ndarray:
-    """``255 · (p / 255) ** gamma`` per channel: the client's guess at undoing a brightness
-    curve applied to a listed picture."""
-    return np.asarray(_image(pixels).point(_gamma_table(gamma)))
-
-
 def companion_pixels(
-    pixels: np.ndarray, pose: Pose | None = None, gamma: float = 1.0
+    pixels: np.ndarray | Image.Image, pose: Pose | None = None, gamma: float = 1.0
 ) -> np.ndarray:
     """The picture in ``pose`` (default: its canonical pose) fitted inside
     :data:`COMPANION_SIDE`: what the companion hash is the PDQ of. With ``gamma`` ≠ 1,
-    after :func:`undo_gamma` at full size (a curve applied before a resize is undone only
+    after undoing that curve at full size (a curve applied before a resize is undone only
     before it)."""
-    image = _image(pixels)
+    image = as_image(pixels)
     if pose is None:
         pose = decide(image).pose
     if gamma != 1.0:
@@ -193,7 +188,7 @@ def companion_pdq(pixels: np.ndarray) -> PDQ:
 
 
 def companion_with_vector(
-    pixels: np.ndarray, pose: Pose, gamma: float = 1.0
+    pixels: np.ndarray | Image.Image, pose: Pose, gamma: float = 1.0
 ) -> tuple[PDQ, np.ndarray]:
     """The client side: the companion hash of ``pose`` (after undoing ``gamma``) with its
     DCT values (confidence)."""
@@ -205,10 +200,10 @@ __all__ = [
     "COMPANION_SIDE",
     "Decision",
     "Pose",
+    "as_image",
     "companion_pdq",
     "companion_pixels",
     "companion_trusted",
     "companion_with_vector",
     "decide",
-    "undo_gamma",
 ]

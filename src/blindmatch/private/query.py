@@ -47,7 +47,12 @@ def query_hashes(pixels: Any, *, pool: Any = None) -> tuple[bytes, list[float], 
     the Matrix client's sender and recipient). ``pool`` (a ``concurrent.futures``
     executor) hashes the full-size picture and the variants concurrently; the result
     is identical with or without it."""
-    from blindmatch.hashing.canonical import companion_trusted, companion_with_vector, decide
+    from blindmatch.hashing.canonical import (
+        as_image,
+        companion_trusted,
+        companion_with_vector,
+        decide,
+    )
     from blindmatch.hashing.image import pdq_with_vector_from_rgb
     from blindmatch.hashing.robust import query_variants
 
@@ -55,12 +60,13 @@ def query_hashes(pixels: Any, *, pool: Any = None) -> tuple[bytes, list[float], 
     found = query_variants(pixels, pool=pool)
     pdq, vector = full.result() if full is not None else pdq_with_vector_from_rgb(pixels)
     variants = []
-    decision = decide(pixels)
+    image = as_image(pixels)  # one conversion for the pose and every companion
+    decision = decide(image)
     looks = [(decision.pose, 1.0, "companion")]
     looks += [(decision.pose, g, "companion, brightness") for g in COMPANION_GAMMAS]
     looks += [(alt, 1.0, "companion, other pose") for alt in decision.alternatives]
     for pose, gamma, kind in looks:
-        comp, comp_vector = companion_with_vector(pixels, pose, gamma)
+        comp, comp_vector = companion_with_vector(image, pose, gamma)
         if companion_trusted(comp, pdq):
             prior = VARIANT_PRIORS[kind]
             variants.append(
