@@ -15,9 +15,10 @@ from blindmatch.hashing.canonical import (
     companion_pdq,
     companion_pixels,
     decide,
+    undo_gamma,
 )
 from blindmatch.hashing.image import pdq_from_rgb
-from blindmatch.hashing.robust import _dihedral_views
+from blindmatch.hashing.robust import _dihedral_views, find_solid_frame
 from blindmatch.private import query_hashes
 
 
@@ -89,3 +90,47 @@ def test_a_close_decision_is_also_looked_up_the_other_way() -> None:
         companion_pdq_of(symmetric, Pose(d.pose.transpose, not d.pose.flip_x, d.pose.flip_y))
     )
     assert any(v.pdq == other and v.prior < 1.0 for v in variants)
+
+
+def _closest_companion(pixels: np.ndarray, listed: np.ndarray) -> int:
+    target = companion_pdq(listed).hex
+    _, _, variants = query_hashes(np.ascontiguousarray(pixels))
+    return min(distance(v.pdq.hex(), target) for v in variants if v.companion)
+
+
+def test_a_darker_copy_is_posed_after_its_curve_is_undone() -> None:
+    # seed 13: the curve moves the luma's centre of mass across the middle, so the darker
+    # copy's own pose differs from the listed picture's; the client's companion after
+    # undoing the curve (gamma 0.7) must be posed on the undone picture
+    listed = photo(13, (320, 240))
+    darker = np.asarray(undo_gamma(Image.fromarray(listed), 1 / 0.7))
+    assert decide(darker).pose != decide(listed).pose
+    assert _closest_companion(darker, listed) <= 4
+
+
+@pytest.mark.parametrize(
+    ("pad", "colour"),
+    [
+        ((40, 30, 40, 30), (0, 0, 0)),
+        ((0, 60, 0, 61), (255, 255, 255)),
+        ((25, 0, 7, 0), (200, 30, 90)),
+    ],
+)
+def test_a_solid_frame_is_trimmed_to_the_pixel(
+    pad: tuple[int, int, int, int], colour: tuple[int, int, int]
+) -> None:
+    listed = photo(9, (400, 300))
+    left, top, right, bottom = pad
+    framed = np.empty((300 + top + bottom, 400 + left + right, 3), dtype=np.uint8)
+    framed[:] = colour
+    framed[top : top + 300, left : left + 400] = listed
+    assert find_solid_frame(framed) == (left, top, left + 400, top + 300)
+    # the framed copy's companion is the listed picture's, to the bit
+    assert _closest_companion(framed, listed) == 0
+
+
+def test_no_solid_frame_in_a_picture_without_one() -> None:
+    assert find_solid_frame(photo(10, (400, 300))) is None
+    assert find_solid_frame(np.zeros((20, 20, 3), dtype=np.uint8)) is None
+    flat = np.full((100, 100, 3), 7, dtype=np.uint8)  # all frame, no picture: capped
+    assert find_solid_frame(flat) is None

@@ -159,6 +159,11 @@ def _gamma_table(gamma: float) -> list[int]:
     return [min(255, max(0, round(255.0 * (i / 255.0) ** gamma))) for i in range(256)] * 3
 
 
+def undo_gamma(image: Image.Image, gamma: float) -> Image.Image:
+    """The picture after ``255 · (p / 255) ** gamma`` per channel (the image itself at 1)."""
+    return image if gamma == 1.0 else image.point(_gamma_table(gamma))
+
+
 def companion_pixels(
     pixels: np.ndarray | Image.Image, pose: Pose | None = None, gamma: float = 1.0
 ) -> np.ndarray:
@@ -169,9 +174,7 @@ def companion_pixels(
     image = as_image(pixels)
     if pose is None:
         pose = decide(image).pose
-    if gamma != 1.0:
-        image = image.point(_gamma_table(gamma))
-    return np.asarray(_fit(pose.apply_image(image)))
+    return np.asarray(_fit(pose.apply_image(undo_gamma(image, gamma))))
 
 
 def companion_trusted(companion: PDQ, picture: PDQ) -> bool:
@@ -206,4 +209,5 @@ __all__ = [
     "companion_trusted",
     "companion_with_vector",
     "decide",
+    "undo_gamma",
 ]
