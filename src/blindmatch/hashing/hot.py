@@ -28,7 +28,7 @@ most 91 hashes (~3.6 KB of table keys at ~40 B a key) per hot picture.
 
 What it reaches (80 corpus photos, bench/bench_hot_tier.py, client unchanged): with the
 table's k=72 keys 0.11-0.69 of crops of 5-20% and 0.43-0.47 of rotations of 2-10° open
-(none did before), 0.34-0.91 and 0.71-0.80 with k=40 keys; edits of two parameters that
+(none did before), 0.49-0.91 and 0.71-0.80 with k=40 keys; edits of two parameters that
 the grid does not enumerate (a crop of 12% of the width and 4% of the height, a rotation
 followed by a corner crop) still open ~0%. See the notes of issue 12, item 4.
 """
