@@ -23,7 +23,7 @@ from blindmatch.protocol import (
     verify_table,
 )
 from blindmatch.protocol.hazmat.rng import SeededRng
-from blindmatch.protocol.table import MAX_COMPANIONS
+from blindmatch.protocol.table import MAX_COMPANIONS, MAX_HOT_COMPANIONS
 from tests.protocol.conftest import flip_bits
 from tests.protocol.kat_fixture import sign_all, trust
 
@@ -90,28 +90,87 @@ def test_companions_add_keys_and_open_a_voucher_near_the_companion_only() -> Non
     assert open_with(flip_bits(PDQ[3], [9]), []) == 1
 
 
-def test_server_key_carries_companions_and_reads_version_1() -> None:
-    prep, _, _ = _world()
-    raw = prep.server_secret.to_bytes()
-    assert raw[4] == 2
-    back = ServerSecret.from_bytes(raw)
-    assert back == prep.server_secret and back.entries[0].companions
-    # version 1: the same entries without companions
-    v1 = [raw[:4], b"\x01", raw[5:69], raw[69:73]]  # magic, version, α, digest, count
-    for e in prep.server_secret.entries:
-        v1.append(e.pdq)
-        v1.append(len(e.refs).to_bytes(2, "big"))
+def _old_key(raw: bytes, secret: ServerSecret, version: int) -> bytes:
+    """``raw`` (version 3) rewritten as a version 1 or 2 server key."""
+    parts = [raw[:4], bytes([version]), raw[5:69], raw[69:73]]  # magic, version, α, digest, n
+    for e in secret.entries:
+        parts.append(e.pdq)
+        if version == 2:
+            parts += [bytes([len(e.companions)]), *e.companions]
+        parts.append(len(e.refs).to_bytes(2, "big"))
         for ref in e.refs:
             for s in (ref.hotline, ref.list_name, ref.entry_id):
-                v1.append(len(s.encode()).to_bytes(2, "big") + s.encode())
-    old = ServerSecret.from_bytes(b"".join(v1))
+                parts.append(len(s.encode()).to_bytes(2, "big") + s.encode())
+    return b"".join(parts)
+
+
+def test_server_key_carries_companions_and_reads_versions_1_and_2() -> None:
+    prep, _, _ = _world()
+    raw = prep.server_secret.to_bytes()
+    assert raw[4] == 3
+    back = ServerSecret.from_bytes(raw)
+    assert back == prep.server_secret and back.entries[0].companions
+    # version 1: the same entries without companions; version 2: without hot companions
+    old = ServerSecret.from_bytes(_old_key(raw, prep.server_secret, 1))
     assert [e.pdq for e in old.entries] == [e.pdq for e in back.entries]
     assert all(e.companions == () for e in old.entries)
+    v2 = ServerSecret.from_bytes(_old_key(raw, prep.server_secret, 2))
+    assert v2 == back  # this world has no hot entries
     # more companions than allowed is a malformed key
     first = 73 + 32  # the first entry's companion count
     bad = raw[:first] + bytes([MAX_COMPANIONS + 1]) + raw[first + 1 :]
     with pytest.raises(InvalidKey):
         ServerSecret.from_bytes(bad)
+    hot_count = first + 1 + 32  # then its hot companion count
+    bad = raw[:hot_count] + bytes([MAX_HOT_COMPANIONS + 1]) + raw[hot_count + 1 :]
+    with pytest.raises(InvalidKey):
+        ServerSecret.from_bytes(bad)
+
+
+HOT = [rnd.randbytes(32) for _ in range(MAX_HOT_COMPANIONS + 1)]
+
+
+def test_hot_companions_need_agreement_hash_by_hash() -> None:
+    a = hl("HL-A", "GB", [("a0", PDQ[0], (COMP[0],), tuple(HOT[:5]))])
+    b = hl("HL-B", "US", [("b0", PDQ[0], (COMP[0],), tuple(HOT[2:8]))])
+    (entry,) = select_entries([a, b])
+    # only the hot hashes both hotlines carry: no single hotline adds a key
+    assert entry.hot == tuple(sorted(HOT[2:5]))
+    assert entry.hashes == (PDQ[0], COMP[0], *sorted(HOT[2:5]))
+    c = hl("HL-C", "GB", [("c0", PDQ[0], (), tuple(HOT[:5]))])  # same place as HL-A
+    (entry,) = select_entries([a, c, hl("HL-D", "FR", [("d0", PDQ[0])])])
+    assert entry.hot == ()
+    with pytest.raises(ValueError, match="hot companions"):
+        hl("HL-A", "GB", [("a0", PDQ[0], (), tuple(HOT))])  # one too many
+    with pytest.raises(ValueError):
+        hl("HL-A", "GB", [("a0", PDQ[0], (), (b"short",))])
+
+
+def test_a_hot_entry_opens_near_any_of_its_hot_companions() -> None:
+    hot = tuple(HOT[:MAX_HOT_COMPANIONS])
+    entries = [("e0", PDQ[0], (COMP[0],), hot), ("e1", PDQ[1], (COMP[1],))]
+    lists = [hl("HL-A", "GB", entries), hl("HL-B", "US", entries)]
+    prep = prepare_table(lists, scheme=VariantProbeLSH(seed=bytes(32)), rng=SeededRng(b"h"))
+    assert prep.manifest.n_keys == 2 + 2 + MAX_HOT_COMPANIONS
+    verified = verify_table(prep.table.to_bytes(), sign_all(prep, ["HL-A", "HL-B"]), trust())
+    client = ClientSession(verified, AccountSecret.generate())
+    server = ServerSession(prep.server_secret, prep.table)
+    assert ServerSecret.from_bytes(prep.server_secret.to_bytes()) == prep.server_secret
+
+    def open_with(variants: list[QueryHash]) -> set[tuple[str, int]]:
+        v = client.make_voucher(
+            rnd.randbytes(32), variants=variants, opening_seed=new_opening_seed()
+        )
+        r = server.open(v, account=str(rnd.random()))
+        return {(m.refs[0].entry_id, m.distance) for m in r.matches}
+
+    # a client hash 2 bits (outside the key's sample) from the last hot companion opens
+    # the hot entry at distance 2
+    unsampled = [i for i in range(256) if i not in prep.table.scheme.positions[0]][:2]
+    assert open_with([QueryHash(flip_bits(hot[-1], unsampled), companion=True)]) == {("e0", 2)}
+    # the entry without hot companions does not open near the hot entry's hashes
+    assert open_with([QueryHash(flip_bits(COMP[1], [1]), companion=True)]) == {("e1", 1)}
+    assert open_with([QueryHash(rnd.randbytes(32), companion=True)]) == set()
 
 
 def test_companion_queries_are_probed_only_against_a_table_with_companions() -> None:

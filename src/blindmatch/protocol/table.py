@@ -19,17 +19,17 @@ Table wire format, version 1 (all integers big-endian)::
 ``H(key) = hash_to_group("blindmatch/v1/key\\0", key)``. The table digest is
 ``SHA-256`` of the whole file and the table id is its first 16 bytes.
 
-Server secret (``server.key``) wire format, version 2 (version 1, without companions,
-is still read)::
+Server secret (``server.key``) wire format, version 3 (versions 1, without companions,
+and 2, without hot companions, are still read)::
 
     4   magic "BMSK"
-    1   version = 2
+    1   version = 3
     32  α (scalar, little-endian, non-zero, < ℓ)
     32  digest of the table it belongs to
     4   n_entries
     per entry: 32 PDQ bytes, u8 n_companions, 32 bytes per companion hash,
-               u16 n_refs, per ref three u16-length UTF-8 strings: hotline,
-               list name, entry id
+               u8 n_hot, 32 bytes per hot companion hash, u16 n_refs,
+               per ref three u16-length UTF-8 strings: hotline, list name, entry id
 
 The server recomputes the key → entry map from the entries and the table's
 lookup scheme, so the file holds nothing derivable.
@@ -55,8 +55,11 @@ from blindmatch.protocol.lookup import PDQ_BYTES, LookupKeyScheme, scheme_from_p
 TABLE_MAGIC = b"BMTB"
 SECRET_MAGIC = b"BMSK"
 FORMAT_VERSION = 1
-SECRET_VERSION = 2  # 2: companion hashes per entry; 1 (read only): none
+SECRET_VERSION = 3  # 3: hot companions; 2 (read only): companions only; 1: neither
 MAX_COMPANIONS = 4
+# A hot entry's extra hashes (the picture cropped and turned by a grid,
+# :mod:`blindmatch.hashing.hot`: at most 91) — lookup keys like its companions'.
+MAX_HOT_COMPANIONS = 96
 KEY_DOMAIN = b"blindmatch/v1/key\x00"
 MAX_SLOTS = 1 << 28
 MAX_THRESHOLD = 1000
@@ -87,37 +90,53 @@ class EntryRef:
 class HotlineList:
     """One hotline's list as input to :func:`build_table`.
 
-    ``entries`` are ``(entry id, 32-byte PDQ)`` pairs, or ``(entry id, PDQ, companions)``
+    ``entries`` are ``(entry id, 32-byte PDQ)`` pairs, ``(entry id, PDQ, companions)``
     triples where ``companions`` is a tuple of at most :data:`MAX_COMPANIONS` further
     32-byte hashes of the same picture (its canonical-pose hash,
-    :mod:`blindmatch.hashing.canonical`): lookup keys are made from them too, and a
-    candidate is confirmed against the closest of the entry's hashes.
+    :mod:`blindmatch.hashing.canonical`), or ``(entry id, PDQ, companions, hot)`` where
+    ``hot`` is a tuple of at most :data:`MAX_HOT_COMPANIONS` hashes of the picture cropped
+    and turned (a *hot* entry, :mod:`blindmatch.hashing.hot`): lookup keys are made from
+    all of them, and a candidate is confirmed against the closest of the entry's hashes.
     """
 
     hotline: str
     jurisdiction: str
     name: str
     version: str
-    entries: tuple[tuple[str, bytes] | tuple[str, bytes, tuple[bytes, ...]], ...]
+    entries: tuple[
+        tuple[str, bytes]
+        | tuple[str, bytes, tuple[bytes, ...]]
+        | tuple[str, bytes, tuple[bytes, ...], tuple[bytes, ...]],
+        ...,
+    ]
 
     def __post_init__(self) -> None:
         for s in (self.hotline, self.jurisdiction, self.name, self.version):
             if not isinstance(s, str) or not s or len(s.encode()) > 256:
                 raise ValueError("hotline, jurisdiction, name and version must be short strings")
         for entry in self.entries:
-            if not isinstance(entry, tuple) or len(entry) not in (2, 3):
-                raise ValueError("an entry is (entry id, PDQ) or (entry id, PDQ, companions)")
+            if not isinstance(entry, tuple) or len(entry) not in (2, 3, 4):
+                raise ValueError(
+                    "an entry is (entry id, PDQ), (entry id, PDQ, companions) "
+                    "or (entry id, PDQ, companions, hot companions)"
+                )
             ref, pdq = entry[0], entry[1]
             if not isinstance(ref, str) or len(ref.encode()) > 1024:
                 raise ValueError("entry ids must be strings of at most 1024 bytes")
             if not isinstance(pdq, bytes) or len(pdq) != PDQ_BYTES:
                 raise ValueError("a PDQ hash is 32 bytes")
-            if len(entry) == 3:
+            if len(entry) >= 3:
                 _check_companions(entry[2])
+            if len(entry) == 4:
+                _check_companions(entry[3], MAX_HOT_COMPANIONS, "hot companions")
 
-    def items(self) -> list[tuple[str, bytes, tuple[bytes, ...]]]:
-        """Every entry as ``(entry id, PDQ, companions)`` (``()`` when it has none)."""
-        return [(e[0], e[1], e[2] if len(e) == 3 else ()) for e in self.entries]
+    def items(self) -> list[tuple[str, bytes, tuple[bytes, ...], tuple[bytes, ...]]]:
+        """Every entry as ``(entry id, PDQ, companions, hot companions)`` (``()`` for
+        none)."""
+        return [
+            (e[0], e[1], e[2] if len(e) >= 3 else (), e[3] if len(e) == 4 else ())
+            for e in self.entries
+        ]
 
     def __repr__(self) -> str:
         return (
@@ -126,9 +145,11 @@ class HotlineList:
         )
 
 
-def _check_companions(companions: object) -> None:
-    if not isinstance(companions, tuple) or len(companions) > MAX_COMPANIONS:
-        raise ValueError(f"companions are a tuple of at most {MAX_COMPANIONS} hashes")
+def _check_companions(
+    companions: object, limit: int = MAX_COMPANIONS, what: str = "companions"
+) -> None:
+    if not isinstance(companions, tuple) or len(companions) > limit:
+        raise ValueError(f"{what} are a tuple of at most {limit} hashes")
     for c in companions:
         if not isinstance(c, bytes) or len(c) != PDQ_BYTES:
             raise ValueError("a companion hash is 32 bytes")
@@ -137,22 +158,28 @@ def _check_companions(companions: object) -> None:
 @dataclass(frozen=True)
 class ListedEntry:
     """A hash that passed governance, with every list entry that carries it, and the
-    companion hashes of the picture that passed governance too (sorted)."""
+    companion and hot companion hashes of the picture that passed governance too (each
+    sorted)."""
 
     pdq: bytes
     refs: tuple[EntryRef, ...]
     companions: tuple[bytes, ...] = ()
+    hot: tuple[bytes, ...] = ()
 
     def __post_init__(self) -> None:
         _check_companions(self.companions)
+        _check_companions(self.hot, MAX_HOT_COMPANIONS, "hot companions")
 
     @property
     def hashes(self) -> tuple[bytes, ...]:
-        """The PDQ and its companions: what lookup keys are made from."""
-        return (self.pdq, *self.companions)
+        """The PDQ, its companions and hot companions: what lookup keys are made from."""
+        return (self.pdq, *self.companions, *self.hot)
 
     def __repr__(self) -> str:  # the hash itself stays out of logs
-        return f"ListedEntry(<pdq>, refs={self.refs!r}, companions={len(self.companions)})"
+        return (
+            f"ListedEntry(<pdq>, refs={self.refs!r}, companions={len(self.companions)}, "
+            f"hot={len(self.hot)})"
+        )
 
 
 def select_entries(
@@ -166,19 +193,24 @@ def select_entries(
     A companion hash passes by the same rule, on its own: it is kept for an entry only
     when enough of the hotlines listing that PDQ carry that companion with it — so no
     single hotline can add a lookup key to the table (at most :data:`MAX_COMPANIONS`
-    per entry, the most widely carried first).
+    per entry, the most widely carried first). Hot companions likewise, each on its own
+    (at most :data:`MAX_HOT_COMPANIONS`): an entry is hot only as far as two hotlines
+    agree, hash for hash.
     """
     if min_hotlines < 1:
         raise ValueError("min_hotlines must be at least 1")
     refs: dict[bytes, set[EntryRef]] = defaultdict(set)
     who: dict[bytes, set[tuple[str, str]]] = defaultdict(set)
     who_c: dict[tuple[bytes, bytes], set[tuple[str, str]]] = defaultdict(set)
+    who_h: dict[tuple[bytes, bytes], set[tuple[str, str]]] = defaultdict(set)
     for lst in lists:
-        for entry_id, pdq, companions in lst.items():
+        for entry_id, pdq, companions, hot in lst.items():
             refs[pdq].add(EntryRef(lst.hotline, lst.name, entry_id))
             who[pdq].add((lst.hotline, lst.jurisdiction))
             for c in companions:
                 who_c[pdq, c].add((lst.hotline, lst.jurisdiction))
+            for c in hot:
+                who_h[pdq, c].add((lst.hotline, lst.jurisdiction))
 
     def agreed(carriers: set[tuple[str, str]]) -> bool:
         hotlines = {h for h, _ in carriers}
@@ -187,15 +219,23 @@ def select_entries(
             not distinct_jurisdictions or len(places) >= min_hotlines
         )
 
-    by_pdq: dict[bytes, list[tuple[int, bytes]]] = defaultdict(list)
-    for (pdq, c), carriers in who_c.items():
-        if c != pdq and agreed(carriers):
-            by_pdq[pdq].append((-len({h for h, _ in carriers}), c))
+    def kept(
+        carried: dict[tuple[bytes, bytes], set[tuple[str, str]]], limit: int
+    ) -> dict[bytes, tuple[bytes, ...]]:
+        """Per PDQ, the hashes enough hotlines carry with it (most widely carried first)."""
+        by_pdq: dict[bytes, list[tuple[int, bytes]]] = defaultdict(list)
+        for (pdq, c), carriers in carried.items():
+            if c != pdq and agreed(carriers):
+                by_pdq[pdq].append((-len({h for h, _ in carriers}), c))
+        return {p: tuple(sorted(c for _, c in sorted(v)[:limit])) for p, v in by_pdq.items()}
+
+    kept_c, kept_h = kept(who_c, MAX_COMPANIONS), kept(who_h, MAX_HOT_COMPANIONS)
     out = []
     for pdq in sorted(refs):
         if agreed(who[pdq]):
-            companions = tuple(sorted(c for _, c in sorted(by_pdq[pdq])[:MAX_COMPANIONS]))
-            out.append(ListedEntry(pdq, tuple(sorted(refs[pdq])), companions))
+            comp = kept_c.get(pdq, ())
+            extra = tuple(c for c in kept_h.get(pdq, ()) if c not in comp)
+            out.append(ListedEntry(pdq, tuple(sorted(refs[pdq])), comp, extra))
     return out
 
 
@@ -340,7 +380,8 @@ class ServerSecret:
         parts = [SECRET_MAGIC, w.u8(SECRET_VERSION), self._alpha, self.table_digest]
         parts.append(w.u32(len(self.entries)))
         for e in self.entries:
-            parts += [e.pdq, w.u8(len(e.companions)), *e.companions, w.u16(len(e.refs))]
+            parts += [e.pdq, w.u8(len(e.companions)), *e.companions]
+            parts += [w.u8(len(e.hot)), *e.hot, w.u16(len(e.refs))]
             for ref in e.refs:
                 parts += [w.text(ref.hotline), w.text(ref.list_name), w.text(ref.entry_id)]
         return b"".join(parts)
@@ -351,7 +392,7 @@ class ServerSecret:
         if r.take(4) != SECRET_MAGIC:
             raise InvalidKey("not a blindmatch server key of a supported version")
         version = r.u8()
-        if version not in (1, SECRET_VERSION):
+        if version not in (1, 2, SECRET_VERSION):
             raise InvalidKey("not a blindmatch server key of a supported version")
         alpha, digest = r.take(32), r.take(32)
         n = r.u32()
@@ -364,8 +405,12 @@ class ServerSecret:
             if k > MAX_COMPANIONS:
                 raise r.fail()
             companions = tuple(r.take(32) for _ in range(k))
+            k = r.u8() if version >= 3 else 0
+            if k > MAX_HOT_COMPANIONS:
+                raise r.fail()
+            hot = tuple(r.take(32) for _ in range(k))
             refs = tuple(EntryRef(r.text(), r.text(), r.text()) for _ in range(r.u16()))
-            entries.append(ListedEntry(pdq, refs, companions))
+            entries.append(ListedEntry(pdq, refs, companions, hot))
         r.end()
         return cls(alpha, digest, entries)
 
