@@ -162,3 +162,21 @@ def test_the_privacy_figures_group_and_extrapolate_as_stated() -> None:
     assert rows["near misses among edited listed pictures"].images == 1  # 84 is in, 85 out
     assert rows["edited listed pictures within 31 bits of another entry"].images == 1
     assert p.per_edit == {"jpeg70": (0, 3)} and p.vouchers == 103 and p.unattributed == 0
+
+
+def test_the_hot_tier_opens_a_cropped_copy_the_companion_list_misses(listed) -> None:
+    """``private+hot``: every listed picture also carries its hot companions (the picture
+    cropped and turned by a grid); a centred 10% crop of a listed picture opens its own
+    entry, where a list with companions only opens nothing."""
+    from blindmatch.eval.transforms import apply
+
+    hot, plain = make_scheme("private+hot"), make_scheme("private+companion")
+    for s in (hot, plain):
+        s.prepare([s.list_item(x) for x in listed])
+    assert hot.list_bytes(None) > 10 * plain.list_bytes(None)  # the hot tier's table cost
+    cropped = _rgb(apply("crop10-centre", Image.fromarray(listed[0]), 0))
+    d, _ = hot.distances(cropped)
+    assert d[0] <= 31 and d[1] == d[2] == NO_MATCH
+    obs = hot.privacy(0)
+    assert obs is not None and obs.attributed and not obs.innocent_open
+    assert (plain.distances(cropped)[0] == NO_MATCH).all()

@@ -72,15 +72,20 @@ class PrivateScheme(Scheme):
 
     ``companions``: the list is built from the pictures, so every entry carries its
     companion hash (``private+companion``); otherwise it is a list of bare PDQs, as a
-    hotline's hash list is (``private``). The client is the same either way."""
+    hotline's hash list is (``private``). ``hot``: every listed picture is in the hot tier
+    as well, with its hot companions (:mod:`blindmatch.hashing.hot`; ``private+hot``).
+    The client is the same either way."""
 
     name, bits = "private", 256
 
-    def __init__(self, *, companions: bool = False) -> None:
+    def __init__(self, *, companions: bool = False, hot: bool = False) -> None:
         from blindmatch.protocol import MATCH_DISTANCE
 
-        self.companions = companions
-        if companions:
+        self.companions = companions or hot
+        self.hot = hot
+        if hot:
+            self.name = "private+hot"
+        elif companions:
             self.name = "private+companion"
         self.threshold = MATCH_DISTANCE  # what ServerSession confirms a candidate at
         self._n = 0
@@ -107,11 +112,18 @@ class PrivateScheme(Scheme):
 
     def list_item(self, rgb: np.ndarray) -> bytes:
         """The listed picture's PDQ, as ``robust`` lists it; with companions followed by its
-        companion hash (:mod:`blindmatch.hashing.canonical`)."""
+        companion hash (:mod:`blindmatch.hashing.canonical`), and in the hot tier by its
+        hot companions (:mod:`blindmatch.hashing.hot`)."""
         from blindmatch.hashing.canonical import companion_pdq
+        from blindmatch.hashing.hot import hot_companions
 
         pdq = bytes.fromhex(pdq_from_rgb(rgb).hex)
-        return pdq + bytes.fromhex(companion_pdq(rgb).hex) if self.companions else pdq
+        if not self.companions:
+            return pdq
+        item = pdq + bytes.fromhex(companion_pdq(rgb).hex)
+        if self.hot:
+            item += b"".join(bytes.fromhex(h.hex) for h in hot_companions(rgb))
+        return item
 
     def list_bytes(self, item: Any) -> int:
         """The device table's bytes per listed picture once prepared (the PDQ before)."""
@@ -134,18 +146,27 @@ class PrivateScheme(Scheme):
 
         self._n = len(items)
         self._pid, self._sessions, self._last = -1, None, None
-        per = 2 if self.companions else 1  # hashes per listed picture
+        # hashes per listed picture, as rows of equal length: a picture with fewer hot
+        # companions is padded with copies of its own PDQ (no distance changes)
+        per = max((len(p) // 32 for p in items), default=1)
         self._pdqs = (
-            np.frombuffer(b"".join(items), dtype=np.uint8).reshape(-1, per, 32)
+            np.frombuffer(b"".join(p + p[:32] * (per - len(p) // 32) for p in items),
+                          dtype=np.uint8).reshape(-1, per, 32)
             if items else np.zeros((0, per, 32), dtype=np.uint8)
         )  # fmt: skip
         if not items:
             self._blobs = {}
             return
-        entries = tuple(
-            (str(i), bytes(p[:32]), (bytes(p[32:64]),)) if self.companions else (str(i), bytes(p))
-            for i, p in enumerate(items)
-        )
+
+        def entry(i: int, p: bytes) -> tuple[Any, ...]:
+            if not self.companions:
+                return (str(i), bytes(p))
+            hashes = [bytes(p[j : j + 32]) for j in range(0, len(p), 32)]
+            if not self.hot:
+                return (str(i), hashes[0], (hashes[1],))
+            return (str(i), hashes[0], (hashes[1],), tuple(hashes[2:]))
+
+        entries = tuple(entry(i, p) for i, p in enumerate(items))
         lists = [HotlineList(h, j, LIST_NAME, "1", entries) for h, j in HOTLINES]
         prep = prepare_table(
             lists,

@@ -244,12 +244,13 @@ class Keypoints(Scheme):
         return out, lookups + 1
 
 
-def _private(companions: bool = False) -> Scheme:
+def _private(companions: bool = False, hot: bool = False) -> Scheme:
     """Private matching, exactly as the Matrix integration runs it (blindmatch.eval.private):
-    a list of bare PDQs, or (``companions``) a list built from the pictures."""
+    a list of bare PDQs, or (``companions``) a list built from the pictures, or (``hot``)
+    one whose every picture is in the hot tier too."""
     from blindmatch.eval.private import PrivateScheme
 
-    return PrivateScheme(companions=companions)
+    return PrivateScheme(companions=companions, hot=hot)
 
 
 _FACTORIES: dict[str, Callable[[], Scheme]] = {
@@ -265,6 +266,7 @@ _FACTORIES: dict[str, Callable[[], Scheme]] = {
     "robust+orb": lambda: Keypoints(RobustPDQ()),
     "private": _private,
     "private+companion": lambda: _private(companions=True),
+    "private+hot": lambda: _private(hot=True),
 }
 SCHEMES = tuple(_FACTORIES)
 
