@@ -134,3 +134,22 @@ def test_no_solid_frame_in_a_picture_without_one() -> None:
     assert find_solid_frame(np.zeros((20, 20, 3), dtype=np.uint8)) is None
     flat = np.full((100, 100, 3), 7, dtype=np.uint8)  # all frame, no picture: capped
     assert find_solid_frame(flat) is None
+
+
+def test_other_orientations_are_left_out_against_a_table_with_companions() -> None:
+    from types import SimpleNamespace
+
+    from blindmatch.hashing.image import pdq_with_vector_from_rgb
+    from blindmatch.hashing.robust import _fit
+    from blindmatch.private import orientations_for
+
+    pixels = photo(11, (640, 480))
+    turned = pdq_with_vector_from_rgb(np.ascontiguousarray(np.rot90(_fit(pixels, 512))))[0].hex
+    _, _, every = query_hashes(pixels)
+    _, _, fewer = query_hashes(pixels, orientations=False)
+    assert any(v.pdq.hex() == turned for v in every)
+    assert not any(v.pdq.hex() == turned for v in fewer)
+    # the companions are the same either way: they find every orientation
+    assert [v for v in every if v.companion] == [v for v in fewer if v.companion]
+    assert orientations_for(SimpleNamespace(has_companions=False))
+    assert not orientations_for(SimpleNamespace(has_companions=True))

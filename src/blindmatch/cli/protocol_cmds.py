@@ -69,7 +69,7 @@ from blindmatch.errors import (
 from blindmatch.files import Failure, Limits, image_pixels, iter_files, read_file
 from blindmatch.fsutil import write_atomic
 from blindmatch.hashing.image import MIN_QUALITY
-from blindmatch.private.query import query_hashes
+from blindmatch.private.query import orientations_for, query_hashes
 from blindmatch.private.trust import (
     MANIFEST_FILE,
     SERVER_KEY_FILE,
@@ -500,7 +500,9 @@ def cmd_voucher_make(args: argparse.Namespace) -> int:
             opening_name = Path(o.path).name + ".opening"
             if openings is not None and (openings / opening_name).exists() and not args.force:
                 raise OutputExists(f"{openings / opening_name} exists; pass --force to replace it")
-            pdq, confidence, variants = query_hashes(image_pixels(o.path, limits))
+            pdq, confidence, variants = query_hashes(
+                image_pixels(o.path, limits), orientations=orientations_for(session.verified)
+            )
             seed = new_opening_seed()
             voucher = session.make_voucher(
                 pdq,
@@ -556,7 +558,9 @@ def cmd_voucher_check(args: argparse.Namespace) -> int:
                 raise NotAnImage("vouchers are made for images only")
             voucher = read_file(str(voucher_path), MAX_SMALL_FILE_BYTES)
             seed = _read_opening(openings / (Path(o.path).name + ".opening"))
-            pdq, confidence, variants = query_hashes(image_pixels(o.path, limits))
+            pdq, confidence, variants = query_hashes(
+                image_pixels(o.path, limits), orientations=orientations_for(verified)
+            )
             verify_voucher_for_image(
                 verified,
                 voucher,

@@ -52,17 +52,18 @@ LIST_NAME = "eval-listed"
 _LAST_QUERY: list[Any] = [b"", None, 0.0]
 
 
-def _query_hashes(rgb: np.ndarray) -> tuple[Any, float]:
-    """``query_hashes(rgb)`` and the seconds it took, computed once when both private
-    schemes of a run see the same picture one after the other (the client recipe does not
-    depend on the list); each scheme's client time counts the computation in full."""
+def _query_hashes(rgb: np.ndarray, orientations: bool) -> tuple[Any, float]:
+    """``query_hashes(rgb, orientations=)`` and the seconds it took, computed once when
+    private schemes of a run see the same picture one after the other (the client recipe
+    depends on the list only through ``orientations``); each scheme's client time counts
+    the computation in full."""
     from blindmatch.private import query_hashes
 
     pixels = np.ascontiguousarray(rgb)
-    key = hashlib.sha256(pixels.tobytes()).digest() + repr(pixels.shape).encode()
+    key = hashlib.sha256(pixels.tobytes()).digest() + repr((pixels.shape, orientations)).encode()
     if _LAST_QUERY[0] != key:
         start = time.perf_counter()
-        found = query_hashes(pixels)
+        found = query_hashes(pixels, orientations=orientations)
         _LAST_QUERY[:] = [key, found, time.perf_counter() - start]
     return _LAST_QUERY[1], _LAST_QUERY[2]
 
@@ -231,7 +232,9 @@ class PrivateScheme(Scheme):
         if not self._n:
             return out, 0
         client, server = self._session()
-        (pdq, confidence, variants), hashing = _query_hashes(rgb)
+        from blindmatch.private import orientations_for
+
+        (pdq, confidence, variants), hashing = _query_hashes(rgb, orientations_for(client.verified))
         start = time.perf_counter()
         voucher = client.make_voucher(
             pdq,

@@ -40,7 +40,9 @@ def _confidence(vector: Any) -> list[float]:
     return [float(x) for x in np.abs(v - np.median(v))]
 
 
-def query_hashes(pixels: Any, *, pool: Any = None) -> tuple[bytes, list[float], list[QueryHash]]:
+def query_hashes(
+    pixels: Any, *, pool: Any = None, orientations: bool = True
+) -> tuple[bytes, list[float], list[QueryHash]]:
     """What a client looks up for one image, as plaintext robust matching does:
     the full-size PDQ with its bit confidence, and as ``QueryHash``es with their priors
     the image's companion hash (its canonical pose at 64 px, which lists built from
@@ -51,7 +53,10 @@ def query_hashes(pixels: Any, *, pool: Any = None) -> tuple[bytes, list[float], 
     The one recipe both sides of a voucher use (``voucher make`` and ``voucher check``,
     the Matrix client's sender and recipient). ``pool`` (a ``concurrent.futures``
     executor) hashes the full-size picture and the variants concurrently; the result
-    is identical with or without it."""
+    is identical with or without it. ``orientations=False`` leaves out the 7 other
+    orientations: against a table whose entries carry companions (which find every
+    orientation) they cost ~40% of the hashing and open nothing more — use
+    :func:`orientations_for`, as sender and recipient both must."""
     import numpy as np
 
     from blindmatch.hashing.canonical import (
@@ -65,7 +70,7 @@ def query_hashes(pixels: Any, *, pool: Any = None) -> tuple[bytes, list[float], 
     from blindmatch.hashing.robust import find_solid_frame, query_variants
 
     full = pool.submit(pdq_with_vector_from_rgb, pixels) if pool is not None else None
-    found = query_variants(pixels, pool=pool)
+    found = query_variants(pixels, dihedral=orientations, pool=pool)
     pdq, vector = full.result() if full is not None else pdq_with_vector_from_rgb(pixels)
     variants = []
     image = as_image(pixels)  # one conversion for the pose and every companion
@@ -97,4 +102,11 @@ def query_hashes(pixels: Any, *, pool: Any = None) -> tuple[bytes, list[float], 
     return bytes.fromhex(pdq.hex), _confidence(vector), variants
 
 
-__all__ = ["VARIANT_PRIORS", "query_hashes"]
+def orientations_for(verified: Any) -> bool:
+    """Whether a client hashes the 7 other orientations for this verified table: only when
+    its entries carry no companions (:attr:`~blindmatch.protocol.VerifiedTable.has_companions`).
+    Sender and recipient apply the same rule, so the recipient recomputes the same probes."""
+    return not verified.has_companions
+
+
+__all__ = ["VARIANT_PRIORS", "orientations_for", "query_hashes"]

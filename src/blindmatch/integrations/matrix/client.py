@@ -109,6 +109,7 @@ from blindmatch.integrations.matrix.events import (
 )
 from blindmatch.integrations.matrix.receive import Verdict, check_event
 from blindmatch.lists.model import VpdqFrame
+from blindmatch.private.query import orientations_for
 from blindmatch.protocol import (
     AccountSecret,
     ClientSession,
@@ -297,16 +298,18 @@ def hash_image(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     pool: ThreadPoolExecutor | None = None,
     decoded: Image.Image | None = None,
+    orientations: bool = True,
 ) -> ImageHashes:
     """Hash an encoded picture exactly as ``blindmatch voucher make`` does: the same
     decoder (:func:`decode_image`) and :func:`~blindmatch.private.query_hashes`.
     The sender hashes the plaintext it encrypts, the recipient the plaintext it decrypted:
     the voucher check compares them. ``pool`` hashes the variants concurrently (same
-    result); ``decoded`` is ``decode_image(data)`` when the caller has it already."""
+    result); ``decoded`` is ``decode_image(data)`` when the caller has it already;
+    ``orientations``: :func:`~blindmatch.private.orientations_for` the voucher's table."""
     from blindmatch.private import query_hashes
 
     im = decoded if decoded is not None else decode_image(data, max_pixels=max_pixels)
-    pdq, confidence, variants = query_hashes(np.asarray(im), pool=pool)
+    pdq, confidence, variants = query_hashes(np.asarray(im), pool=pool, orientations=orientations)
     return ImageHashes(pdq, confidence, variants, im.width, im.height)
 
 
@@ -622,10 +625,18 @@ class BlindmatchClient(AsyncClient):
         await super().close()
 
     # -- sending -----------------------------------------------------------------------------
-    async def hash_image(self, data: bytes, *, decoded: Image.Image | None = None) -> ImageHashes:
-        """Hash a picture off the event loop (the recipient calls this too)."""
+    async def hash_image(
+        self, data: bytes, *, decoded: Image.Image | None = None, orientations: bool = True
+    ) -> ImageHashes:
+        """Hash a picture off the event loop (the recipient calls this too); ``orientations``:
+        :func:`~blindmatch.private.orientations_for` the voucher's table."""
         return await asyncio.to_thread(
-            hash_image, data, max_pixels=self.max_pixels, pool=self._hash_pool, decoded=decoded
+            hash_image,
+            data,
+            max_pixels=self.max_pixels,
+            pool=self._hash_pool,
+            decoded=decoded,
+            orientations=orientations,
         )
 
     def make_voucher(
@@ -701,7 +712,9 @@ class BlindmatchClient(AsyncClient):
         t1 = time.perf_counter()
         ciphertext, keys, digest = self._encrypt(data)
         t2 = time.perf_counter()
-        hashes = await self.hash_image(data, decoded=decoded)
+        hashes = await self.hash_image(
+            data, decoded=decoded, orientations=orientations_for(state.session.verified)
+        )
         t3 = time.perf_counter()
         seed = new_opening_seed()
         voucher = await asyncio.to_thread(self.make_voucher, state.session, hashes, digest, seed)
@@ -767,7 +780,9 @@ class BlindmatchClient(AsyncClient):
             # to the ciphertext's hash, known before the upload.
             async def hash_and_voucher() -> tuple[ImageHashes, bytes, bytes]:
                 t = time.perf_counter()
-                hashes = await self.hash_image(data, decoded=decoded)
+                hashes = await self.hash_image(
+                    data, decoded=decoded, orientations=orientations_for(state.session.verified)
+                )
                 timings["hash"] = time.perf_counter() - t
                 seed = new_opening_seed()
                 t = time.perf_counter()
