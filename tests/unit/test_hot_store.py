@@ -161,3 +161,26 @@ def check_hot_migration(url: str) -> None:
 
 def test_hot_migration_on_sqlite(tmp_path: Path) -> None:
     check_hot_migration(f"sqlite:///{tmp_path / 'm.sqlite'}")
+
+
+def test_the_test_table_builder_takes_hot_entries(tmp_path: Path) -> None:
+    """``build_table_dir`` (Matrix tests and demos): an entry may be a PDQ, (PDQ,
+    companions) or (PDQ, companions, hot); every hotline lists them all, so all pass."""
+    from blindmatch.integrations.matrix.homeserver import build_table_dir
+    from blindmatch.private.trust import SERVER_KEY_FILE
+    from blindmatch.protocol.table import ServerSecret
+
+    hot = (b"\x11" * 32, b"\x12" * 32, b"\x13" * 32)
+    out = build_table_dir(
+        tmp_path / "t",
+        {"bare": b"\x01" * 32, "comp": (b"\x02" * 32, (b"\x03" * 32,)),
+         "hot": (b"\x04" * 32, (b"\x05" * 32,), hot), "hot-only": (b"\x06" * 32, (), hot[:1])},
+    )  # fmt: skip
+    secret = ServerSecret.from_bytes((out / SERVER_KEY_FILE).read_bytes())
+    got = {e.pdq[:1]: (e.companions, e.hot) for e in secret.entries}
+    assert got == {
+        b"\x01": ((), ()),
+        b"\x02": ((b"\x03" * 32,), ()),
+        b"\x04": ((b"\x05" * 32,), hot),
+        b"\x06": ((), hot[:1]),
+    }
