@@ -37,10 +37,16 @@ Outcome = Hashed | Failure
 
 
 def hash_one(
-    path: str, limits: Limits = DEFAULT_LIMITS, variants: bool = False, companion: bool = False
+    path: str,
+    limits: Limits = DEFAULT_LIMITS,
+    variants: bool = False,
+    companion: bool = False,
+    hot: bool = False,
 ) -> Outcome:
     try:
-        return Hashed(path, hash_file(path, limits, variants=variants, companion=companion))
+        return Hashed(
+            path, hash_file(path, limits, variants=variants, companion=companion, hot=hot)
+        )
     except InputError as e:
         return Failure(path, e)
     except Exception as e:  # noqa: BLE001 - one file must never stop a batch
@@ -105,11 +111,13 @@ def hash_many(
     *,
     variants: bool = False,
     companion: bool = False,
+    hot: bool = False,
 ) -> Iterator[Outcome]:
     """Hash every file under ``paths``; yields one outcome per file, in order.
 
-    ``variants`` and ``companion`` as for :func:`blindmatch.files.hash_file` (the
-    companion hash is for the list side, ``lists add``: ``scan`` does not need it).
+    ``variants``, ``companion`` and ``hot`` as for :func:`blindmatch.files.hash_file`
+    (companion and hot companion hashes are for the list side, ``lists add``: ``scan``
+    does not need them).
 
     With more than one worker, files are hashed in a process pool with a
     bounded window of work in flight. If a decoder crashes its worker process,
@@ -120,7 +128,11 @@ def hash_many(
     items = iter_files(paths)
     if workers == 1:
         for item in items:
-            yield item if isinstance(item, Failure) else hash_one(item, limits, variants, companion)
+            yield (
+                item
+                if isinstance(item, Failure)
+                else hash_one(item, limits, variants, companion, hot)
+            )
         return
     window = workers * 4
     pending: list[tuple[str, Future[Outcome]] | Failure] = []
@@ -137,7 +149,9 @@ def hash_many(
                 if isinstance(item, Failure):
                     pending.append(item)
                 else:
-                    pending.append((item, pool.submit(hash_one, item, limits, variants, companion)))
+                    pending.append(
+                        (item, pool.submit(hash_one, item, limits, variants, companion, hot))
+                    )
             if not pending:
                 return
             head = pending.pop(0)
@@ -154,16 +168,18 @@ def hash_many(
                 pending = []
                 pool = worker_pool(workers)
                 for p in retry:
-                    yield _isolated(p, limits, variants, companion)
+                    yield _isolated(p, limits, variants, companion, hot)
                 yield from failures
     finally:
         pool.shutdown(cancel_futures=True)
 
 
-def _isolated(path: str, limits: Limits, variants: bool, companion: bool) -> Outcome:
+def _isolated(
+    path: str, limits: Limits, variants: bool, companion: bool, hot: bool = False
+) -> Outcome:
     """Hash one file in a single-use process, so a crash is attributed to it alone."""
     with worker_pool(1) as one:
         try:
-            return one.submit(hash_one, path, limits, variants, companion).result()
+            return one.submit(hash_one, path, limits, variants, companion, hot).result()
         except BrokenProcessPool:
             return Failure(path, HashFailed("the decoder crashed on this file"))

@@ -129,12 +129,18 @@ def read_file(
 
 
 def hash_file(
-    path: str, limits: Limits = DEFAULT_LIMITS, *, variants: bool = False, companion: bool = False
+    path: str,
+    limits: Limits = DEFAULT_LIMITS,
+    *,
+    variants: bool = False,
+    companion: bool = False,
+    hot: bool = False,
 ) -> Hashes:
     """Read and hash one file; raises an ``InputError`` on any problem.
 
     ``variants`` adds the robust query variants that matching looks up; ``companion`` an
-    image's companion hash, which a list built from pictures carries (``lists add``)."""
+    image's companion hash, which a list built from pictures carries (``lists add``);
+    ``hot`` its hot companion hashes (``lists add --hot``)."""
     data = read_file(path, limits.max_file_bytes)
     return hash_bytes(
         data,
@@ -142,6 +148,7 @@ def hash_file(
         max_pixels=limits.max_pixels,
         variants=variants,
         companion=companion,
+        hot=hot,
     )
 
 

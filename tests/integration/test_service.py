@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -221,3 +222,40 @@ def test_entries_carry_a_companion_hash(client: TestClient) -> None:
         headers=ADMIN,
     )
     assert r.status_code == 422 and r.json()["error"]["code"] == "malformed_list"
+
+
+def test_entries_carry_hot_companion_hashes(client: TestClient) -> None:
+    """An entry POSTed with hot companion hashes keeps them (what `table build` makes
+    keys of); malformed ones are refused like a malformed PDQ, too many as invalid."""
+    pdq, companion = "a" * 64, "5" * 64
+    hot = ["1" * 64, "2" * 64]
+    assert client.put("/v1/lists/hh", json={"source": "test"}, headers=ADMIN).status_code == 201
+    r = client.post(
+        "/v1/lists/hh/entries",
+        json={"entries": [{"id": "e1", "pdq": pdq, "pdq_companion": companion, "pdq_hot": hot},
+                          {"id": "e2", "pdq": "b" * 64, "pdq_hot": None}]},
+        headers=ADMIN,
+    )  # fmt: skip
+    assert r.status_code == 200 and r.json()["added"] == 2
+    rows = client.get("/v1/lists/hh/export", params={"format": "jsonl"}, headers=ADMIN).text
+    assert [json.loads(x).get("pdq_hot") for x in rows.splitlines()] == [hot, None]
+    # the same again is unchanged; without them, e1 has changed (no longer hot)
+    r = client.post("/v1/lists/hh/entries", headers=ADMIN, json={"entries": [
+        {"id": "e1", "pdq": pdq, "pdq_companion": companion, "pdq_hot": hot}]})  # fmt: skip
+    assert r.status_code == 200 and r.json()["unchanged"] == 1
+    for bad, code in [
+        ([hot[0], "zz"], "malformed_list"),
+        ([hot[0], hot[0]], "malformed_list"),
+        ("1" * 64, "invalid_request"),
+        ([f"{i:064x}" for i in range(97)], "invalid_request"),
+    ]:
+        r = client.post(
+            "/v1/lists/hh/entries",
+            json={"entries": [{"id": "e3", "pdq": pdq, "pdq_hot": bad}]},
+            headers=ADMIN,
+        )
+        assert r.status_code == 422 and r.json()["error"]["code"] == code, (bad, r.json())
+    r = client.post("/v1/lists/hh/entries", headers=ADMIN,
+                    json={"entries": [{"id": "e4", "md5": "c" * 32, "pdq_hot": hot}]})  # fmt: skip
+    assert r.status_code == 422 and "pdq_hot needs a pdq" in r.json()["error"]["message"]
+    assert client.get("/v1/lists/hh", headers=ADMIN).json()["entries"] == 2  # nothing added

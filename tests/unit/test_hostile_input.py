@@ -237,10 +237,10 @@ def test_batch_goes_on_past_bad_items_and_names_them(tmp_path: Path, cli, home: 
 _real_hash_one = _batch.hash_one
 
 
-def _crashing_hash_one(path, limits=DEFAULT_LIMITS, variants=False, companion=False):  # noqa: ANN001
+def _crashing_hash_one(path, limits=DEFAULT_LIMITS, variants=False, companion=False, hot=False):  # noqa: ANN001
     if path.endswith("crash.jpg"):
         os._exit(3)  # what a segfaulting decoder looks like to the pool
-    return _real_hash_one(path, limits, variants, companion)
+    return _real_hash_one(path, limits, variants, companion, hot)
 
 
 def test_a_decoder_crash_is_pinned_on_its_file_and_the_batch_goes_on(

@@ -19,6 +19,7 @@ from blindmatch.errors import InvalidHash, ListFormatError
 from blindmatch.lists import (
     CATEGORIES,
     FORMATS,
+    MAX_PDQ_HOT,
     ListEntry,
     ParsedList,
     VpdqFrame,
@@ -29,6 +30,7 @@ from blindmatch.lists import (
     normalise_md5,
     normalise_pdq,
     normalise_pdq_companion,
+    normalise_pdq_hot,
     normalise_sha256,
     parse_list,
     validate_source_id,
@@ -44,6 +46,7 @@ GOOD_PDQ = "0123456789abcdef" * 4
 GOOD_MD5 = "0123456789abcdef" * 2
 GOOD_SHA = "fedcba9876543210" * 4
 GOOD_COMP = "00112233445566778899aabbccddeeff" * 2  # a companion hash (a PDQ)
+HOT = ("ab" * 32, "cd" * 32, "ef" * 32)  # hot companion hashes (PDQs)
 
 
 def fixture(name: str) -> bytes:
@@ -131,6 +134,44 @@ class TestModel:
             ListEntry("x", md5=GOOD_MD5, pdq_companion=GOOD_COMP)
         with pytest.raises(ValueError, match="pdq_companion needs a pdq"):
             ListEntry("x", pdq_companion=GOOD_COMP)
+
+    def test_entry_hot(self) -> None:
+        e = ListEntry("x", pdq=GOOD_PDQ, pdq_companion=GOOD_COMP, pdq_hot=HOT)
+        assert e.pdq_hot == HOT and ListEntry("x", pdq=GOOD_PDQ).pdq_hot == ()
+        assert e != ListEntry("x", pdq=GOOD_PDQ, pdq_companion=GOOD_COMP)  # part of the entry
+        assert ListEntry("x", pdq=GOOD_PDQ, pdq_hot=HOT[:1]).pdq_companion is None
+        most = tuple(f"{i:064x}" for i in range(MAX_PDQ_HOT))
+        assert len(ListEntry("x", pdq=GOOD_PDQ, pdq_hot=most).pdq_hot) == MAX_PDQ_HOT
+        bad: list[tuple[object, type[Exception], str]] = [
+            ((HOT[0].upper(),), InvalidHash, "pdq_hot must be 64 lowercase hex"),
+            ((HOT[0], "abc"), InvalidHash, "pdq_hot must be 64 hex digits, got 3"),
+            ((HOT[0], HOT[0]), InvalidHash, f"pdq_hot has the hash {HOT[0]} twice"),
+            ((*most, "ff" * 32), InvalidHash, f"97 hashes; the limit is {MAX_PDQ_HOT}"),
+            (list(HOT), ValueError, "pdq_hot must be a tuple"),
+            (" ".join(HOT), ValueError, "pdq_hot must be a tuple"),
+        ]
+        for value, exc, message in bad:
+            with pytest.raises(exc, match=message):
+                ListEntry("x", pdq=GOOD_PDQ, pdq_hot=value)  # type: ignore[arg-type]
+        # Hot companions belong to a PDQ: refused without one, and never an entry alone.
+        with pytest.raises(ValueError, match="pdq_hot needs a pdq"):
+            ListEntry("x", md5=GOOD_MD5, pdq_hot=HOT)
+        with pytest.raises(ValueError, match="pdq_hot needs a pdq"):
+            ListEntry("x", pdq_hot=HOT)
+
+    def test_normalise_pdq_hot(self) -> None:
+        assert normalise_pdq_hot(f"  {HOT[0].upper()}\t{HOT[1]}  {HOT[2]} ") == HOT
+        assert normalise_pdq_hot([HOT[1], HOT[0]]) == (HOT[1], HOT[0])  # order kept
+        assert normalise_pdq_hot("") == normalise_pdq_hot([]) == ()
+        for value, message in [
+            (f"{HOT[0]} {HOT[1][:-1]}", "pdq_hot must be 64 hex digits, got 63"),
+            ([HOT[0], 5], "pdq_hot must be a string of 64 hex digits, got int"),
+            (f"{HOT[0]} {HOT[0].upper()}", "twice"),
+            (" ".join(f"{i:064x}" for i in range(MAX_PDQ_HOT + 1)), "the limit is 96"),
+            (7, "pdq_hot must be a list of hashes"),
+        ]:
+            with pytest.raises(InvalidHash, match=message):
+                normalise_pdq_hot(value)
 
     def test_vpdq_frame(self) -> None:
         frame = VpdqFrame(GOOD_PDQ, 100, 3)
@@ -351,6 +392,16 @@ BAD_CASES = [
     ("csv", f"id,pdq,pdq_companion\nbad,{GOOD_PDQ},{GOOD_COMP[:-1]}z\n", 2, "character 'z'"),
     ("csv", f"id,md5,pdq_companion\nx,{GOOD_MD5},{GOOD_COMP}\n", 2, "pdq_companion needs a pdq"),
     ("csv", f"pdq_companion\n{GOOD_COMP}\n", 2, "no id and no hash"),
+    (
+        "csv",
+        f"id,pdq,pdq_hot\nok,{GOOD_PDQ},{HOT[0]}\nbad,{GOOD_PDQ},{HOT[0]} {HOT[1][:-1]}\n",
+        3,
+        "pdq_hot must be 64 hex digits, got 63",
+    ),
+    ("csv", f"id,pdq,pdq_hot\nbad,{GOOD_PDQ},{HOT[0]},{HOT[1]}\n", 2, "expected 3 fields"),
+    ("csv", f"id,md5,pdq_hot\nx,{GOOD_MD5},{HOT[0]}\n", 2, "pdq_hot needs a pdq"),
+    ("csv", f"id,pdq,pdq_hot\nx,{GOOD_PDQ},{HOT[1]} {HOT[1]}\n", 2, "twice"),
+    ("csv", f"pdq_hot\n{HOT[0]}\n", 2, "no id and no hash"),
     # JSON lines
     ("jsonl", '{"pdq": "' + GOOD_PDQ + '"}\n{"pdq": \n', 2, "not valid JSON"),
     (
@@ -365,6 +416,30 @@ BAD_CASES = [
         1,
         "pdq_companion must be a string",
     ),
+    (
+        "jsonl",
+        '{"id": "a", "pdq": "' + GOOD_PDQ + '", "pdq_hot": ["' + HOT[0] + '0"]}',
+        1,
+        "pdq_hot must be 64 hex digits, got 65",
+    ),
+    (
+        "jsonl",
+        '{"id": "a", "pdq": "' + GOOD_PDQ + '", "pdq_hot": "' + HOT[0] + '"}',
+        1,
+        "pdq_hot must be a list of hashes, got a string",
+    ),  # fmt: skip
+    (
+        "jsonl",
+        '{"id": "a", "pdq": "' + GOOD_PDQ + '", "pdq_hot": [1]}',
+        1,
+        "pdq_hot must be a string of 64 hex digits, got int",
+    ),  # fmt: skip
+    (
+        "jsonl",
+        '{"id": "a", "md5": "' + GOOD_MD5 + '", "pdq_hot": ["' + HOT[0] + '"]}',
+        1,
+        "pdq_hot needs a pdq",
+    ),  # fmt: skip
     ("jsonl", "\n[1, 2]\n", 2, "must be a JSON object, got an array"),
     ("jsonl", '{"id": "a", "pdq": "' + GOOD_PDQ[:-1] + '"}', 1, "got 63"),
     ("jsonl", '{"id": "a", "pdq": 7}', 1, "pdq must be a string"),
@@ -634,6 +709,48 @@ def test_companion_column_is_optional_and_written_only_when_used() -> None:
     assert dump_list(both[:1], "te") == f"pdq {GOOD_PDQ}\n".encode()
 
 
+def test_hot_column_is_optional_and_written_only_when_used() -> None:
+    new = f"id,PDQ_Hot,pdq\na, {HOT[0].upper()}  {HOT[1]} ,{GOOD_PDQ}\nb,,{GOOD_PDQ}\n"
+    both = parse_list(new.encode(), "csv").entries
+    assert both == (
+        ListEntry("a", pdq=GOOD_PDQ, pdq_hot=HOT[:2]),  # split, stripped and lowercased
+        ListEntry("b", pdq=GOOD_PDQ),  # an empty cell: not hot
+    )
+    out = dump_list(both, "csv")
+    assert out.decode().splitlines() == [
+        "id,pdq,md5,sha256,category,removed,pdq_hot",
+        f"a,{GOOD_PDQ},,,,false,{HOT[0]} {HOT[1]}",
+        f"b,{GOOD_PDQ},,,,false,",
+    ]
+    assert parse_list(out, "csv").entries == both
+    # With a companion too, both columns; without anything hot, the export is unchanged.
+    hot_comp = ListEntry("c", pdq=GOOD_PDQ, pdq_companion=GOOD_COMP, pdq_hot=HOT)
+    lines = dump_list([hot_comp, both[1]], "csv").decode().splitlines()
+    assert lines[0] == "id,pdq,md5,sha256,category,removed,pdq_companion,pdq_hot"
+    assert lines[1:] == [f"c,{GOOD_PDQ},,,,false,{GOOD_COMP},{' '.join(HOT)}",
+                         f"b,{GOOD_PDQ},,,,false,,"]  # fmt: skip
+    comp_only = [ListEntry("d", pdq=GOOD_PDQ, pdq_companion=GOOD_COMP)]
+    assert dump_list(comp_only, "csv").decode().splitlines()[0].endswith(",pdq_companion")
+    assert (
+        dump_list(both[1:], "csv")
+        == f"id,pdq,md5,sha256,category,removed\nb,{GOOD_PDQ},,,,false\n".encode()
+    )
+    line = dump_list([hot_comp], "jsonl").decode()
+    assert json.loads(line) == {
+        "id": "c",
+        "pdq": GOOD_PDQ,
+        "pdq_companion": GOOD_COMP,
+        "pdq_hot": list(HOT),
+    }
+    assert "pdq_hot" not in dump_list(both[1:], "jsonl").decode()
+    assert parse_list(line.encode(), "jsonl").entries == (hot_comp,)
+    for absent in ("null", "[]"):
+        assert parse_list(f'{{"id": "a", "pdq": "{GOOD_PDQ}", "pdq_hot": {absent}}}'.encode(),
+                          "jsonl").entries == (ListEntry("a", pdq=GOOD_PDQ),)  # fmt: skip
+    # TE has no place for them: dropped, as the companion.
+    assert dump_list([hot_comp], "te") == f"pdq {GOOD_PDQ}\n".encode()
+
+
 def test_dump_jsonl_layout() -> None:
     out = dump_list([ListEntry("é", md5=GOOD_MD5), ListEntry("gone", removed=True)], "jsonl")
     assert out.decode().splitlines() == [
@@ -718,6 +835,7 @@ def _entries(draw: st.DrawFn, with_vpdq: bool) -> ListEntry:
     if not removed and pdq is None and md5 is None and sha256 is None and vpdq is None:
         pdq = draw(_hex(64))
     companion = draw(st.none() | _hex(64)) if pdq is not None else None
+    hot = tuple(draw(st.lists(_hex(64), max_size=4, unique=True))) if pdq is not None else ()
     return ListEntry(
         source_id=draw(_ids),
         pdq=pdq,
@@ -727,6 +845,7 @@ def _entries(draw: st.DrawFn, with_vpdq: bool) -> ListEntry:
         category=draw(st.none() | st.sampled_from(sorted(CATEGORIES))),
         removed=removed,
         pdq_companion=companion,
+        pdq_hot=hot,
     )
 
 

@@ -83,6 +83,7 @@ from blindmatch.table_history import FileTableHistory
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    from blindmatch.lists import ListEntry
     from blindmatch.protocol import (
         OpenResult,
         TableHistory,
@@ -95,6 +96,12 @@ MAX_TABLE_BYTES = 1 << 31  # 2 GiB: ~50M lookup keys
 MAX_SMALL_FILE_BYTES = 1 << 20  # manifests, trust files, keys, vouchers
 MAX_SERVER_KEY_BYTES = 1 << 31
 OPENING_MAGIC, OPENING_VERSION = b"BMOP", 1
+# One entry of a HotlineList: (id, PDQ), (id, PDQ, companions) or (id, PDQ, companions, hot).
+TableEntry = (
+    tuple[str, bytes]
+    | tuple[str, bytes, tuple[bytes, ...]]
+    | tuple[str, bytes, tuple[bytes, ...], tuple[bytes, ...]]
+)
 
 
 def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -254,6 +261,19 @@ def _signers(args: argparse.Namespace, settings: Settings, sources: list[str]) -
     return _Signers(platform, hotlines)
 
 
+def _table_entry(e: ListEntry, pdq_hex: str) -> TableEntry:
+    """A stored entry (with its PDQ ``pdq_hex``) as a :class:`~blindmatch.protocol.HotlineList`
+    entry: ``(id, pdq)``, ``(id, pdq, (companion,))``, or for a hot entry
+    ``(id, pdq, (companion,) or (), hot)``."""
+    pdq = bytes.fromhex(pdq_hex)
+    companions = (bytes.fromhex(e.pdq_companion),) if e.pdq_companion is not None else ()
+    if e.pdq_hot:
+        return (e.source_id, pdq, companions, tuple(bytes.fromhex(h) for h in e.pdq_hot))
+    if companions:
+        return (e.source_id, pdq, companions)
+    return (e.source_id, pdq)
+
+
 def cmd_table_build(args: argparse.Namespace) -> int:
     from blindmatch.protocol import (
         HotlineList,
@@ -281,6 +301,7 @@ def cmd_table_build(args: argparse.Namespace) -> int:
     lists: list[HotlineList] = []
     sources: list[str] = []
     listed_companions = 0  # list entries that carry a companion hash
+    listed_hot = 0  # list entries that carry hot companion hashes
     for name in dict.fromkeys(args.list):
         info = rt.store.get_list(name)
         if not info.source:
@@ -289,16 +310,14 @@ def cmd_table_build(args: argparse.Namespace) -> int:
                 f"(set it with `blindmatch lists create {name} --source HOTLINE` "
                 "or `lists add/import --source`)"
             )
-        # An entry listed from a picture carries its companion hash (``lists add``):
-        # lookup keys for it are added when enough hotlines carry it (select_entries).
+        # An entry listed from a picture carries its companion hash (``lists add``), a hot
+        # one its hot companion hashes too (``lists add --hot``): lookup keys for each are
+        # added when enough hotlines carry it with the PDQ (select_entries).
         entries = tuple(
-            (e.source_id, bytes.fromhex(e.pdq), (bytes.fromhex(e.pdq_companion),))
-            if e.pdq_companion is not None
-            else (e.source_id, bytes.fromhex(e.pdq))
-            for e in rt.store.live_entries(name)
-            if e.pdq is not None
+            _table_entry(e, e.pdq) for e in rt.store.live_entries(name) if e.pdq is not None
         )
-        listed_companions += sum(len(e) == 3 for e in entries)
+        listed_companions += sum(len(e) >= 3 and bool(e[2]) for e in entries)
+        listed_hot += sum(len(e) == 4 for e in entries)
         lists.append(
             HotlineList(
                 hotline=info.source,
@@ -354,12 +373,18 @@ def cmd_table_build(args: argparse.Namespace) -> int:
     m = prep.manifest
     # Entries of the table whose companion hashes passed governance too (lookup keys).
     with_companions = sum(1 for e in prep.server_secret.entries if e.companions)
+    # Hot entries of the table: those with hot companion hashes two hotlines agreed on.
+    entries_hot = sum(1 for e in prep.server_secret.entries if e.hot)
+    hot_keys = sum(len(e.hot) for e in prep.server_secret.entries)
     summary = {
         "out": str(out),
         "policy": policy.value,
         "entries": m.n_entries,
         "entries_with_companions": with_companions,
         "listed_companions": listed_companions,
+        "entries_hot": entries_hot,
+        "hot_keys": hot_keys,
+        "listed_hot": listed_hot,
         "keys": m.n_keys,
         "slots": m.n_slots,
         "table_bytes": m.table_bytes,
@@ -377,6 +402,7 @@ def cmd_table_build(args: argparse.Namespace) -> int:
         sys.stdout.write(
             f"{out}: {m.n_entries} {'entry' if m.n_entries == 1 else 'entries'} "
             f"({with_companions} with companion hashes; {listed_companions} listed with one) "
+            f"({entries_hot} hot, {hot_keys} hot companion keys; {listed_hot} listed hot) "
             f"from {len(sources)} hotlines "
             f"({', '.join(sources)}), policy {policy.value}, {m.table_bytes:,} B table; "
             f"server key {out / SERVER_KEY_FILE} (keep it on the server)\n"

@@ -14,6 +14,7 @@ import numpy as np
 
 from blindmatch.errors import EmptyFile, UnsupportedFormat
 from blindmatch.hashing.canonical import companion_pdq, companion_trusted
+from blindmatch.hashing.hot import MIN_HOT_SIDE, hot_companions
 from blindmatch.hashing.image import (
     DEFAULT_MAX_PIXELS,
     MIN_QUALITY,
@@ -67,6 +68,11 @@ class Hashes:
     # list built from pictures carries; only with ``hash_bytes(..., companion=True)``, and
     # None unless ``companion_trusted`` (the client's rule). Not part of the JSON output.
     pdq_companion: str | None = None
+    # A hot picture's hot companion hashes (``blindmatch.hashing.hot.hot_companions``):
+    # only with ``hash_bytes(..., hot=True)``; empty for videos, for pictures whose short
+    # side is below ``MIN_HOT_SIDE`` and when no grid edit's companion is trusted. Not
+    # part of the JSON output.
+    pdq_hot: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "md5": self.md5, "sha256": self.sha256}
@@ -89,6 +95,7 @@ def hash_bytes(
     variants: bool = False,
     keypoints: bool | None = None,
     companion: bool = False,
+    hot: bool = False,
 ) -> Hashes:
     """Hash a whole file's bytes. For videos, ``video_path`` must name the same file.
 
@@ -102,7 +109,13 @@ def hash_bytes(
     pixels a client's query hashes are made of; left out (None) unless
     :func:`~blindmatch.hashing.canonical.companion_trusted`, the rule a client applies to
     its own (a flat picture's companion would be a lookup key for every flat picture).
-    Videos have none."""
+    Videos have none.
+
+    With ``hot`` (``lists add --hot``), images also get their hot companion hashes
+    (:func:`blindmatch.hashing.hot.hot_companions`: the picture cropped and turned by a
+    fixed grid, up to 91 hashes: ~1 s a photo-sized picture) from the same decoded pixels.
+    Videos, and pictures whose short side is below
+    :data:`~blindmatch.hashing.hot.MIN_HOT_SIDE`, have none."""
     if not data:
         raise EmptyFile("file is empty")
     md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
@@ -116,14 +129,20 @@ def hash_bytes(
         pdq = pdq_from_rgb(rgb)
         comp = companion_pdq(rgb) if companion else None
         comp_hex = comp.hex if comp is not None and companion_trusted(comp, pdq) else None
+        hot_hex = (
+            tuple(h.hex for h in hot_companions(rgb))
+            if hot and min(rgb.shape[:2]) >= MIN_HOT_SIDE
+            else ()
+        )
         if not variants:
-            return Hashes(kind, fmt, md5, sha256, pdq.hex, pdq.quality, pdq_companion=comp_hex)
+            return Hashes(kind, fmt, md5, sha256, pdq.hex, pdq.quality, pdq_companion=comp_hex,
+                          pdq_hot=hot_hex)  # fmt: skip
         extra = tuple(
             (v.label, v.pdq.hex, v.pdq.quality) for v in query_variants(rgb) if v.pdq.hex != pdq.hex
         )
         kps = None if keypoints is False else mirrored_keypoints(work_copy(rgb))
         return Hashes(kind, fmt, md5, sha256, pdq.hex, pdq.quality, variants=extra, keypoints=kps,
-                      pdq_companion=comp_hex)  # fmt: skip
+                      pdq_companion=comp_hex, pdq_hot=hot_hex)  # fmt: skip
     if video_path is None:
         raise UnsupportedFormat("videos can only be hashed from a file path")
     frames = vpdq_from_path(video_path)

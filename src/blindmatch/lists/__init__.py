@@ -17,6 +17,7 @@ from blindmatch.lists.formats import (
 )
 from blindmatch.lists.model import (
     CATEGORIES,
+    MAX_PDQ_HOT,
     MAX_SOURCE_ID_LENGTH,
     ListEntry,
     VpdqFrame,
@@ -24,6 +25,7 @@ from blindmatch.lists.model import (
     normalise_md5,
     normalise_pdq,
     normalise_pdq_companion,
+    normalise_pdq_hot,
     normalise_sha256,
     validate_list_name,
     validate_list_text,
@@ -34,6 +36,7 @@ __all__ = [
     "CATEGORIES",
     "CSV_COLUMNS",
     "FORMATS",
+    "MAX_PDQ_HOT",
     "MAX_SOURCE_ID_LENGTH",
     "MAX_XML_BYTES",
     "MAX_XML_DEPTH",
@@ -48,6 +51,7 @@ __all__ = [
     "normalise_md5",
     "normalise_pdq",
     "normalise_pdq_companion",
+    "normalise_pdq_hot",
     "normalise_sha256",
     "parse_list",
     "validate_list_name",

@@ -12,13 +12,15 @@ Formats
     one, an empty id is an error. ``removed`` takes true/false/1/0/yes/no or
     empty (false). CSV cannot hold vPDQ. An optional ``pdq_companion`` column holds
     the picture's companion hash (:attr:`ListEntry.pdq_companion`), written only
-    when an entry has one.
+    when an entry has one; an optional ``pdq_hot`` column a hot entry's hot companion
+    hashes (:attr:`ListEntry.pdq_hot`), separated by spaces, written only when an entry
+    has some.
 ``jsonl``
-    One JSON object per line with keys ``id``, ``pdq``, ``pdq_companion``, ``md5``,
-    ``sha256``, ``vpdq``, ``category``, ``removed``. Unknown keys are ignored; known keys
-    are validated strictly (``null`` means absent; an absent or ``null`` id
-    is derived from the hashes). ``vpdq`` is a non-empty list of frames, each
-    ``{"pdq": hex, "quality": 0..100, "timestamp": seconds}`` or
+    One JSON object per line with keys ``id``, ``pdq``, ``pdq_companion``, ``pdq_hot``
+    (a list of hex hashes), ``md5``, ``sha256``, ``vpdq``, ``category``, ``removed``.
+    Unknown keys are ignored; known keys are validated strictly (``null`` means
+    absent; an absent or ``null`` id is derived from the hashes). ``vpdq`` is a
+    non-empty list of frames, each ``{"pdq": hex, "quality": 0..100, "timestamp": seconds}`` or
     python-threatexchange's compact string ``"hex,quality,timestamp"``.
     Duplicate keys, NaN and Infinity are errors.
 ``te``
@@ -60,6 +62,7 @@ from blindmatch.lists.model import (
     normalise_md5,
     normalise_pdq,
     normalise_pdq_companion,
+    normalise_pdq_hot,
     normalise_sha256,
 )
 
@@ -81,8 +84,8 @@ FORMATS: tuple[str, ...] = ("csv", "jsonl", "te", "ncmec")
 #: Every format :func:`dump_list` writes.
 WRITABLE_FORMATS: tuple[str, ...] = ("csv", "jsonl", "te")
 #: The columns a CSV header may name (and the order :func:`dump_list` writes; it writes
-#: ``pdq_companion`` only when an entry has one, so lists without companions export as
-#: before).
+#: ``pdq_companion`` only when an entry has one and ``pdq_hot`` only when an entry is hot,
+#: so lists without them export as before).
 CSV_COLUMNS: tuple[str, ...] = (
     "id",
     "pdq",
@@ -91,6 +94,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "category",
     "removed",
     "pdq_companion",
+    "pdq_hot",
 )
 #: TE signal-type words, mapped to the :class:`ListEntry` field they fill.
 TE_SIGNAL_TYPES: dict[str, str] = {
@@ -228,11 +232,11 @@ def dump_list(entries: Iterable[ListEntry], format: str) -> bytes:
 
     ``csv`` and ``jsonl`` round-trip: ``parse_list(dump_list(x, f), f).entries
     == tuple(x)``. CSV writes every column of :data:`CSV_COLUMNS` (``pdq_companion``
-    only when an entry has a companion hash) and cannot hold vPDQ: an entry with one
-    raises :class:`ValueError` (use jsonl).
+    only when an entry has a companion hash, ``pdq_hot`` only when one is hot) and
+    cannot hold vPDQ: an entry with one raises :class:`ValueError` (use jsonl).
 
     ``te`` is lossy: it writes one ``pdq <hex>`` / ``md5 <hex>`` line per hash
-    and drops ids, categories, companion, SHA-256 and vPDQ hashes, and tombstones
+    and drops ids, categories, companion and hot hashes, SHA-256 and vPDQ hashes, and tombstones
     (removed entries are left out entirely).
 
     Raises :class:`ValueError` for two entries with the same id, or a format
@@ -319,11 +323,13 @@ def _make_entry(
     removed: bool = False,
     hash_names: str = "pdq, md5, sha256 or vpdq",
     pdq_companion: Any = None,
+    pdq_hot: Any = None,
 ) -> tuple[ListEntry, bool]:
     """Validate and normalise one row; return the entry and whether its id was derived."""
     try:
         pdq_n = normalise_pdq(pdq) if pdq is not None else None
         comp_n = normalise_pdq_companion(pdq_companion) if pdq_companion is not None else None
+        hot_n = normalise_pdq_hot(pdq_hot) if pdq_hot is not None else ()
         md5_n = normalise_md5(md5) if md5 is not None else None
         sha_n = normalise_sha256(sha256) if sha256 is not None else None
         cat = normalise_category(category)
@@ -352,6 +358,7 @@ def _make_entry(
             category=cat,
             removed=removed,
             pdq_companion=comp_n,
+            pdq_hot=hot_n,
         )
     except ValueError as e:
         raise ListFormatError(str(e), line=line) from e
@@ -492,6 +499,7 @@ def _csv_row(values: dict[str, str], line: int, collector: _Collector) -> None:
         removed=removed,
         hash_names="pdq, md5 or sha256",
         pdq_companion=values.get("pdq_companion") or None,
+        pdq_hot=values.get("pdq_hot") or None,
     )
     collector.add(entry, line, derived)
 
@@ -500,7 +508,14 @@ def _dump_csv(entries: tuple[ListEntry, ...]) -> bytes:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     companions = any(e.pdq_companion is not None for e in entries)
-    writer.writerow(CSV_COLUMNS if companions else CSV_COLUMNS[:-1])
+    hot = any(e.pdq_hot for e in entries)
+    writer.writerow(
+        [
+            *CSV_COLUMNS[:6],
+            *(["pdq_companion"] if companions else []),
+            *(["pdq_hot"] if hot else []),
+        ]
+    )
     for e in entries:
         if e.vpdq is not None:
             raise ValueError(f"entry {e.source_id!r} has a vpdq hash, which CSV cannot hold")
@@ -512,7 +527,11 @@ def _dump_csv(entries: tuple[ListEntry, ...]) -> bytes:
             e.category or "",
             "true" if e.removed else "false",
         ]
-        writer.writerow([*row, e.pdq_companion or ""] if companions else row)
+        if companions:
+            row.append(e.pdq_companion or "")
+        if hot:
+            row.append(" ".join(e.pdq_hot))
+        writer.writerow(row)
     return buf.getvalue().encode("utf-8")
 
 
@@ -597,8 +616,16 @@ def _jsonl_object(obj: dict[str, Any], line: int, collector: _Collector) -> None
         category=category,
         removed=removed,
         pdq_companion=obj.get("pdq_companion"),
+        pdq_hot=_json_hot(obj.get("pdq_hot"), line),
     )
     collector.add(entry, line, derived)
+
+
+def _json_hot(raw: object, line: int) -> list[object] | None:
+    """A JSON ``pdq_hot``: a list (each item checked by :func:`normalise_pdq_hot`) or null."""
+    if raw is None or isinstance(raw, list):
+        return raw
+    raise ListFormatError(f"pdq_hot must be a list of hashes, got {_json_type(raw)}", line=line)
 
 
 def _dump_jsonl(entries: tuple[ListEntry, ...]) -> bytes:
@@ -609,6 +636,8 @@ def _dump_jsonl(entries: tuple[ListEntry, ...]) -> bytes:
             obj["pdq"] = e.pdq
         if e.pdq_companion is not None:
             obj["pdq_companion"] = e.pdq_companion
+        if e.pdq_hot:
+            obj["pdq_hot"] = list(e.pdq_hot)
         if e.md5 is not None:
             obj["md5"] = e.md5
         if e.sha256 is not None:

@@ -19,6 +19,7 @@ __all__ = [
     "CATEGORIES",
     "MAX_DESCRIPTION_LENGTH",
     "MAX_LIST_NAME_LENGTH",
+    "MAX_PDQ_HOT",
     "MAX_SOURCE_ID_LENGTH",
     "MAX_SOURCE_LENGTH",
     "MAX_VERSION_LENGTH",
@@ -28,6 +29,7 @@ __all__ = [
     "normalise_md5",
     "normalise_pdq",
     "normalise_pdq_companion",
+    "normalise_pdq_hot",
     "normalise_sha256",
     "validate_list_name",
     "validate_list_text",
@@ -132,6 +134,34 @@ def normalise_pdq_companion(value: str) -> str:
     return _normalise_hex("pdq_companion", value, 64)
 
 
+#: The most hot companion hashes an entry may carry (``blindmatch.hashing.hot`` makes at
+#: most 91; the table's limit, ``blindmatch.protocol.table.MAX_HOT_COMPANIONS``).
+MAX_PDQ_HOT = 96
+
+
+def normalise_pdq_hot(value: object) -> tuple[str, ...]:
+    """A hot entry's hot companion hashes (see :attr:`ListEntry.pdq_hot`) from a list of
+    hex strings or one string of them separated by whitespace: each stripped and
+    lowercased, in order; ``()`` for none. Raises :class:`InvalidHash` naming ``pdq_hot``
+    unless each is 64 hex digits, there are at most :data:`MAX_PDQ_HOT` and none twice."""
+    if isinstance(value, str):
+        items: list[object] = list(value.split())
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        raise InvalidHash(
+            f"pdq_hot must be a list of hashes (or one string of them separated by spaces), "
+            f"got {type(value).__name__}"
+        )
+    if len(items) > MAX_PDQ_HOT:
+        raise InvalidHash(f"pdq_hot has {len(items)} hashes; the limit is {MAX_PDQ_HOT}")
+    out = tuple(_normalise_hex("pdq_hot", v, 64) for v in items)
+    if len(set(out)) != len(out):
+        twice = next(h for i, h in enumerate(out) if h in out[:i])
+        raise InvalidHash(f"pdq_hot has the hash {twice} twice")
+    return out
+
+
 def normalise_md5(value: str) -> str:
     """Strip and lowercase an MD5; raise :class:`InvalidHash` unless 32 hex digits."""
     return _normalise_hex("md5", value, 32)
@@ -223,6 +253,13 @@ class ListEntry:
     matching adds lookup keys for it beside the PDQ's, so mirrored, rotated and shrunk
     copies are found. It belongs to the entry's PDQ, so it needs one; it is not a hash
     of its own (it neither makes an entry nor derives an id).
+
+    ``pdq_hot`` makes the entry *hot* (a picture a hotline knows is re-shared a lot): the
+    companion hashes of the picture cropped and turned by a fixed grid
+    (:func:`blindmatch.hashing.hot.hot_companions`, at most :data:`MAX_PDQ_HOT`), which
+    ``lists add --hot`` computes; private matching adds a lookup key for each, so cropped
+    and slightly rotated copies are found. ``()`` (the default) means not hot. Like the
+    companion it belongs to the entry's PDQ and needs one.
     """
 
     source_id: str
@@ -233,6 +270,7 @@ class ListEntry:
     category: str | None = None
     removed: bool = False
     pdq_companion: str | None = None
+    pdq_hot: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         validate_source_id(self.source_id)
@@ -245,6 +283,13 @@ class ListEntry:
                 raise ValueError(
                     "pdq_companion needs a pdq: it is a companion of the picture's PDQ"
                 )
+        if self.pdq_hot != ():
+            if not isinstance(self.pdq_hot, tuple):
+                raise ValueError("pdq_hot must be a tuple of hashes")
+            if normalise_pdq_hot(self.pdq_hot) != self.pdq_hot:
+                raise InvalidHash("pdq_hot must be 64 lowercase hex digits each")
+            if self.pdq is None:
+                raise ValueError("pdq_hot needs a pdq: hot companions belong to the picture's PDQ")
         if self.md5 is not None and normalise_md5(self.md5) != self.md5:
             raise InvalidHash("md5 must be 32 lowercase hex digits")
         if self.sha256 is not None and normalise_sha256(self.sha256) != self.sha256:

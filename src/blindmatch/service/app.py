@@ -49,6 +49,7 @@ from blindmatch.lists import (
 )
 from blindmatch.lists.model import (
     MAX_DESCRIPTION_LENGTH,
+    MAX_PDQ_HOT,
     MAX_SOURCE_ID_LENGTH,
     MAX_SOURCE_LENGTH,
     MAX_VERSION_LENGTH,
@@ -179,6 +180,10 @@ class EntryIn(BaseModel):
     id: str = Field(min_length=1, max_length=MAX_SOURCE_ID_LENGTH)
     pdq: str | None = Field(default=None, max_length=80)
     pdq_companion: str | None = Field(default=None, max_length=80)
+    # A hot entry's hot companion hashes (at most 96; ListEntry.pdq_hot checks them).
+    pdq_hot: list[Annotated[str, Field(max_length=80)]] | None = Field(
+        default=None, max_length=MAX_PDQ_HOT
+    )
     md5: str | None = Field(default=None, max_length=48)
     sha256: str | None = Field(default=None, max_length=80)
     category: str | None = Field(default=None, max_length=16)
@@ -381,6 +386,7 @@ def create_app(rt: Runtime) -> FastAPI:
                         source_id=e.id,
                         pdq=e.pdq,
                         pdq_companion=e.pdq_companion,
+                        pdq_hot=tuple(e.pdq_hot or ()),
                         md5=e.md5,
                         sha256=e.sha256,
                         category=e.category,

@@ -162,10 +162,21 @@ def _vpdq_frames(text: str | None) -> tuple[VpdqFrame, ...] | None:
     return tuple(VpdqFrame(p, int(q), float(t)) for p, q, t in json.loads(text))
 
 
+def _hot_text(hot: tuple[str, ...]) -> str | None:
+    """Hot companion hashes as stored: hex separated by spaces, in order (None: not hot)."""
+    return " ".join(hot) if hot else None
+
+
+def _hot_hashes(text: str | None) -> tuple[str, ...]:
+    return tuple(text.split()) if text else ()
+
+
 def _fields(e: ListEntry) -> tuple[Any, ...]:
     """The stored fields of an entry, in ``_live_rows`` order after the id. An entry that
-    gains, loses or changes its companion hash has changed, as for any other hash."""
-    return (e.pdq, e.md5, e.sha256, _vpdq_json(e.vpdq), e.category, e.pdq_companion)
+    gains, loses or changes its companion hash or its hot companion hashes has changed, as
+    for any other hash."""
+    return (e.pdq, e.md5, e.sha256, _vpdq_json(e.vpdq), e.category, e.pdq_companion,
+            _hot_text(e.pdq_hot))  # fmt: skip
 
 
 def _to_entry(row: Entry) -> ListEntry:
@@ -177,6 +188,7 @@ def _to_entry(row: Entry) -> ListEntry:
         vpdq=_vpdq_frames(row.vpdq),
         category=row.category,
         pdq_companion=row.pdq_companion,
+        pdq_hot=_hot_hashes(row.pdq_hot),
     )
 
 
@@ -409,13 +421,14 @@ class Store:
                 continue
             else:
                 added += 1
-            pdq, md5, sha256, vpdq, category, pdq_companion = _fields(e)
+            pdq, md5, sha256, vpdq, category, pdq_companion, pdq_hot = _fields(e)
             new_rows.append(
                 {
                     "list_id": hl.id,
                     "source_id": e.source_id,
                     "pdq": pdq,
                     "pdq_companion": pdq_companion,
+                    "pdq_hot": pdq_hot,
                     "md5": md5,
                     "sha256": sha256,
                     "vpdq": vpdq,
@@ -460,9 +473,10 @@ class Store:
         self, s: Session, list_id: int, source_ids: list[str]
     ) -> dict[str, tuple[Any, ...]]:
         """Live rows of a list as ``source_id -> (id, pdq, md5, sha256, vpdq, category,
-        pdq_companion)``; only those named in ``source_ids`` when the batch is small."""
+        pdq_companion, pdq_hot)``; only those named in ``source_ids`` when the batch is
+        small."""
         cols = (Entry.source_id, Entry.id, Entry.pdq, Entry.md5, Entry.sha256, Entry.vpdq,
-                Entry.category, Entry.pdq_companion)  # fmt: skip
+                Entry.category, Entry.pdq_companion, Entry.pdq_hot)  # fmt: skip
         base = select(*cols).where(Entry.list_id == list_id, Entry.removed_seq.is_(None))
         if len(source_ids) > _SMALL_BATCH:
             return {r[0]: tuple(r[1:]) for r in s.execute(base)}

@@ -68,6 +68,9 @@ class Entry(Base):
     category: Mapped[str | None] = mapped_column(String(8), nullable=True)
     # The picture's companion hash (ListEntry.pdq_companion; migration 0010).
     pdq_companion: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # A hot entry's hot companion hashes, hex separated by spaces (ListEntry.pdq_hot;
+    # migration 0011); NULL when the entry is not hot.
+    pdq_hot: Mapped[str | None] = mapped_column(Text, nullable=True)
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     added_seq: Mapped[int] = mapped_column(BigInteger)
     removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

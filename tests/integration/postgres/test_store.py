@@ -25,6 +25,7 @@ from blindmatch.store import open_store
 from blindmatch.store.db import _MIGRATIONS
 from blindmatch.store.models import Base, Entry, KeypointRecord
 from tests.unit.test_companion_store import check_companion_migration
+from tests.unit.test_hot_store import check_hot_migration
 from tests.unit.test_store_matching import _flip, _hex
 
 
@@ -52,6 +53,10 @@ def test_migrations_build_exactly_the_models_and_downgrade_to_nothing(pg_url: st
 
 def test_companion_column_migrates_both_ways_with_rows(pg_url: str) -> None:
     check_companion_migration(pg_url)
+
+
+def test_hot_column_migrates_both_ways_with_rows(pg_url: str) -> None:
+    check_hot_migration(pg_url)
 
 
 def test_csv_and_json_imports_are_atomic_idempotent_and_tombstoned(

@@ -343,9 +343,16 @@ async def encrypted_room(owner: Any, guest: Any) -> str:
     return str(room.room_id)
 
 
+# What ``build_table_dir`` lists per entry id: a PDQ, (PDQ, companion hashes), or
+# (PDQ, companion hashes, hot companion hashes).
+Listed = (
+    bytes | tuple[bytes, tuple[bytes, ...]] | tuple[bytes, tuple[bytes, ...], tuple[bytes, ...]]
+)
+
+
 def build_table_dir(
     out: Path | str,
-    listed: Mapping[str, bytes | tuple[bytes, tuple[bytes, ...]]],
+    listed: Mapping[str, Listed],
     *,
     hotlines: tuple[tuple[str, str], ...] = (("demo-hotline-a", "GB"), ("demo-hotline-b", "US")),
     policy: str = "block",
@@ -354,8 +361,9 @@ def build_table_dir(
     floors: Floors | None = None,
 ) -> Path:
     """A signed table directory (``table.bin``, ``manifest.json``, ``trust.json``,
-    ``server.key``) whose every hotline lists every hash in ``listed`` (entry id → PDQ, or
-    → ``(PDQ, companion hashes)`` for a list built from the pictures), signed with fresh
+    ``server.key``) whose every hotline lists every hash in ``listed`` (entry id → PDQ,
+    → ``(PDQ, companion hashes)`` for a list built from the pictures, or → ``(PDQ,
+    companion hashes, hot companion hashes)`` for a hot entry), signed with fresh
     throwaway keys: for tests and demos, never production. A table
     below the default floors (``threshold`` < 10; a threshold table has no synthetic
     vouchers here) needs ``floors`` lowered for it, written into its ``trust.json``."""
@@ -374,9 +382,15 @@ def build_table_dir(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    entries = tuple(
-        (k, v) if isinstance(v, bytes) else (k, v[0], tuple(v[1])) for k, v in listed.items()
-    )
+
+    def entry(k: str, v: Listed) -> Any:
+        if isinstance(v, bytes):
+            return (k, v)
+        if len(v) == 2:
+            return (k, v[0], tuple(v[1]))
+        return (k, v[0], tuple(v[1]), tuple(v[2]))
+
+    entries = tuple(entry(k, v) for k, v in listed.items())
     lists = [HotlineList(h, j, f"{h}-list", "1", entries) for h, j in hotlines]
     prep = prepare_table(
         lists,
