@@ -38,10 +38,17 @@ from PIL import Image
 
 from blindmatch.demo.synthetic import synthetic_photo
 from blindmatch.hashing.canonical import companion_pdq
+from blindmatch.hashing.hot import hot_companions
 from blindmatch.hashing.image import pdq_with_vector_from_rgb
 
 LISTED_SEEDS = (101, 102, 103)
 ORDINARY_SEED = 201
+# The cropped copy of the hot-tier picture loses this share of its width and height, split
+# evenly: a step of the hot grid (hashing/hot.py), whose hash the hot entry carries, so it is
+# refused in every fresh table (200 of 200 measured through the Matrix client's hashing);
+# crops between the grid's steps are refused less often (12%: 178 of 200; 9%: 116 of 200;
+# over the corpus: docs/eval-private).
+CROP = 0.105
 SIZE = (800, 600)
 
 
@@ -120,9 +127,14 @@ async def _run(root: Path, out: _Out, table_seed: bytes) -> bool:
     listed = {f"demo-{s}": synthetic_photo(s, SIZE) for s in LISTED_SEEDS}
     pdqs = {k: bytes.fromhex(pdq_with_vector_from_rgb(np.asarray(v))[0].hex) for k, v in
             listed.items()}  # fmt: skip
-    # a list built from the pictures: each entry carries its companion hash as well
-    entries = {k: (pdqs[k], (bytes.fromhex(companion_pdq(np.asarray(v)).hex),))
-               for k, v in listed.items()}  # fmt: skip
+    # a list built from the pictures: each entry carries its companion hash as well, and the
+    # first picture is in the hot tier (re-shared most): its hot companions find crops
+    hot_key = f"demo-{LISTED_SEEDS[0]}"
+    hot = tuple(bytes.fromhex(h.hex) for h in hot_companions(np.asarray(listed[hot_key])))
+    entries: dict[str, Any] = {
+        k: (pdqs[k], (bytes.fromhex(companion_pdq(np.asarray(v)).hex),)) for k, v in listed.items()
+    }
+    entries[hot_key] = (*entries[hot_key], hot)
     table_dir = build_table_dir(root / "table", entries, seed=table_seed)
     manifest = json.loads((table_dir / "manifest.json").read_text())
     out.step(
@@ -130,14 +142,15 @@ async def _run(root: Path, out: _Out, table_seed: bytes) -> bool:
             "table",
             True,
             [
-                f"Table: {len(pdqs)} pictures (each PDQ and its companion hash) on the lists of "
-                f"two demo hotlines (GB, US), blinded; "
-                f"{(table_dir / 'table.bin').stat().st_size:,} bytes",
+                f"Table: {len(pdqs)} pictures (each PDQ and its companion hash; {hot_key} in the "
+                f"hot tier with {len(hot)} hot companions) on the lists of two demo hotlines "
+                f"(GB, US), blinded; {(table_dir / 'table.bin').stat().st_size:,} bytes",
                 "manifest signed by the platform and both hotlines; clients pin their keys",
                 f"(lookup-key seed {table_seed.hex()}: `blindmatch demo --table-seed` repeats it)",
             ],
             {
                 "entries": len(pdqs),
+                "hot_companions": len(hot),
                 "table_bytes": (table_dir / "table.bin").stat().st_size,
                 "signatures": len(manifest.get("signatures", [])),
                 "table_seed": table_seed.hex(),
@@ -182,7 +195,7 @@ async def _conversation(
         decoy = _jpeg(synthetic_photo(ORDINARY_SEED + 1, SIZE))
 
         async def hash_image(self, data: bytes, **kw: Any) -> ImageHashes:
-            return await super().hash_image(self.decoy)
+            return await super().hash_image(self.decoy, orientations=kw.get("orientations", True))
 
     clients: list[BlindmatchClient] = []
 
@@ -256,42 +269,65 @@ async def _conversation(
             "recipient_check": None if image is None else (image.reason or "ok"),
             "send_ms": round(ms, 1)}))  # fmt: skip
 
-        # 2. A listed photo: re-compressed and resized, mirrored, turned into a thumbnail.
-        # The demo's table is built from the pictures, so it carries their companion hashes
-        # (canonical pose at 64 px: docs/protocol.md §3), which is what finds the mirrored
-        # and shrunk copies; a list of bare PDQs finds the first copy only.
+        # 2. A listed photo: re-compressed and resized, mirrored, turned into a thumbnail,
+        # cropped. The demo's table is built from the pictures, so it carries their companion
+        # hashes (canonical pose at 64 px: docs/protocol.md §3), which is what finds the
+        # mirrored and shrunk copies (a list of bare PDQs finds the first copy only); the
+        # first picture is in the hot tier, whose hot companions find the cropped copy.
         first = listed[f"demo-{LISTED_SEEDS[0]}"]
         second = listed[f"demo-{LISTED_SEEDS[1]}"]
+        w, h = first.size
+        cw, ch = round(w * CROP), round(h * CROP)
+        cropped = first.crop((cw // 2, ch // 2, w - (cw - cw // 2), h - (ch - ch // 2)))
+        # (what, bytes, how often a fresh table refuses it: None = every time). Lookup keys
+        # are drawn per table and open only near-exact hashes, so the copy furthest from the
+        # listed picture gets through in a few fresh tables (measured over random table
+        # seeds: the thumbnail 127 of 150).
         copies = [
             ("resized to 90% and re-compressed",
              _jpeg(first.resize((first.width * 9 // 10, first.height * 9 // 10),
-                                Image.Resampling.LANCZOS), 85)),
+                                Image.Resampling.LANCZOS), 85), None),
             ("mirrored and re-compressed",
-             _jpeg(first.transpose(Image.Transpose.FLIP_LEFT_RIGHT), 80)),
+             _jpeg(first.transpose(Image.Transpose.FLIP_LEFT_RIGHT), 80), None),
             ("turned 90° into a 200-px thumbnail",
              _jpeg(second.transpose(Image.Transpose.ROTATE_90).resize(
-                 (second.height // 4, second.width // 4), Image.Resampling.LANCZOS), 75)),
+                 (second.height // 4, second.width // 4), Image.Resampling.LANCZOS), 75),
+             "about 85 in 100"),
+            (f"cropped {CROP:.1%} off its edges and re-compressed (hot tier: a step of its "
+             "crop grid)", _jpeg(cropped, 85), None),
         ]  # fmt: skip
         copy = copies[0][1]
         results = []
-        for how, data in copies:
+        for how, data, _ in copies:
             refused, leaked = await attempt(alice, room, data, "meme.jpg")
             results.append((how, refused, leaked))
-        good = all(r is not None and r.reason == "listed_image" and not lk
-                   for _, r, lk in results)  # fmt: skip
-        lines = ["2. Alice tries to send listed pictures, edited three ways:"] + [
-            f"{how}: " + ("refused" if r else "NOT refused") for how, r, _ in results
-        ]
+        # Expected: the copies refused every time are refused; every refused copy is refused
+        # as listed and reaches no one. A copy refused "in N of 100 fresh tables" that got
+        # through this time is reported, with its rate, not counted as unexpected.
+        good = all(
+            (r is not None or rate is not None)
+            and (r is None or (r.reason == "listed_image" and not lk))
+            for (_, r, lk), (_, _, rate) in zip(results, copies, strict=True)
+        )
+        lines = [f"2. Alice tries to send listed pictures, edited {len(copies)} ways:"]
+        for (how, r, _), (_, _, rate) in zip(results, copies, strict=True):
+            lines.append(f"{how}: " + ("refused" if r else "NOT refused: delivered to Bob"))
+            if r is None and rate is not None:
+                lines.append(
+                    f"  (such a copy is refused in {rate} fresh tables: the lookup "
+                    "keys open only near-exact hashes; docs/protocol.md §11)"
+                )
         shown = next((r for _, r, _ in results if r is not None), None)
         if shown is not None:
             lines += [f"reason shown to the sender: {shown.message}",
                       f"case {shown.case_id}; appeal: {(shown.appeal or {}).get('how', '')}",
-                      "each encrypted blob is quarantined; Bob received none of them",
-                      "(a cropped copy is not found yet: docs/protocol.md §11)"]  # fmt: skip
+                      "each refused blob is quarantined; Bob received none of them"]  # fmt: skip
         record(Step("listed_photo", good, lines,
                     {"copies": [{"edit": how, "refused": r.as_dict() if r else None,
-                                 "delivered_to_recipient": len(lk)}
-                                for how, r, lk in results]}))  # fmt: skip
+                                 "delivered_to_recipient": len(lk),
+                                 "refused_in_fresh_tables": rate or "every one"}
+                                for (how, r, lk), (_, _, rate) in zip(results, copies,
+                                                                      strict=True)]}))  # fmt: skip
 
         # 3. Bob reports Alice's message: the server verifies the franking.
         report = None

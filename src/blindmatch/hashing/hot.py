@@ -180,7 +180,7 @@ def hot_hashes(
 
 def hot_companions(pixels: np.ndarray | Image.Image) -> list[PDQ]:
     """The list side of the hot tier: a hot picture's extra companion hashes, one per grid
-    edit (:func:`hot_edits`, at most ``5·len(HOT_CROPS) + 2·len(HOT_ROTATIONS)`` = 47),
+    edit (:func:`hot_edits`, at most ``5·len(HOT_CROPS) + 2·len(HOT_ROTATIONS)`` = 91),
     untrusted ones left out, duplicates dropped, in grid order. Deterministic."""
     seen: set[str] = set()
     out: list[PDQ] = []
