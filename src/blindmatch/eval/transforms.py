@@ -173,37 +173,11 @@ def _pad_blur(fraction: float) -> TransformFn:
 # ---------------------------------------------------------------- rotate / flip
 
 
-def _inner_size(w: int, h: int, degrees: float) -> tuple[int, int]:
-    """Largest centred w:h rectangle inside a w x h picture rotated by ``degrees``,
-    less 1 px on every side."""
-    a = math.radians(abs(degrees))
-    c, s = math.cos(a), math.sin(a)
-    k = min(w / (w * c + h * s), h / (w * s + h * c))
-    return max(1, math.floor(k * w) - 2), max(1, math.floor(k * h) - 2)
-
-
 def _rotate_small(degrees: float) -> TransformFn:
     def fn(image: Image.Image, rng: np.random.Generator) -> Image.Image:
-        angle = degrees if rng.integers(2) else -degrees
-        w, h = image.size
-        cw, ch = _inner_size(w, h, angle)
-        left, top = (w - cw) // 2, (h - ch) // 2
-        # Exactly image.rotate(angle, BICUBIC, expand=False).crop(box), but only the
-        # kept box is resampled: Pillow's rotate matrix with the output shifted.
-        a = -math.radians(angle)
-        cos, sin = math.cos(a), math.sin(a)
-        cx, cy = w / 2, h / 2
-        matrix = (
-            cos,
-            sin,
-            cos * (left - cx) + sin * (top - cy) + cx,
-            -sin,
-            cos,
-            -sin * (left - cx) + cos * (top - cy) + cy,
-        )
-        return image.transform(
-            (cw, ch), Image.Transform.AFFINE, matrix, resample=Image.Resampling.BICUBIC
-        )
+        from blindmatch.hashing.hot import rotate_inscribed
+
+        return rotate_inscribed(image, degrees if rng.integers(2) else -degrees)
 
     return fn
 

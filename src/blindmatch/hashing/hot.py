@@ -106,21 +106,16 @@ def _inner_size(w: int, h: int, degrees: float) -> tuple[int, int]:
     return max(1, math.floor(k * w) - 2), max(1, math.floor(k * h) - 2)
 
 
-def apply_edit(image: Image.Image, edit: HotEdit) -> Image.Image:
-    """``edit`` applied to an RGB Pillow image."""
+def rotate_inscribed(image: Image.Image, degrees: float) -> Image.Image:
+    """``image`` turned ``degrees`` counter-clockwise (bicubic) and cropped to the largest
+    centred rectangle of its aspect inside the turned picture, less 1 px per side: no fill
+    is ever visible. Exactly ``image.rotate(degrees, BICUBIC).crop(box)``, resampling only
+    the kept box (Pillow's rotation matrix with the output shifted). The evaluation's small
+    rotations (:mod:`blindmatch.eval.transforms`) are this function too."""
     w, h = image.size
-    if edit.kind in ("corner", "centre"):
-        cut_w, cut_h = round(edit.amount * w), round(edit.amount * h)
-        if edit.kind == "corner":
-            left = cut_w if edit.corner & 1 else 0
-            top = cut_h if edit.corner & 2 else 0
-        else:
-            left, top = cut_w // 2, cut_h // 2
-        return image.crop((left, top, left + w - cut_w, top + h - cut_h))
-    cw, ch = _inner_size(w, h, edit.amount)
+    cw, ch = _inner_size(w, h, degrees)
     left, top = (w - cw) // 2, (h - ch) // 2
-    # image.rotate(amount, BICUBIC).crop(box), resampling only the kept box
-    a = -math.radians(edit.amount)
+    a = -math.radians(degrees)
     cos, sin = math.cos(a), math.sin(a)
     cx, cy = w / 2, h / 2
     matrix = (
@@ -132,6 +127,20 @@ def apply_edit(image: Image.Image, edit: HotEdit) -> Image.Image:
         -sin * (left - cx) + cos * (top - cy) + cy,
     )
     return image.transform((cw, ch), Image.Transform.AFFINE, matrix, Image.Resampling.BICUBIC)
+
+
+def apply_edit(image: Image.Image, edit: HotEdit) -> Image.Image:
+    """``edit`` applied to an RGB Pillow image."""
+    w, h = image.size
+    if edit.kind in ("corner", "centre"):
+        cut_w, cut_h = round(edit.amount * w), round(edit.amount * h)
+        if edit.kind == "corner":
+            left = cut_w if edit.corner & 1 else 0
+            top = cut_h if edit.corner & 2 else 0
+        else:
+            left, top = cut_w // 2, cut_h // 2
+        return image.crop((left, top, left + w - cut_w, top + h - cut_h))
+    return rotate_inscribed(image, edit.amount)
 
 
 def fitted(pixels: np.ndarray | Image.Image, side: int = HOT_SIDE) -> Image.Image:
