@@ -153,3 +153,15 @@ def test_other_orientations_are_left_out_against_a_table_with_companions() -> No
     assert [v for v in every if v.companion] == [v for v in fewer if v.companion]
     assert orientations_for(SimpleNamespace(has_companions=False))
     assert not orientations_for(SimpleNamespace(has_companions=True))
+
+
+def test_a_solid_frame_on_a_large_picture_is_exact_after_the_coarse_pass() -> None:
+    # above 1024 px the frame is found on a smaller copy, then refined at full resolution
+    listed = photo(12, (1500, 1000))
+    framed = np.empty((1000 + 20 + 23, 1500 + 31 + 30, 3), dtype=np.uint8)
+    framed[:] = (12, 200, 40)
+    framed[20:1020, 31:1531] = listed
+    assert find_solid_frame(framed) == (31, 20, 1531, 1020)
+    # a frame thinner than 1% of the short side is not one
+    thin = np.ascontiguousarray(framed[15:1025, 26:1536])
+    assert find_solid_frame(thin) is None
