@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from blindmatch.demo.synthetic import synthetic_photo
 from blindmatch.files import image_pixels
 from blindmatch.hashing.canonical import companion_pdq
 from tests.conftest import run_cli
+from tests.integration.private_cli import build_and_probe, ok
 
 # A fixed public lookup-key seed, so every run probes the same keys. With it the
 # mirrored copy's own probes miss the bare PDQ (without companions a mirror opens for
@@ -45,26 +45,10 @@ class World:
         self.opened: dict[str, dict[str, dict]] = {}
 
 
-def _ok(*args: object) -> list[dict]:
-    res = run_cli(*args)
-    assert res.code in (0, 1), res.err  # voucher open exits 1 when something matched
-    return res.json_lines
-
-
 def _build_and_probe(w: World, mode: str) -> None:
-    table, vouchers = w.root / f"table-{mode}", w.root / f"vouchers-{mode}"
-    (w.summary[mode],) = _ok("table", "build", "--list", "a", "--list", "b", "--out", table,
-                             "--lsh-seed", SEED, "--json")  # fmt: skip
-    res = run_cli("table", "build", "--list", "a", "--list", "b", "--out", w.root / f"h-{mode}",
-                  "--lsh-seed", SEED)  # fmt: skip
-    assert res.code == 0, res.err
-    w.human[mode] = res.out
-    w.summary[mode]["manifest"] = json.loads((table / "manifest.json").read_text())["manifest"]
-    _ok("voucher", "make", "--table", table, "--out", vouchers, "--json", "--workers", 1,
-        w.listed, w.mirrored)  # fmt: skip
-    out = _ok("voucher", "open", "--key", table / "server.key", "--json",
-              *sorted(vouchers.iterdir()))  # fmt: skip
-    w.opened[mode] = {Path(x["path"]).name.removesuffix(".voucher"): x for x in out}
+    got = build_and_probe(w.root, mode, ["--list", "a", "--list", "b"], SEED,
+                          [w.listed, w.mirrored])  # fmt: skip
+    w.summary[mode], w.human[mode], w.opened[mode] = got.summary, got.human, got.opened
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +61,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         # The platform's store, lists added from the picture by both hotlines.
         mp.setenv("BLINDMATCH_HOME", str(root / "home-with"))
         for name, hotline in (("a", "hotline-a"), ("b", "hotline-b")):
-            _ok("lists", "add", name, w.listed, "--source", hotline, "--no-keypoints",
+            ok("lists", "add", name, w.listed, "--source", hotline, "--no-keypoints",
                 "--workers", 1, "--json")  # fmt: skip
         res = run_cli("lists", "export", "a", "--format", "csv")
         assert res.code == 0, res.err
@@ -92,7 +76,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             out.writerows(rows)
         mp.setenv("BLINDMATCH_HOME", str(root / "home-without"))
         for name, hotline in (("a", "hotline-a"), ("b", "hotline-b")):
-            _ok("lists", "import", name, bare, "--source", hotline, "--json")
+            ok("lists", "import", name, bare, "--source", hotline, "--json")
         _build_and_probe(w, "without")
     yield w
 

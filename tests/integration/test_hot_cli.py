@@ -26,6 +26,7 @@ from blindmatch.hashing.canonical import companion_pdq
 from blindmatch.hashing.hot import hot_companions
 from blindmatch.protocol import VariantProbeLSH
 from tests.conftest import run_cli
+from tests.integration.private_cli import build_and_probe, ok
 from tests.unit.test_hashing import _make_video
 
 # A fixed public lookup-key seed, so every run probes the same keys.
@@ -58,27 +59,11 @@ class World:
         self.opened: dict[str, dict[str, dict]] = {}
 
 
-def _ok(*args: object) -> list[dict]:
-    res = run_cli(*args)
-    assert res.code in (0, 1), res.err  # voucher open exits 1 when something matched
-    return res.json_lines
-
-
 def _build_and_probe(w: World, mode: str, lists: tuple[str, str], sequence: int) -> None:
-    table, vouchers = w.root / f"table-{mode}", w.root / f"vouchers-{mode}"
     # the client remembers the sequence it saw: each table of this store gets a later one
-    names = [x for n in lists for x in ("--list", n)] + ["--sequence", sequence]
-    (w.summary[mode],) = _ok("table", "build", *names, "--out", table, "--lsh-seed", SEED,
-                             "--json")  # fmt: skip
-    res = run_cli("table", "build", *names, "--out", w.root / f"h-{mode}", "--lsh-seed", SEED)
-    assert res.code == 0, res.err
-    w.human[mode] = res.out
-    w.summary[mode]["manifest"] = json.loads((table / "manifest.json").read_text())["manifest"]
-    _ok("voucher", "make", "--table", table, "--out", vouchers, "--json", "--workers", 1,
-        w.listed, w.cropped)  # fmt: skip
-    out = _ok("voucher", "open", "--key", table / "server.key", "--json",
-              *sorted(vouchers.iterdir()))  # fmt: skip
-    w.opened[mode] = {Path(x["path"]).name.removesuffix(".voucher"): x for x in out}
+    names: list[object] = [x for n in lists for x in ("--list", n)] + ["--sequence", sequence]
+    got = build_and_probe(w.root, mode, names, SEED, [w.listed, w.cropped])
+    w.summary[mode], w.human[mode], w.opened[mode] = got.summary, got.human, got.opened
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +76,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         mp.setenv("BLINDMATCH_HOME", str(root / "home"))
         for name, hotline, hot in (("a", "hotline-a", True), ("b", "hotline-b", True),
                                    ("c", "hotline-c", False)):  # fmt: skip
-            (w.added[name],) = _ok("lists", "add", name, w.listed, "--source", hotline,
+            (w.added[name],) = ok("lists", "add", name, w.listed, "--source", hotline,
                                    "--no-keypoints", "--workers", 1, "--json",
                                    *(["--hot"] if hot else []))  # fmt: skip
         w.video_add = run_cli("lists", "add", "v", w.video, "--source", "hotline-v", "--hot",
