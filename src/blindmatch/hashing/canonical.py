@@ -141,14 +141,15 @@ def decide(pixels: np.ndarray | Image.Image) -> Decision:
     return Decision(chosen, margins, tuple(alternatives))
 
 
-def _fit(image: Image.Image) -> Image.Image:
-    """Fitted (Lanczos) inside :data:`COMPANION_SIDE`, or the image itself. Pillow's
+def fit_inside(image: Image.Image, side: int = COMPANION_SIDE) -> Image.Image:
+    """Fitted (Lanczos) inside ``side`` pixels, or the image itself. Pillow's
     ``reducing_gap`` first box-reduces by an integer factor (10x faster on a 1024-px
-    picture); it runs on the posed picture, so every orientation gets the same result."""
+    picture); for a companion it runs on the posed picture, so every orientation gets the
+    same result."""
     w, h = image.size
-    if max(w, h) <= COMPANION_SIDE:
+    if max(w, h) <= side:
         return image
-    s = COMPANION_SIDE / max(w, h)
+    s = side / max(w, h)
     size = (max(1, round(w * s)), max(1, round(h * s)))
     return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
 
@@ -164,17 +165,15 @@ def undo_gamma(image: Image.Image, gamma: float) -> Image.Image:
     return image if gamma == 1.0 else image.point(_gamma_table(gamma))
 
 
-def companion_pixels(
-    pixels: np.ndarray | Image.Image, pose: Pose | None = None, gamma: float = 1.0
-) -> np.ndarray:
+def companion_pixels(pixels: np.ndarray | Image.Image, pose: Pose | None = None) -> np.ndarray:
     """The picture in ``pose`` (default: its canonical pose) fitted inside
-    :data:`COMPANION_SIDE`: what the companion hash is the PDQ of. With ``gamma`` ≠ 1,
-    after undoing that curve at full size (a curve applied before a resize is undone only
-    before it)."""
+    :data:`COMPANION_SIDE`: what the companion hash is the PDQ of. A client undoing a
+    brightness curve passes the picture after :func:`undo_gamma` at full size (a curve
+    applied before a resize is undone only before it)."""
     image = as_image(pixels)
     if pose is None:
         pose = decide(image).pose
-    return np.asarray(_fit(pose.apply_image(undo_gamma(image, gamma))))
+    return np.asarray(fit_inside(pose.apply_image(image)))
 
 
 def companion_trusted(companion: PDQ, picture: PDQ) -> bool:
@@ -190,12 +189,9 @@ def companion_pdq(pixels: np.ndarray) -> PDQ:
     return pdq_from_rgb(companion_pixels(pixels))
 
 
-def companion_with_vector(
-    pixels: np.ndarray | Image.Image, pose: Pose, gamma: float = 1.0
-) -> tuple[PDQ, np.ndarray]:
-    """The client side: the companion hash of ``pose`` (after undoing ``gamma``) with its
-    DCT values (confidence)."""
-    return pdq_with_vector_from_rgb(companion_pixels(pixels, pose, gamma))
+def companion_with_vector(pixels: np.ndarray | Image.Image, pose: Pose) -> tuple[PDQ, np.ndarray]:
+    """The client side: the companion hash of ``pose`` with its DCT values (confidence)."""
+    return pdq_with_vector_from_rgb(companion_pixels(pixels, pose))
 
 
 __all__ = [
@@ -209,5 +205,6 @@ __all__ = [
     "companion_trusted",
     "companion_with_vector",
     "decide",
+    "fit_inside",
     "undo_gamma",
 ]

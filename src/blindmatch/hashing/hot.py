@@ -42,7 +42,12 @@ import numpy as np
 from PIL import Image
 
 from blindmatch.errors import BadDimensions, InvalidArgument
-from blindmatch.hashing.canonical import as_image, companion_pdq, companion_trusted
+from blindmatch.hashing.canonical import (
+    as_image,
+    companion_pdq,
+    companion_trusted,
+    fit_inside,
+)
 from blindmatch.hashing.image import MIN_QUALITY, PDQ, pdq_from_rgb
 
 # Crop fractions of the grid (of each side): a constant step of 0.015 up to 0.225. The
@@ -154,11 +159,7 @@ def fitted(pixels: np.ndarray | Image.Image, side: int = HOT_SIDE) -> Image.Imag
         raise BadDimensions(
             f"a {w}x{h} picture is too small for hot companions (short side < {MIN_HOT_SIDE})"
         )
-    if max(w, h) > side:
-        s = side / max(w, h)
-        size = (max(1, round(w * s)), max(1, round(h * s)))
-        image = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
-    return image
+    return fit_inside(image, side)
 
 
 def hot_hashes(
