@@ -225,6 +225,7 @@ class PrivateScheme(Scheme):
         return self._sessions
 
     def distances(self, rgb: np.ndarray) -> tuple[np.ndarray, int]:
+        from blindmatch.private import orientations_for
         from blindmatch.protocol import QueryHash, new_opening_seed, variants_for_table
 
         out = np.full(self._n, NO_MATCH, dtype=np.int32)
@@ -232,8 +233,6 @@ class PrivateScheme(Scheme):
         if not self._n:
             return out, 0
         client, server = self._session()
-        from blindmatch.private import orientations_for
-
         (pdq, confidence, variants), hashing = _query_hashes(rgb, orientations_for(client.verified))
         start = time.perf_counter()
         voucher = client.make_voucher(
