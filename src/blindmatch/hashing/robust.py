@@ -188,8 +188,6 @@ def find_frames(pixels: np.ndarray) -> list[Box]:
 _SOLID_TOL = 8  # a frame pixel is within this of the frame colour in every channel
 _SOLID_SHARE = 0.97  # ... in at least this share of the line's pixels
 _SOLID_MIN = 0.01  # a frame thinner than this share of the shorter side is not one
-
-
 _SOLID_COARSE = 1024  # the frame is found on a copy at most this size, then refined
 
 
