@@ -5,10 +5,11 @@
 For ``--listed`` evaluation-corpus photos (every k-th, offset 1, so not the first ones the
 diagnostics looked at) and a set of edits (the harness's transforms, plus a 0.2x thumbnail
 re-encoded at JPEG 70), the client's query hashes are computed once with the production recipe
-(``blindmatch.private.query_hashes``: own hash, companions, orientations, trimmed frames) and
-cached. Then, for each lookup-key design and ``--seeds`` public lookup-key seeds, the lookup
-part of private matching runs exactly as in production — ``VariantProbeLSH.probe_variants`` on
-the client, ``probe_hashes`` and the d <= 31 confirmation on the server — against list keys made
+(``blindmatch.private.query_hashes``: own hash, companions, orientations, trimmed frames; with
+and without the other orientations, as ``orientations_for`` picks by table) and cached. Then,
+for each lookup-key design and ``--seeds`` public lookup-key seeds, the lookup part of private
+matching runs exactly as in production — ``VariantProbeLSH.probe_variants`` on the client,
+``probe_hashes`` and the d <= 31 confirmation on the server — against list keys made
 from the listed PDQ alone (the baseline, a hotline's bare hash list) or from the PDQ and its
 companion (a list built from the pictures). The blinding does not change which probes open
 (tests/protocol check that a probe opens exactly when its key is listed), so it is left out
@@ -64,7 +65,10 @@ def build_cache(path: Path, listed: int) -> list[Any]:
         queries = {}
         for edit in EDITS:
             edited = _thumb_jpeg(base) if edit == "thumb0.2+jpeg70" else apply(edit, base, 1)
-            queries[edit] = query_hashes(np.asarray(edited.convert("RGB")))
+            px = np.asarray(edited.convert("RGB"))
+            # as production (orientations_for): the other orientations only against a table
+            # without companions
+            queries[edit] = (query_hashes(px), query_hashes(px, orientations=False))
         data.append((pdq, companion, queries))
         print(f"# hashed {n + 1}/{len(photos)}", flush=True)
     path.write_bytes(pickle.dumps(data))
@@ -84,11 +88,15 @@ def recall(
         for pdq, companion, queries in data:
             listed = (pdq, companion) if companions else (pdq,)
             keys = {key for h in listed for key in scheme.list_keys(h)}
-            for edit, (own, confidence, found) in queries.items():
-                # as production (variants_for_table): companion queries only with companions
-                variants = [v for v in found if companions or not v.companion]
-                hashes = [own] + [v.pdq for v in variants]
+            for edit, (every, fewer) in queries.items():
+                # plaintext: every hash robust matching looks up, orientations included
+                own, _, found = every
+                hashes = [own] + [v.pdq for v in found]
                 plain[edit] += any(hamming(q, h) <= 31 for q in hashes for h in (pdq, companion))
+                # as production: orientations_for, then variants_for_table (companion
+                # queries only with companions)
+                own, confidence, found = fewer if companions else every
+                variants = [v for v in found if companions or not v.companion]
                 probed = scheme.probe_variants([QueryHash(own, confidence), *variants])
                 hits[edit] += any(
                     key in keys and min(hamming(h, e) for e in listed) <= 31
@@ -101,7 +109,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--listed", type=int, default=60)
     ap.add_argument("--seeds", type=int, default=4)
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/companion-frontier-v2.pkl"))
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/companion-frontier-v3.pkl"))
     args = ap.parse_args()
     data = (
         pickle.loads(args.cache.read_bytes())  # noqa: S301 - our own cache file
