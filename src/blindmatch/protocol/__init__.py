@@ -94,6 +94,7 @@ from blindmatch.protocol.server import (
     Match,
     MemoryThresholdStore,
     OpenResult,
+    PendingOpen,
     Release,
     ServerSession,
     StoredVoucher,
@@ -101,6 +102,7 @@ from blindmatch.protocol.server import (
 )
 from blindmatch.protocol.table import (
     BlindFn,
+    DistanceParams,
     EntryRef,
     HotlineList,
     ListedEntry,
@@ -115,6 +117,7 @@ from blindmatch.protocol.voucher import (
     AccountSecret,
     ClientSession,
     VerifiedTable,
+    answer_for_image,
     new_opening_seed,
     variants_for_table,
     verify_table,
@@ -131,6 +134,7 @@ __all__ = [
     "BitSamplingLSH",
     "BlindFn",
     "ClientSession",
+    "DistanceParams",
     "EncryptedFile",
     "EntryRef",
     "Floors",
@@ -148,6 +152,7 @@ __all__ = [
     "MemoryTableHistory",
     "MemoryThresholdStore",
     "OpenResult",
+    "PendingOpen",
     "Policy",
     "PreparedTable",
     "ProbeSet",
@@ -173,6 +178,7 @@ __all__ = [
     "format_issued",
     "frank",
     "make_manifest",
+    "answer_for_image",
     "new_opening_seed",
     "open_franked",
     "parse_issued",
@@ -196,6 +202,8 @@ class PreparedTable:
     table: Table
     manifest: Manifest
     server_secret: ServerSecret
+    #: A distance-checked table's committed records (give them to ``ServerSession``).
+    records: tuple[bytes, ...] = ()
 
     def __repr__(self) -> str:
         return f"PreparedTable({self.table!r}, <secret hidden>)"
@@ -215,6 +223,8 @@ def prepare_table(
     issued: str = "",
     rng: Rng = system_rng,
     blind: BlindFn = blind_keys,
+    distance_radius: int | None = None,
+    distance_slots: int = 1,
 ) -> PreparedTable:
     """Governance, blinding and the manifest in one step (signing is separate).
 
@@ -223,6 +233,7 @@ def prepare_table(
     ``issued`` is the build time, ``format_issued(datetime.now(UTC))`` (pure: the caller
     reads the clock): a client with a maximum age (the default) refuses a table without
     one. ``sequence`` must grow with every table the platform key signs.
+    ``distance_radius`` makes the table distance-checked (docs/protocol.md §11).
     """
     scheme = scheme if scheme is not None else VariantProbeLSH()
     entries = select_entries(
@@ -237,6 +248,8 @@ def prepare_table(
         evidence_bytes=evidence_bytes,
         rng=rng,
         blind=blind,
+        distance_radius=distance_radius,
+        distance_slots=distance_slots,
     )
     manifest = make_manifest(
         built.table,
@@ -248,4 +261,4 @@ def prepare_table(
         sequence=sequence,
         issued=issued,
     )
-    return PreparedTable(built.table, manifest, built.server_secret)
+    return PreparedTable(built.table, manifest, built.server_secret, built.records)

@@ -368,6 +368,15 @@ class Floors:
     hide the number of matches below ``t``. Below 0.1 % an account rarely has any, so
     each opened voucher is almost surely a real match; above 20 % they replace a fifth
     of real matches (recall) and fill the server's share recovery with noise.
+
+    A *distance-checked* table (docs/protocol.md §11) opens nothing on a key alone: a pair
+    that opens makes a candidate, which tells the server the entry and the ``k`` sampled
+    bits the probe matched, and the inner layers open only when the second check finds
+    ``d ≤ R``. For those tables ``min_checked_key_bits`` (32) replaces ``min_key_bits``,
+    ``max_unrelated_bits`` (0.01) replaces ``max_unrelated_openings`` — the expected PDQ
+    bits an unrelated image reveals, ``k · n_probes · n_slots · 2^-k``, the issue's target —
+    and ``max_radius`` (31, plaintext matching's threshold) bounds ``R``: a larger radius
+    would open the PDQ of near misses that plaintext matching would not call matches.
     """
 
     min_key_bits: int = 64
@@ -377,6 +386,9 @@ class Floors:
     min_threshold: int = 10
     min_synthetic_ppm: int = 1_000
     max_synthetic_ppm: int = 200_000
+    min_checked_key_bits: int = 32
+    max_unrelated_bits: float = 0.01
+    max_radius: int = 31
 
 
 #: How old a table may be by default (``TrustPolicy.max_age_seconds``): 30 days.
@@ -538,10 +550,17 @@ def check_floors(manifest: Manifest, table: Table, floors: Floors) -> None:
             f"the table's lookup scheme {type(scheme).__name__} does not say its key length "
             "and flips, so the parameter floors cannot be checked"
         )
-    if k < floors.min_key_bits:
+    checked = table.distance is not None
+    min_bits = floors.min_checked_key_bits if checked else floors.min_key_bits
+    if k < min_bits:
         raise InvalidManifest(
-            f"lookup keys of k = {k} bits are below the floor of {floors.min_key_bits} "
+            f"lookup keys of k = {k} bits are below the floor of {min_bits} "
             "(unrelated images would open)"
+        )
+    if table.distance is not None and table.distance.radius > floors.max_radius:
+        raise InvalidManifest(
+            f"a distance-check radius of {table.distance.radius} exceeds the maximum of "
+            f"{floors.max_radius} (near misses would open)"
         )
     if probes > floors.max_probes:
         raise InvalidManifest(
@@ -553,7 +572,13 @@ def check_floors(manifest: Manifest, table: Table, floors: Floors) -> None:
             "(near misses would open)"
         )
     expected = probes * table.n_slots * 2.0**-k
-    if expected > floors.max_unrelated_openings:
+    if checked and expected * k > floors.max_unrelated_bits:
+        raise InvalidManifest(
+            f"an unrelated image would reveal {expected * k:.2g} PDQ bits on average "
+            f"({k} x {probes} probes x {table.n_slots} slots x 2^-{k}), above the maximum "
+            f"of {floors.max_unrelated_bits:.2g}"
+        )
+    if not checked and expected > floors.max_unrelated_openings:
         raise InvalidManifest(
             f"an unrelated image would open {expected:.2g} pairs on average "
             f"({probes} probes x {table.n_slots} slots x 2^-{k}), above the maximum of "

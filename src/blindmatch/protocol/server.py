@@ -75,13 +75,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from blindmatch.errors import InvalidKey, InvalidVoucher
+from blindmatch.errors import InvalidKey, InvalidVoucher, ProtocolError
+from blindmatch.protocol.challenge import Challenge, Slot, parse_answer
+from blindmatch.protocol.distance import DistanceKey, disclose
 from blindmatch.protocol.hazmat import group
 from blindmatch.protocol.hazmat.aead import open_sealed
 from blindmatch.protocol.hazmat.kdf import hkdf_sha256
+from blindmatch.protocol.hazmat.rng import Rng, randbelow, shuffle, system_rng
 from blindmatch.protocol.hazmat.shamir import ORDER, Share, decode_shares, evaluate
 from blindmatch.protocol.lookup import PDQ_BYTES, hamming
-from blindmatch.protocol.table import EntryRef, ListedEntry, Policy, ServerSecret, Table
+from blindmatch.protocol.records import MerkleTree, leaf_digest
+from blindmatch.protocol.table import (
+    EntryRef,
+    ListedEntry,
+    Policy,
+    ServerSecret,
+    Table,
+    leaf_hashes,
+    make_records,
+)
 from blindmatch.protocol.voucher import (
     COMMITMENT_BYTES,
     FLAG_REAL,
@@ -90,12 +102,15 @@ from blindmatch.protocol.voucher import (
     INFO_EVIDENCE_OUTER,
     INFO_MATCH,
     INFO_MID,
+    KEY_ID_BYTES,
     MATCH_COMMITMENT_BYTES,
     NONCE_BYTES,
     Layout,
     ParsedVoucher,
     evidence_key,
+    key_id,
     match_commitment,
+    opened_key,
     pair_key,
     shamir_x,
     share_key,
@@ -169,6 +184,30 @@ class OpenResult:
     tampered: str | None = None
     replayed: bool = False
     block: bool = False
+    #: Under a distance-checked table: a pair opened (the picture was a candidate for some
+    #: entry — what the server learns of a near miss) whether or not the check passed;
+    #: ``opened`` then means the check passed and the inner layers opened.
+    candidate: bool = False
+
+
+@dataclass(frozen=True, repr=False)
+class PendingOpen:
+    """A format-4 voucher between :meth:`ServerSession.begin` and
+    :meth:`ServerSession.finish`: send :attr:`challenge` to the sender, keep the rest."""
+
+    voucher_id: bytes
+    challenge: bytes
+    _voucher: ParsedVoucher
+    _t: bytes
+    _rkey: bytes | None
+    _rl: bytes
+
+    @property
+    def candidate(self) -> bool:
+        return self._rkey is not None
+
+    def __repr__(self) -> str:  # whether it is a candidate is the server's secret
+        return f"PendingOpen({self.voucher_id.hex()})"
 
 
 @dataclass(frozen=True)
@@ -299,9 +338,17 @@ class ServerSession:
         max_distance: int = MATCH_DISTANCE,
         max_window: int | None = None,
         store: ThresholdStore | None = None,
+        records: Sequence[bytes] | None = None,
+        rng: Rng = system_rng,
     ) -> None:
+        """``records``: a distance-checked table's committed records in leaf order
+        (:attr:`~blindmatch.protocol.table.BuiltTable.records`); recomputed from the secret
+        when not given (~12 ms each). ``rng`` draws the challenges' padding slots."""
         if secret.table_digest != table.digest:
             raise InvalidKey("server key does not belong to this table")
+        if (table.distance is None) != (secret.distance is None):
+            raise InvalidKey("server key does not belong to this table")
+        self._rng = rng
         self.table = table
         self._secret = secret
         self._max_distance = max_distance
@@ -315,9 +362,32 @@ class ServerSession:
                 self._keys[k].append(i)
         self._store: ThresholdStore = store if store is not None else MemoryThresholdStore()
         self._layout = Layout.for_table(table)
+        self._checked = table.distance is not None
+        if self._checked:
+            self._setup_distance(records)
 
     def __repr__(self) -> str:
         return f"ServerSession({self.table!r}, <secret hidden>)"
+
+    def _setup_distance(self, records: Sequence[bytes] | None) -> None:
+        params, distance = self.table.distance, self._secret.distance
+        assert params is not None and distance is not None
+        x, audit_seed = distance
+        hashes = leaf_hashes(self._secret.entries)
+        if records is None:
+            records = make_records(x, audit_seed, [h for _, h in hashes])
+        records = tuple(records)
+        if len(records) != params.n_records or len(hashes) != params.n_records:
+            raise InvalidKey("the records do not belong to this table")
+        tree = MerkleTree([leaf_digest(i, rec) for i, rec in enumerate(records)])
+        if tree.root != params.records_root:
+            raise InvalidKey("the records do not belong to this table")
+        self._dk = DistanceKey(x)
+        self._records, self._tree = records, tree
+        self._leaves: dict[bytes, list[int]] = defaultdict(list)
+        for leaf, (_, h) in enumerate(hashes):
+            for k in dict.fromkeys(self.table.scheme.list_keys(h)):
+                self._leaves[key_id(k)].append(leaf)
 
     def candidates(self, pdq: bytes, hint: bytes) -> tuple[Match, ...]:
         """Listed entries reachable from the client's probes and within ``max_distance`` of the
@@ -351,12 +421,93 @@ class ServerSession:
         policy the sender must see what a non-matching sender sees), so no
         error separates vouchers that opened from vouchers that did not.
         """
+        if self._checked:
+            raise ProtocolError(
+                "this table is distance-checked: open its vouchers with begin() and finish()"
+            )
         v = ParsedVoucher.from_bytes(voucher, self.table)
         t = transcript(v.header, v.voucher_id)
         rkey = self._unwrap(v, t)
         rl = self._alpha_r(v)  # computed for every voucher: the same work either way
         if rkey is None:
             return OpenResult(v.voucher_id, opened=False, matched=False)
+        return self._complete(v, t, rkey, rkey, rl, account)
+
+    def begin(self, voucher: bytes) -> PendingOpen:
+        """Round one of a format-4 voucher (distance-checked table, docs/protocol.md §11):
+        try every pair, and make the challenge — exactly ``m`` slots for every voucher, the
+        candidates' committed records first named by the pair that found them, the rest
+        uniformly chosen records and pairs, in random order. Raises
+        :class:`~blindmatch.errors.InvalidVoucher` only for a voucher malformed on its face."""
+        if not self._checked:
+            raise ProtocolError("this table has no distance check: open its vouchers with open()")
+        params = self.table.distance
+        assert params is not None
+        v = ParsedVoucher.from_bytes(voucher, self.table)
+        t = transcript(v.header, v.voucher_id)
+        opened = self._unwrap_all(v, t)
+        rl = self._alpha_r(v)
+        rkey: bytes | None = None
+        chosen: dict[int, int] = {}  # leaf → pair
+        for i, plain in opened:
+            if len(plain) != 32 + KEY_ID_BYTES:
+                continue
+            rkey = rkey or plain[:32]
+            for leaf in self._leaves.get(plain[32:], ()):
+                if len(chosen) < params.slots and leaf not in chosen:
+                    chosen[leaf] = i
+        picks = [(pair, leaf) for leaf, pair in chosen.items()]
+        while len(picks) < params.slots:
+            picks.append(
+                (randbelow(self._rng, len(v.pairs)), randbelow(self._rng, params.n_records))
+            )
+        shuffle(self._rng, picks)
+        slots = [
+            Slot(pair, leaf, self._records[leaf], self._tree.path(leaf)) for pair, leaf in picks
+        ]
+        challenge = Challenge(tuple(slots)).to_bytes(params)
+        return PendingOpen(v.voucher_id, challenge, v, t, rkey, rl)
+
+    def finish(self, pending: PendingOpen, answer: bytes, *, account: str) -> OpenResult:
+        """Round two: decrypt every response, try every disclosed key on the match layer
+        (the same work whatever the outcome), and go on as :meth:`open` does once the
+        layers opened. A malformed answer raises
+        :class:`~blindmatch.errors.InvalidDistanceCheck` (checked before anything depends on
+        the voucher). ``candidate`` in the result says a pair opened, ``opened`` that the
+        check passed."""
+        if not isinstance(pending, PendingOpen):
+            raise TypeError("finish needs the PendingOpen that begin returned")
+        params = self.table.distance
+        assert params is not None
+        keys = [k for resp in parse_answer(answer, params) for k in disclose(resp, self._dk)]
+        v, t, rkey = pending._voucher, pending._t, pending._rkey
+        mid = None
+        if rkey is not None:
+            mid = open_sealed(hkdf_sha256(rkey, salt=t, info=INFO_MID), v.mid, v.mid_aad())
+        if rkey is not None and (mid is None or len(mid) != self._layout.mid_plain):
+            return OpenResult(v.voucher_id, True, False, tampered=TAMPERED_MID, block=True,
+                              candidate=True)  # fmt: skip
+        # not a candidate: the same trials on the voucher's own bytes (they never open)
+        base = rkey if rkey is not None else bytes(32)
+        body = mid if mid is not None else v.mid[: self._layout.mid_plain]
+        c, sealed_m = body[:MATCH_COMMITMENT_BYTES], body[MATCH_COMMITMENT_BYTES:]
+        layer_key = None
+        for k in keys:
+            key = opened_key(base, k, t)
+            if self._open_match(key, t, c, sealed_m) is not None and layer_key is None:
+                layer_key = key
+        if rkey is None:
+            return OpenResult(v.voucher_id, opened=False, matched=False)
+        if layer_key is None:  # a candidate, not within R: nothing more is learnt or kept
+            return OpenResult(v.voucher_id, opened=False, matched=False, candidate=True)
+        result = self._complete(v, t, rkey, layer_key, pending._rl, account)
+        return replace(result, candidate=True)
+
+    def _complete(
+        self, v: ParsedVoucher, t: bytes, rkey: bytes, layer_key: bytes, rl: bytes, account: str
+    ) -> OpenResult:
+        """A voucher whose pair opened (and, format 4, whose check passed): the inner
+        layers, under ``layer_key`` (``rkey`` for format 3)."""
         block = self.table.policy is Policy.BLOCK
         if self._store.contains(account, v.voucher_id):  # stored before: never counts twice
             return OpenResult(v.voucher_id, True, False, replayed=True, block=block)
@@ -372,7 +523,7 @@ class ServerSession:
 
         matches: tuple[Match, ...] | None = None
         if block:
-            plain = self._open_match(rkey, t, c, sealed_m)
+            plain = self._open_match(layer_key, t, c, sealed_m)
             matches = None if plain is None else self._matches_in(plain)
             if plain is None or matches is None:
                 return tampered(TAMPERED_MATCH)
@@ -381,7 +532,7 @@ class ServerSession:
             layer, is_sealed = plain, False
         else:
             layer, is_sealed = c + sealed_m, True
-        got = self._share_and_evidence(v, rkey, rl, t)
+        got = self._share_and_evidence(v, layer_key, rl, t)
         if isinstance(got, str):
             return tampered(got, matches or ())
         y, evidence = got
@@ -425,19 +576,25 @@ class ServerSession:
         return int.from_bytes(raw_y, "little"), inner
 
     def _unwrap(self, v: ParsedVoucher, t: bytes) -> bytes | None:
+        """The first pair's plaintext that opens (``rkey``), or None."""
+        opened = self._unwrap_all(v, t)
+        return opened[0][1] if opened else None
+
+    def _unwrap_all(self, v: ParsedVoucher, t: bytes) -> list[tuple[int, bytes]]:
         """The hot loop: one scalar multiplication, one HKDF and one AEAD trial per pair —
         for every pair, also after one opened (constant work; an invalid point anywhere
-        makes the voucher malformed, whatever opened)."""
+        makes the voucher malformed, whatever opened). ``(pair index, plaintext)`` of each
+        pair that opened."""
         alpha = self._secret.alpha
-        found: bytes | None = None
-        for q, wrapped in v.pairs:
+        found: list[tuple[int, bytes]] = []
+        for i, (q, wrapped) in enumerate(v.pairs):
             try:
                 s = group.mul(alpha, q)
             except ValueError:
                 raise InvalidVoucher(_BAD) from None
-            rkey = open_sealed(pair_key(s, q, t), wrapped)
-            if found is None:
-                found = rkey
+            plain = open_sealed(pair_key(s, q, t), wrapped)
+            if plain is not None:
+                found.append((i, plain))
         return found
 
     def _matches_in(self, plain: bytes) -> tuple[Match, ...] | None:
@@ -609,6 +766,7 @@ __all__ = [
     "Match",
     "MemoryThresholdStore",
     "OpenResult",
+    "PendingOpen",
     "Release",
     "ServerSession",
     "StoredVoucher",

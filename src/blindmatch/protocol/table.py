@@ -16,16 +16,31 @@ Table wire format, version 1 (all integers big-endian)::
     86      s           lookup-scheme parameters (first byte: scheme id)
     86+s    32·n_slots  slots: α·H(key) for a listed key, a random point otherwise
 
+Version 2 (a *distance-checked* table, docs/protocol.md §11) inserts after the
+lookup-scheme parameters, before the slots::
+
+    1           radius R of the second distance check (0..255)
+    1           m, candidate slots per voucher (1..8)
+    32          the distance key X = x·G
+    32          root of the Merkle tree over the committed records (records.py)
+    4           number of records (one per listed hash, ≥ 1)
+
+A version-1 table has no distance check (its vouchers are format 3).
+
 ``H(key) = hash_to_group("blindmatch/v1/key\\0", key)``. The table digest is
 ``SHA-256`` of the whole file and the table id is its first 16 bytes.
 
-Server secret (``server.key``) wire format, version 3 (versions 1, without companions,
-and 2, without hot companions, are still read)::
+Server secret (``server.key``) wire format, version 4 (versions 1, without companions,
+2, without hot companions, and 3, without the distance check, are still read)::
 
     4   magic "BMSK"
-    1   version = 3
+    1   version = 4
     32  α (scalar, little-endian, non-zero, < ℓ)
     32  digest of the table it belongs to
+    1   1 (the table is distance-checked; a key without one is written as version 3,
+        which lacks this byte and the next 64)
+        32  the distance key x (scalar, little-endian, non-zero, < ℓ)
+        32  the audit seed of the committed records (records.py)
     4   n_entries
     per entry: 32 PDQ bytes, u8 n_companions, 32 bytes per companion hash,
                u8 n_hot, 32 bytes per hot companion hash, u16 n_refs,
@@ -55,7 +70,9 @@ from blindmatch.protocol.lookup import PDQ_BYTES, LookupKeyScheme, scheme_from_p
 TABLE_MAGIC = b"BMTB"
 SECRET_MAGIC = b"BMSK"
 FORMAT_VERSION = 1
-SECRET_VERSION = 3  # 3: hot companions; 2 (read only): companions only; 1: neither
+DISTANCE_FORMAT_VERSION = 2
+MAX_DISTANCE_SLOTS = 8
+SECRET_VERSION = 4  # 4: distance key; 3 (read only): hot companions; 2: companions; 1: neither
 MAX_COMPANIONS = 4
 # A hot entry's extra hashes (the picture cropped and turned by a grid,
 # :mod:`blindmatch.hashing.hot`: at most 91) — lookup keys like its companions'.
@@ -65,6 +82,7 @@ MAX_SLOTS = 1 << 28
 MAX_THRESHOLD = 1000
 MAX_EVIDENCE = 65536
 _HEADER = 86
+_DISTANCE_BYTES = 1 + 1 + 32 + 32 + 4
 
 
 class Policy(enum.Enum):
@@ -239,6 +257,31 @@ def select_entries(
     return out
 
 
+@dataclass(frozen=True)
+class DistanceParams:
+    """What a distance-checked table fixes for the second check (signed with the table)."""
+
+    radius: int
+    slots: int
+    public: bytes  # X
+    records_root: bytes
+    n_records: int
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.radius <= 255 and 1 <= self.slots <= MAX_DISTANCE_SLOTS):
+            raise ValueError(f"radius is in 0 … 255 and slots in 1 … {MAX_DISTANCE_SLOTS}")
+        if not group.is_valid_point(self.public) or len(self.records_root) != 32:
+            raise ValueError("not a valid distance key or record root")
+        if not 1 <= self.n_records < 1 << 32:
+            raise ValueError("a distance-checked table has at least one record")
+
+    def to_bytes(self) -> bytes:
+        return (
+            w.u8(self.radius) + w.u8(self.slots) + self.public + self.records_root
+            + w.u32(self.n_records)
+        )  # fmt: skip
+
+
 @dataclass(frozen=True, repr=False)
 class Table:
     """A parsed, immutable blinded table. Build with :func:`build_table`."""
@@ -255,6 +298,8 @@ class Table:
     _slots_offset: int = field(compare=False)
     #: SHA-256 of ``raw``, computed once (a 1M-entry table is 40 MB).
     digest: bytes = field(default=b"", compare=False)
+    #: The second distance check's parameters (version-2 tables), else None.
+    distance: DistanceParams | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "digest", hashlib.sha256(self.raw).digest())
@@ -283,7 +328,8 @@ class Table:
         Slot points are checked lazily, when a client uses them.
         """
         r = w.Reader(data, InvalidTable, "table")
-        if r.take(4) != TABLE_MAGIC or r.u8() != FORMAT_VERSION:
+        version = r.u8() if r.take(4) == TABLE_MAGIC else 0
+        if version not in (FORMAT_VERSION, DISTANCE_FORMAT_VERSION):
             raise InvalidTable("not a blindmatch table of a supported version")
         code = r.u8()
         policies = {v: k for k, v in _POLICY_CODES.items()}
@@ -305,11 +351,21 @@ class Table:
         except ValueError:
             raise r.fail() from None
         offset = _HEADER + len(scheme_raw)
+        distance = None
+        if version == DISTANCE_FORMAT_VERSION:
+            radius, slots, public, root, n_records = r.u8(), r.u8(), r.take(32), r.take(32), r.u32()
+            try:
+                distance = DistanceParams(radius, slots, public, root, n_records)
+            except ValueError:
+                raise r.fail() from None
+            if policies[code] is not Policy.BLOCK:  # docs/protocol.md §11: block only, so far
+                raise r.fail()
+            offset += _DISTANCE_BYTES
         if r.remaining != 32 * n_slots:
             raise r.fail()
         return cls(
             policies[code], threshold, ppm, evidence, n_slots, seed, point, scheme,
-            bytes(data), offset,
+            bytes(data), offset, distance=distance,
         )  # fmt: skip
 
 
@@ -323,12 +379,13 @@ def _encode_table(
     server_point: bytes,
     scheme: LookupKeyScheme,
     slots: Sequence[bytes],
+    distance: DistanceParams | None = None,
 ) -> bytes:
     params = scheme.params_bytes()
     return b"".join(
         [
             TABLE_MAGIC,
-            w.u8(FORMAT_VERSION),
+            w.u8(FORMAT_VERSION if distance is None else DISTANCE_FORMAT_VERSION),
             w.u8(_POLICY_CODES[policy]),
             w.u16(threshold),
             w.u32(synthetic_ppm),
@@ -338,6 +395,7 @@ def _encode_table(
             server_point,
             w.u16(len(params)),
             params,
+            b"" if distance is None else distance.to_bytes(),
             *slots,
         ]
     )
@@ -346,16 +404,35 @@ def _encode_table(
 class ServerSecret:
     """The blinding key α and the listed entries behind one table. Keep it in an HSM-like place."""
 
-    __slots__ = ("_alpha", "entries", "table_digest")
+    __slots__ = ("_alpha", "_distance", "entries", "table_digest")
 
-    def __init__(self, alpha: bytes, table_digest: bytes, entries: Sequence[ListedEntry]) -> None:
+    def __init__(
+        self,
+        alpha: bytes,
+        table_digest: bytes,
+        entries: Sequence[ListedEntry],
+        *,
+        distance: tuple[bytes, bytes] | None = None,
+    ) -> None:
         if len(alpha) != 32 or not 0 < int.from_bytes(alpha, "little") < group.ORDER:
             raise InvalidKey("α must be a non-zero reduced scalar")
         if len(table_digest) != 32:
             raise InvalidKey("a table digest is 32 bytes")
+        if distance is not None:
+            x, audit = distance
+            if len(x) != 32 or not 0 < int.from_bytes(x, "little") < group.ORDER:
+                raise InvalidKey("the distance key must be a non-zero reduced scalar")
+            if len(audit) != 32:
+                raise InvalidKey("an audit seed is 32 bytes")
         self._alpha = bytes(alpha)
+        self._distance = distance
         self.table_digest = bytes(table_digest)
         self.entries = tuple(entries)
+
+    @property
+    def distance(self) -> tuple[bytes, bytes] | None:
+        """``(x, audit seed)`` of a distance-checked table, else None."""
+        return self._distance
 
     @property
     def alpha(self) -> bytes:
@@ -372,12 +449,16 @@ class ServerSecret:
             hmac.compare_digest(self._alpha, other._alpha)
             and self.table_digest == other.table_digest
             and self.entries == other.entries
+            and self._distance == other._distance
         )
 
     __hash__ = None  # type: ignore[assignment]
 
     def to_bytes(self) -> bytes:
-        parts = [SECRET_MAGIC, w.u8(SECRET_VERSION), self._alpha, self.table_digest]
+        # a key without the distance check is written as version 3 (readable by older builds)
+        version = 3 if self._distance is None else SECRET_VERSION
+        parts = [SECRET_MAGIC, w.u8(version), self._alpha, self.table_digest]
+        parts += [] if self._distance is None else [b"\x01", *self._distance]
         parts.append(w.u32(len(self.entries)))
         for e in self.entries:
             parts += [e.pdq, w.u8(len(e.companions)), *e.companions]
@@ -392,9 +473,15 @@ class ServerSecret:
         if r.take(4) != SECRET_MAGIC:
             raise InvalidKey("not a blindmatch server key of a supported version")
         version = r.u8()
-        if version not in (1, 2, SECRET_VERSION):
+        if version not in (1, 2, 3, SECRET_VERSION):
             raise InvalidKey("not a blindmatch server key of a supported version")
         alpha, digest = r.take(32), r.take(32)
+        distance = None
+        flag = r.u8() if version >= 4 else 0
+        if version >= 4 and flag != 1:
+            raise r.fail()
+        if flag:
+            distance = (r.take(32), r.take(32))
         n = r.u32()
         if n > r.remaining // 34:
             raise r.fail()
@@ -412,7 +499,7 @@ class ServerSecret:
             refs = tuple(EntryRef(r.text(), r.text(), r.text()) for _ in range(r.u16()))
             entries.append(ListedEntry(pdq, refs, companions, hot))
         r.end()
-        return cls(alpha, digest, entries)
+        return cls(alpha, digest, entries, distance=distance)
 
 
 def blind_keys(alpha: bytes, keys: Sequence[bytes]) -> list[bytes]:
@@ -423,6 +510,27 @@ def blind_keys(alpha: bytes, keys: Sequence[bytes]) -> list[bytes]:
 BlindFn = Callable[[bytes, Sequence[bytes]], list[bytes]]
 
 
+def leaf_hashes(entries: Sequence[ListedEntry]) -> list[tuple[int, bytes]]:
+    """``(entry index, hash)`` for every committed record, in leaf order: entry by entry,
+    each entry's :attr:`ListedEntry.hashes` in order (a hash two entries share has two
+    records)."""
+    return [(i, h) for i, e in enumerate(entries) for h in e.hashes]
+
+
+def make_records(x: bytes, audit_seed: bytes, hashes: Sequence[bytes]) -> list[bytes]:
+    """The committed record of each hash, in order (~12 ms each; see ``records.py``)."""
+    from blindmatch.protocol.distance import DistanceKey
+    from blindmatch.protocol.records import leaf_seed, record_with_key
+
+    dk = DistanceKey(x)
+    return [
+        record_with_key(dk, h, leaf_seed(audit_seed, i)).to_bytes() for i, h in enumerate(hashes)
+    ]
+
+
+RecordFn = Callable[[bytes, bytes, Sequence[bytes]], list[bytes]]
+
+
 @dataclass(frozen=True)
 class BuiltTable:
     """What :func:`build_table` returns: public table, its entries, and the server secret."""
@@ -431,6 +539,9 @@ class BuiltTable:
     entries: tuple[ListedEntry, ...]
     n_keys: int
     server_secret: ServerSecret
+    #: The committed records of a distance-checked table, in leaf order (the server serves
+    #: them; clients fetch them by index): ``()`` for other tables.
+    records: tuple[bytes, ...] = ()
 
     def __repr__(self) -> str:
         return f"BuiltTable({self.table!r}, {len(self.entries)} entries, {self.n_keys} keys)"
@@ -447,11 +558,18 @@ def build_table(
     load: float = 0.8,
     rng: Rng = system_rng,
     blind: BlindFn = blind_keys,
+    distance_radius: int | None = None,
+    distance_slots: int = 1,
+    records: RecordFn = make_records,
 ) -> BuiltTable:
     """Blind the lookup keys of ``entries`` into a cuckoo table under a fresh α.
 
     ``entries`` normally come from :func:`select_entries`. ``blind`` may be
     replaced by a parallel version of :func:`blind_keys` (same result).
+    With ``distance_radius`` the table is distance-checked (version 2, block policy
+    only; docs/protocol.md §11): a fresh distance key and audit seed, one committed record
+    per listed hash (``records``, replaceable by a parallel version of
+    :func:`make_records`) and their Merkle root in the table.
     """
     if policy is Policy.BLOCK and synthetic_ppm:
         raise ValueError("block mode has no synthetic vouchers")
@@ -474,6 +592,23 @@ def build_table(
     alpha = group.random_scalar(rng)
     blinded = blind(alpha, keyset)
     slots = [blinded[i] if i >= 0 else group.random_point(rng) for i in placement]
+    params: DistanceParams | None = None
+    built: list[bytes] = []
+    secret_distance: tuple[bytes, bytes] | None = None
+    if distance_radius is not None:
+        from blindmatch.protocol.records import leaf_digest, merkle_root
+
+        if policy is not Policy.BLOCK:
+            raise ValueError("the distance check is built for the block policy only")
+        if not entries:
+            raise ValueError("a distance-checked table needs at least one entry")
+        x, audit_seed = group.random_scalar(rng), rng(32)
+        built = records(x, audit_seed, [h for _, h in leaf_hashes(entries)])
+        root = merkle_root([leaf_digest(i, rec) for i, rec in enumerate(built)])
+        params = DistanceParams(
+            distance_radius, distance_slots, group.base_mul(x), root, len(built)
+        )
+        secret_distance = (x, audit_seed)
     raw = _encode_table(
         policy=policy,
         threshold=threshold,
@@ -483,7 +618,8 @@ def build_table(
         server_point=group.base_mul(alpha),
         scheme=scheme,
         slots=slots,
+        distance=params,
     )
     table = Table.from_bytes(raw)
-    secret = ServerSecret(alpha, table.digest, entries)
-    return BuiltTable(table, tuple(entries), len(keyset), secret)
+    secret = ServerSecret(alpha, table.digest, entries, distance=secret_distance)
+    return BuiltTable(table, tuple(entries), len(keyset), secret, tuple(built))

@@ -99,9 +99,14 @@ from blindmatch.protocol.table import KEY_DOMAIN, Policy, Table
 
 VOUCHER_MAGIC = b"BMVC"
 FORMAT_VERSION = 3
+#: Vouchers under a distance-checked table (docs/protocol.md §11): each pair also wraps the
+#: probe key's id, and the inner layers need the second check's disclosed key.
+DISTANCE_FORMAT_VERSION = 4
 HEADER_BYTES = 24
 ID_BYTES = 16
 PAIR_BYTES = 32 + 32 + TAG_BYTES
+KEY_ID_BYTES = 16
+DISTANCE_PAIR_BYTES = PAIR_BYTES + KEY_ID_BYTES
 POINT_BYTES = 32
 SHARE_BYTES = 32 + TAG_BYTES
 COMMITMENT_BYTES = 32
@@ -122,6 +127,8 @@ INFO_SHARE = b"blindmatch/v2/share"
 INFO_EK = b"blindmatch/v1/evidence-key"
 INFO_COEF = b"blindmatch/v1/shamir-coefficient"
 OPENING_LABEL = b"blindmatch/v2/opening/"
+INFO_OPENED = b"blindmatch/v4/opened"
+_KEY_ID = b"blindmatch/v4/key-id\x00"
 MATCH_COMMITMENT_LABEL = b"blindmatch/v3/match-commitment\x00"
 _MISMATCH = "voucher was not made for this image with this opening"
 
@@ -181,6 +188,18 @@ def pair_key(s: bytes, q: bytes, t: bytes) -> bytes:
     return hkdf_sha256(s + q, salt=t, info=INFO_PAIR)
 
 
+def key_id(key: bytes) -> bytes:
+    """The 16-byte id a format-4 pair wraps beside ``rkey``: which probe key opened, so the
+    server can pick the candidate's committed record (docs/protocol.md §11)."""
+    return hashlib.sha256(_KEY_ID + key).digest()[:KEY_ID_BYTES]
+
+
+def opened_key(rkey: bytes, disclosed: bytes, t: bytes) -> bytes:
+    """Format 4: the key of the inner layers (match, share, evidence outer), which needs both
+    ``rkey`` (a pair opened) and the second check's disclosed key (``d ≤ R``)."""
+    return hkdf_sha256(rkey + disclosed, salt=t, info=INFO_OPENED)
+
+
 def share_key(rkey: bytes, rl: bytes, t: bytes) -> bytes:
     """``k_share`` from ``rkey`` and ``r·L`` (the server computes ``r·L`` as ``α·R``)."""
     return hkdf_sha256(rkey + rl, salt=t, info=INFO_SHARE)
@@ -209,6 +228,7 @@ class Layout:
     n_pairs: int
     hint_size: int
     evidence_bytes: int
+    pair_bytes: int = PAIR_BYTES
 
     @property
     def match_plain(self) -> int:
@@ -243,7 +263,7 @@ class Layout:
 
     @property
     def r_offset(self) -> int:
-        return self.pairs_offset + PAIR_BYTES * self.n_pairs
+        return self.pairs_offset + self.pair_bytes * self.n_pairs
 
     @property
     def share_offset(self) -> int:
@@ -263,12 +283,21 @@ class Layout:
 
     @classmethod
     def for_table(cls, table: Table) -> Layout:
-        return cls(3 * table.scheme.n_probes, table.scheme.hint_size, table.evidence_bytes)
+        pair_bytes = PAIR_BYTES if table.distance is None else DISTANCE_PAIR_BYTES
+        return cls(
+            3 * table.scheme.n_probes, table.scheme.hint_size, table.evidence_bytes, pair_bytes
+        )
+
+
+def voucher_version(table: Table) -> int:
+    """3, or 4 under a distance-checked table."""
+    return FORMAT_VERSION if table.distance is None else DISTANCE_FORMAT_VERSION
 
 
 def header_for(table: Table) -> bytes:
     layout = Layout.for_table(table)
-    return VOUCHER_MAGIC + w.u8(FORMAT_VERSION) + b"\x00" + w.u16(layout.n_pairs) + table.table_id
+    version = voucher_version(table)
+    return VOUCHER_MAGIC + w.u8(version) + b"\x00" + w.u16(layout.n_pairs) + table.table_id
 
 
 @dataclass(frozen=True)
@@ -286,7 +315,8 @@ class ParsedVoucher:
 
     def mid_aad(self) -> bytes:
         """SHA-256 of every voucher byte except ``C_mid`` (the AAD of ``C_mid``)."""
-        return mid_aad_of(self.raw, Layout(len(self.pairs), 0, 0).mid_offset, len(self.mid))
+        mid_offset = len(self.raw) - len(self.evidence) - len(self.mid)
+        return mid_aad_of(self.raw, mid_offset, len(self.mid))
 
     @classmethod
     def from_bytes(cls, data: bytes, table: Table) -> ParsedVoucher:
@@ -296,7 +326,8 @@ class ParsedVoucher:
         if len(data) > 4 and data[:4] == VOUCHER_MAGIC and data[4] in (1, 2):
             raise InvalidVoucher(
                 f"voucher format version {data[4]} is no longer accepted (this build reads "
-                f"version {FORMAT_VERSION}); make the voucher again with a current client"
+                f"versions {FORMAT_VERSION} and {DISTANCE_FORMAT_VERSION}); make the voucher "
+                "again with a current client"
             )
         layout = Layout.for_table(table)
         if len(data) != layout.total or data[:HEADER_BYTES] != header_for(table):
@@ -305,10 +336,10 @@ class ParsedVoucher:
             raise InvalidVoucher("malformed voucher")  # checked for every voucher, opened or not
         pairs = []
         for i in range(layout.n_pairs):
-            o = layout.pairs_offset + PAIR_BYTES * i
+            o = layout.pairs_offset + layout.pair_bytes * i
             # Q is checked by the server's scalar multiplication (libsodium refuses a
             # non-canonical or identity point there), not twice.
-            pairs.append((data[o : o + 32], data[o + 32 : o + PAIR_BYTES]))
+            pairs.append((data[o : o + 32], data[o + 32 : o + layout.pair_bytes]))
         return cls(
             data[:HEADER_BYTES],
             data[HEADER_BYTES : layout.pairs_offset],
@@ -471,12 +502,12 @@ class ClientSession:
             evidence = b""
         else:
             y = evaluate(self._coefficients, x)
-        c_share = seal(share_key(d.rkey, rl, d.t), y.to_bytes(32, "little"))
-        match_base = self._ek if table.policy is Policy.THRESHOLD else d.rkey
+        c_share = seal(share_key(d.layer_key, rl, d.t), y.to_bytes(32, "little"))
+        match_base = self._ek if table.policy is Policy.THRESHOLD else d.layer_key
         m = seal(hkdf_sha256(match_base, salt=d.t, info=INFO_MATCH), d.nonce + d.match_plain)
         padded = w.u32(len(evidence)) + evidence + bytes(table.evidence_bytes - len(evidence))
         inner = seal(hkdf_sha256(self._ek, salt=d.t, info=INFO_EVIDENCE), padded)
-        c_ev = seal(hkdf_sha256(d.rkey, salt=d.t, info=INFO_EVIDENCE_OUTER), inner)
+        c_ev = seal(hkdf_sha256(d.layer_key, salt=d.t, info=INFO_EVIDENCE_OUTER), inner)
         front = d.front + big_r + c_share
         aad = hashlib.sha256(front + c_ev).digest()
         c_mid = seal(hkdf_sha256(d.rkey, salt=d.t, info=INFO_MID), d.commitment_c + m, aad)
@@ -496,9 +527,17 @@ class Opening:
     t: bytes
     rkey: bytes
     synthetic: bool
-    front: bytes  # header ‖ voucher id ‖ pairs
+    front: bytes  # header ‖ voucher id ‖ pairs (b"" when derived without the pairs)
     match_plain: bytes  # flag ‖ PDQ ‖ commitment ‖ hint (flag 1 and zeros when synthetic)
     nonce: bytes  # the match layer's nonce (first 32 bytes of M's plaintext)
+    #: The key of the match, share and outer evidence layers: ``rkey`` (format 3), or
+    #: :func:`opened_key` of ``rkey`` and the distance check's disclosed key (format 4).
+    layer_key: bytes = b""
+    #: Format 4: the distance check's key ``κ`` (from the seed).
+    kappa: bytes = b""
+    #: Per pair, in voucher order: the query hash whose probe the pair carries (None for
+    #: a padding probe or a synthetic pair) — what the client checks a slot naming it with.
+    pair_hashes: tuple[bytes | None, ...] = ()
 
     @property
     def commitment_c(self) -> bytes:
@@ -537,9 +576,12 @@ def derive_opening(
     *,
     synthetic: bool | None = None,
     real_pairs: bool = True,
+    pairs_wanted: bool = True,
 ) -> Opening:
     """Recompute the seed-determined part of a voucher. ``real_pairs=False`` skips the real
-    pairs of a synthetic voucher (the sender computes them anyway: same time either way)."""
+    pairs of a synthetic voucher (the sender computes them anyway: same time either way);
+    ``pairs_wanted=False`` skips every pair (``front`` is then empty: answering a
+    distance-check challenge needs only which hash each pair carries)."""
     _check_inputs(pdq, commitment, seed)
     header = header_for(table)
     if synthetic is None:
@@ -554,28 +596,45 @@ def derive_opening(
     else:
         probes = table.scheme.probe(pdq, confidence, padding)
     n_pairs = 3 * table.scheme.n_probes
-    pairs: list[tuple[bytes, bytes]] = []
-    if real_pairs or not synthetic:
+    pairs: list[tuple[bytes, bytes]] = [(b"", b"")] * n_pairs
+    if pairs_wanted and (real_pairs or not synthetic):
         pairs = _pairs(table, t, rkey, probes.keys, opening_stream(seed, header, "pairs"))
+    sources: list[bytes | None] = [None] * n_pairs
     if synthetic:
-        stream = opening_stream(seed, header, "synthetic-pairs")
-        pairs = _synthetic_pairs(table, t, rkey, n_pairs, stream)
-    shuffle(opening_stream(seed, header, "shuffle"), pairs)
+        if pairs_wanted:
+            stream = opening_stream(seed, header, "synthetic-pairs")
+            pairs = _synthetic_pairs(table, t, rkey, n_pairs, stream)
+    elif table.distance is not None:  # which hash each pair carries: the real probes in order
+        probed = table.scheme.probe_hashes(pdq, probes.hint)
+        sources = [probed[j // 3][1] if j // 3 < len(probed) else None for j in range(n_pairs)]
+    both = list(zip(pairs, sources, strict=True))
+    shuffle(opening_stream(seed, header, "shuffle"), both)  # one permutation for both
     if synthetic:
         plain = bytes([FLAG_SYNTHETIC]) + bytes(Layout.for_table(table).match_plain - 1)
     else:
         plain = bytes([FLAG_REAL]) + pdq + commitment + probes.hint
-    front = header + voucher_id + b"".join(q + wr for q, wr in pairs)
+    front = header + voucher_id + b"".join(q + wr for (q, wr), _ in both) if pairs_wanted else b""
     nonce = opening_stream(seed, header, "match-nonce")(NONCE_BYTES)
-    return Opening(voucher_id, t, rkey, synthetic, front, plain, nonce)
+    kappa, layer_key = b"", rkey
+    if table.distance is not None:
+        from blindmatch.protocol.distance import disclosed_key
+
+        kappa = opening_stream(seed, header, "distance-key")(32)
+        layer_key = opened_key(rkey, disclosed_key(kappa), t)
+    return Opening(
+        voucher_id, t, rkey, synthetic, front, plain, nonce, layer_key, kappa,
+        tuple(src for _, src in both),
+    )  # fmt: skip
 
 
 def _pairs(
     table: Table, t: bytes, rkey: bytes, keys: Sequence[bytes], rng: Rng
 ) -> list[tuple[bytes, bytes]]:
     out = []
+    checked = table.distance is not None
     for key in keys:
         hk = group.hash_to_group(KEY_DOMAIN, key)
+        wrapped = rkey + key_id(key) if checked else rkey
         for pos in slot_positions(table.cuckoo_seed, key, table.n_slots):
             beta, gamma = group.random_scalar(rng), group.random_scalar(rng)
             try:
@@ -585,7 +644,7 @@ def _pairs(
             except ValueError:
                 raise InvalidTable("table slot is not a valid point") from None
             q = group.add(group.mul(beta, hk), group.base_mul(gamma))
-            out.append((q, seal(pair_key(s, q, t), rkey)))
+            out.append((q, seal(pair_key(s, q, t), wrapped)))
     return out
 
 
@@ -611,6 +670,39 @@ def voucher_is_synthetic(verified: VerifiedTable, opening_seed: bytes) -> bool:
     return synthetic_coin(verified.table, opening_seed)
 
 
+def answer_for_image(
+    verified: VerifiedTable,
+    challenge: bytes,
+    opening_seed: bytes,
+    pdq: bytes,
+    *,
+    confidence: Sequence[float] | None = None,
+    variants: Sequence[QueryHash] = (),
+    commitment: bytes = bytes(COMMITMENT_BYTES),
+) -> bytes:
+    """The answer to the server's distance-check challenge for the voucher made from this
+    image and opening seed (format 4; docs/protocol.md §11): the sender computes it, the
+    recipient recomputes it (same arguments as :meth:`ClientSession.make_voucher`). Raises
+    :class:`~blindmatch.errors.InvalidDistanceCheck` if the challenge does not verify
+    against the table (a slot naming no pair, a record not committed in the table)."""
+    from blindmatch.protocol.challenge import Challenge, answer_challenge
+
+    if not isinstance(verified, VerifiedTable):
+        raise TypeError("answer_for_image needs a VerifiedTable (see verify_table)")
+    table = verified.table
+    if table.distance is None:
+        raise ProtocolError("this table has no distance check: its vouchers need no answer")
+    variants = variants_for_table(verified, variants)
+    d = derive_opening(
+        table, opening_seed, pdq, confidence, variants, commitment, pairs_wanted=False
+    )
+    parsed = Challenge.from_bytes(challenge, table.distance, Layout.for_table(table).n_pairs)
+    return answer_challenge(
+        parsed, table.distance, opening_seed=opening_seed, header=header_for(table),
+        kappa=d.kappa, pair_hashes=d.pair_hashes, own=pdq,
+    )  # fmt: skip
+
+
 def verify_voucher_for_image(
     verified: VerifiedTable,
     voucher: bytes,
@@ -620,8 +712,13 @@ def verify_voucher_for_image(
     confidence: Sequence[float] | None = None,
     variants: Sequence[QueryHash] = (),
     commitment: bytes,
+    challenge: bytes | None = None,
+    answer: bytes | None = None,
 ) -> None:
     """Recipient: check that ``voucher`` was made for this image with this opening seed.
+
+    Under a distance-checked table (format 4) pass the server's ``challenge`` and the
+    sender's ``answer`` too: the answer is recomputed and compared as well.
 
     Recomputes from the seed and the image (the same PDQ, confidence vector and
     variants the sender computed: same library, same decoder) every byte of the
@@ -646,13 +743,13 @@ def verify_voucher_for_image(
     d = derive_opening(table, opening_seed, pdq, confidence, variants, commitment, real_pairs=False)
     lay = Layout.for_table(table)
     ok = hmac.compare_digest(voucher[: lay.r_offset], d.front)  # R: checked by from_bytes
-    out_key = hkdf_sha256(d.rkey, salt=d.t, info=INFO_EVIDENCE_OUTER)
+    out_key = hkdf_sha256(d.layer_key, salt=d.t, info=INFO_EVIDENCE_OUTER)
     inner = open_sealed(out_key, v.evidence)
     ok &= inner is not None and len(inner) == lay.ev_inner_bytes
     k_mid = hkdf_sha256(d.rkey, salt=d.t, info=INFO_MID)
     aad = v.mid_aad()
     if table.policy is Policy.BLOCK:
-        m = seal(hkdf_sha256(d.rkey, salt=d.t, info=INFO_MATCH), d.nonce + d.match_plain)
+        m = seal(hkdf_sha256(d.layer_key, salt=d.t, info=INFO_MATCH), d.nonce + d.match_plain)
         ok &= hmac.compare_digest(seal(k_mid, d.commitment_c + m, aad), v.mid)
     else:
         # M is under the sender's evidence key; c (beside it, under rkey) must commit to
@@ -660,5 +757,14 @@ def verify_voucher_for_image(
         mid = open_sealed(k_mid, v.mid, aad)
         ok &= mid is not None and len(mid) == lay.mid_plain
         ok &= mid is not None and hmac.compare_digest(mid[:MATCH_COMMITMENT_BYTES], d.commitment_c)
+    if challenge is not None or answer is not None:
+        try:
+            expected = answer_for_image(
+                verified, challenge if challenge is not None else b"", opening_seed, pdq,
+                confidence=confidence, variants=variants, commitment=commitment,
+            )  # fmt: skip
+        except ProtocolError:
+            raise InvalidVoucher(_MISMATCH) from None
+        ok &= isinstance(answer, bytes) and hmac.compare_digest(expected, answer)
     if not ok:
         raise InvalidVoucher(_MISMATCH)
