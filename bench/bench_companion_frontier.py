@@ -5,8 +5,9 @@
 For ``--listed`` evaluation-corpus photos (every k-th, offset 1, so not the first ones the
 diagnostics looked at) and a set of edits (the harness's transforms, plus a 0.2x thumbnail
 re-encoded at JPEG 70), the client's query hashes are computed once with the production recipe
-(``blindmatch.private.query_hashes``: own hash, companions, orientations, trimmed frames; with
-and without the other orientations, as ``orientations_for`` picks by table) and cached. Then,
+(``blindmatch.private.query_hashes``: own hash and trimmed frames, with ``companions=False``
+the other orientations, with ``companions=True`` the companions instead, as production picks
+by table: ``VerifiedTable.has_companions``) and cached. Then,
 for each lookup-key design and ``--seeds`` public lookup-key seeds, the lookup part of private
 matching runs exactly as in production — ``VariantProbeLSH.probe_variants`` on the client,
 ``probe_hashes`` and the d <= 31 confirmation on the server — against list keys made
@@ -66,9 +67,12 @@ def build_cache(path: Path, listed: int) -> list[Any]:
         for edit in EDITS:
             edited = _thumb_jpeg(base) if edit == "thumb0.2+jpeg70" else apply(edit, base, 1)
             px = np.asarray(edited.convert("RGB"))
-            # as production (orientations_for): the other orientations only against a table
-            # without companions
-            queries[edit] = (query_hashes(px), query_hashes(px, orientations=False))
+            # as production (companions=has_companions): the other orientations only against
+            # a table without companions, the companions only against one with them
+            queries[edit] = (
+                query_hashes(px, companions=False),
+                query_hashes(px, companions=True),
+            )
         data.append((pdq, companion, queries))
         print(f"# hashed {n + 1}/{len(photos)}", flush=True)
     path.write_bytes(pickle.dumps(data))
@@ -88,14 +92,17 @@ def recall(
         for pdq, companion, queries in data:
             listed = (pdq, companion) if companions else (pdq,)
             keys = {key for h in listed for key in scheme.list_keys(h)}
-            for edit, (every, fewer) in queries.items():
-                # plaintext: every hash robust matching looks up, orientations included
-                own, _, found = every
-                hashes = [own] + [v.pdq for v in found]
+            for edit, (bare, with_companions) in queries.items():
+                # plaintext: every hash robust matching looks up, orientations and
+                # companions included (the two recipes together)
+                own, _, found = bare
+                hashes = [own] + [v.pdq for v in (*found, *with_companions[2])]
                 plain[edit] += any(hamming(q, h) <= 31 for q in hashes for h in (pdq, companion))
-                # as production: orientations_for, then variants_for_table (companion
-                # queries only with companions)
-                own, confidence, found = fewer if companions else every
+                # as production: query_hashes(companions=has_companions), then
+                # variants_for_table (companion queries only with companions; a no-op here,
+                # kept so a v3 cache, which held (every hash, no other orientations), reads
+                # the same)
+                own, confidence, found = with_companions if companions else bare
                 variants = [v for v in found if companions or not v.companion]
                 probed = scheme.probe_variants([QueryHash(own, confidence), *variants])
                 hits[edit] += any(

@@ -14,8 +14,9 @@ each hashed as a companion (canonical pose, 64 px) or as a plain PDQ at 512 px. 
 0.015-0.225 step 0.015, rotations 0.75-11.25° step 1.5) and "fine" (corner crops step 0.005,
 centred 0.01, rotations 0.5°, offset so the eval's values fall midway between two points: ~240
 hashes, over the ~120-hash budget; added to an existing cache on first use). Client side:
-unchanged (``blindmatch.private.query_hashes``), probed with ``VariantProbeLSH.probe_variants``
-exactly as production (all variants: the table carries companions), ``--seeds`` public
+unchanged (``blindmatch.private.query_hashes(companions=True)``: the table carries companions,
+so companions and no other orientations), probed with ``VariantProbeLSH.probe_variants``
+exactly as production, ``--seeds`` public
 lookup-key seeds averaged; the "hot keys k=…" rows give the hot table its own shorter keys
 (the client probes it with its own 37 probes).
 
@@ -180,7 +181,7 @@ def _hash_listed(args: tuple[int, str]) -> dict[str, Any]:
     queries = {}
     for e in EDITS:
         edited = _edit(e, base, zlib.crc32(f"0:{index}:{e}".encode()))
-        queries[e] = query_hashes(np.asarray(edited))
+        queries[e] = query_hashes(np.asarray(edited), companions=True)
     return {
         "path": path,
         "pdq": bytes.fromhex(pdq_from_rgb(rgb).hex),
@@ -196,7 +197,7 @@ def _hash_distractor(path: str) -> Any:
     from blindmatch.private import query_hashes
 
     try:
-        return query_hashes(load_rgb(path))
+        return query_hashes(load_rgb(path), companions=True)
     except Exception:  # noqa: BLE001 - a bad corpus file is skipped
         return None
 
@@ -463,7 +464,9 @@ def main() -> None:
     if args.sensitivity:
         sensitivity(args.sensitivity, args.workers)
         return
-    cache = args.cache or Path(f"/tmp/hot-tier-{args.n}-{args.distractors}.pkl")
+    # v2: the client's queries as production makes them for a table with companions (no
+    # other orientations); caches from before held every orientation as well
+    cache = args.cache or Path(f"/tmp/hot-tier-v2-{args.n}-{args.distractors}.pkl")
     if cache.exists():
         data = pickle.loads(cache.read_bytes())  # noqa: S301 - our own cache file
     else:

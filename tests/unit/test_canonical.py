@@ -19,7 +19,7 @@ from blindmatch.hashing.canonical import (
 )
 from blindmatch.hashing.image import pdq_from_rgb
 from blindmatch.hashing.robust import _dihedral_views, find_solid_frame
-from blindmatch.private import query_hashes
+from blindmatch.private import VARIANT_PRIORS, query_hashes
 
 
 def photo(seed: int, size: tuple[int, int]) -> np.ndarray:
@@ -69,7 +69,7 @@ def test_a_thumbnail_keeps_its_companion_but_not_its_full_size_hash() -> None:
 
 def test_query_hashes_carry_the_companion() -> None:
     pixels = photo(6, (400, 300))
-    _, _, variants = query_hashes(np.ascontiguousarray(pixels[::-1]))
+    _, _, variants = query_hashes(np.ascontiguousarray(pixels[::-1]), companions=True)
     companion = bytes.fromhex(companion_pdq(pixels).hex)
     assert any(v.pdq == companion and v.prior == 1.0 for v in variants)
 
@@ -85,7 +85,7 @@ def test_a_close_decision_is_also_looked_up_the_other_way() -> None:
     lopsided = photo(8, (400, 300)).copy()
     lopsided[:, :100] = 255
     assert decide(lopsided).alternatives == ()
-    _, _, variants = query_hashes(symmetric)
+    _, _, variants = query_hashes(symmetric, companions=True)
     other = bytes.fromhex(
         companion_pdq_of(symmetric, Pose(d.pose.transpose, not d.pose.flip_x, d.pose.flip_y))
     )
@@ -94,7 +94,7 @@ def test_a_close_decision_is_also_looked_up_the_other_way() -> None:
 
 def _closest_companion(pixels: np.ndarray, listed: np.ndarray) -> int:
     target = companion_pdq(listed).hex
-    _, _, variants = query_hashes(np.ascontiguousarray(pixels))
+    _, _, variants = query_hashes(np.ascontiguousarray(pixels), companions=True)
     return min(distance(v.pdq.hex(), target) for v in variants if v.companion)
 
 
@@ -136,23 +136,38 @@ def test_no_solid_frame_in_a_picture_without_one() -> None:
     assert find_solid_frame(flat) is None
 
 
-def test_other_orientations_are_left_out_against_a_table_with_companions() -> None:
-    from types import SimpleNamespace
+def _framed(seed: int) -> np.ndarray:
+    """A generated picture inside a solid frame (so a frame-trimmed companion is made too)."""
+    framed = np.zeros((380, 480, 3), dtype=np.uint8)
+    framed[40:340, 40:440] = photo(seed, (400, 300))
+    return framed
 
+
+@pytest.mark.parametrize("framed", [False, True], ids=["plain", "framed"])
+def test_one_switch_picks_companions_or_the_other_orientations(framed: bool) -> None:
     from blindmatch.hashing.image import pdq_with_vector_from_rgb
     from blindmatch.hashing.robust import _fit
-    from blindmatch.private import orientations_for
 
-    pixels = photo(11, (640, 480))
+    other = VARIANT_PRIORS["other orientation"]
+    pixels = _framed(14) if framed else photo(11, (640, 480))
     turned = pdq_with_vector_from_rgb(np.ascontiguousarray(np.rot90(_fit(pixels, 512))))[0].hex
-    _, _, every = query_hashes(pixels)
-    _, _, fewer = query_hashes(pixels, orientations=False)
-    assert any(v.pdq.hex() == turned for v in every)
-    assert not any(v.pdq.hex() == turned for v in fewer)
-    # the companions are the same either way: they find every orientation
-    assert [v for v in every if v.companion] == [v for v in fewer if v.companion]
-    assert orientations_for(SimpleNamespace(has_companions=False))
-    assert not orientations_for(SimpleNamespace(has_companions=True))
+    pdq_a, conf_a, bare = query_hashes(pixels, companions=False)
+    pdq_b, conf_b, with_companions = query_hashes(pixels, companions=True)
+    assert (pdq_a, conf_a) == (pdq_b, conf_b)  # the image's own hash either way
+    # a bare-PDQ table: the 7 other orientations, and no companion at all
+    assert not any(v.companion for v in bare)
+    assert any(v.pdq.hex() == turned for v in bare)
+    assert sum(v.prior == other for v in bare) == 7
+    # a table with companions: the companions (they find every orientation, the framed
+    # picture's trimmed to the pixel too), and none of the 7 other orientations
+    companions = [v for v in with_companions if v.companion]
+    assert companions and companions[0].pdq.hex() == companion_pdq(pixels).hex
+    if framed:
+        trimmed = companion_pdq(np.ascontiguousarray(pixels[40:340, 40:440])).hex
+        assert any(v.pdq.hex() == trimmed for v in companions)
+    assert not any(v.pdq.hex() == turned or v.prior == other for v in with_companions)
+    # the rest (the image at 512 px, trimmed frames) is hashed alike for both
+    assert all(v in bare for v in with_companions if not v.companion)
 
 
 def test_a_solid_frame_on_a_large_picture_is_exact_after_the_coarse_pass() -> None:

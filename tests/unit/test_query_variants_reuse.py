@@ -80,11 +80,12 @@ def test_pillow_orientations_equal_the_numpy_views() -> None:
         assert got.flags.c_contiguous and np.array_equal(got, view), DIHEDRAL[i]
 
 
-def test_query_hashes_is_the_same_with_a_pool() -> None:
+@pytest.mark.parametrize("companions", [False, True])
+def test_query_hashes_is_the_same_with_a_pool(companions: bool) -> None:
     pixels = framed(3, (800, 600))
-    plain = query_hashes(pixels)
+    plain = query_hashes(pixels, companions=companions)
     with ThreadPoolExecutor(2) as ex:
-        pooled = query_hashes(pixels, pool=ex)
+        pooled = query_hashes(pixels, pool=ex, companions=companions)
     assert plain[0] == pooled[0] and plain[1] == pooled[1]
     assert [(q.pdq, list(q.confidence or []), q.prior) for q in plain[2]] == [
         (q.pdq, list(q.confidence or []), q.prior) for q in pooled[2]

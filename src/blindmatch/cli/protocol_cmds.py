@@ -69,7 +69,7 @@ from blindmatch.errors import (
 from blindmatch.files import Failure, Limits, image_pixels, iter_files, read_file
 from blindmatch.fsutil import write_atomic
 from blindmatch.hashing.image import MIN_QUALITY
-from blindmatch.private.query import orientations_for, query_hashes
+from blindmatch.private.query import query_hashes
 from blindmatch.private.trust import (
     MANIFEST_FILE,
     SERVER_KEY_FILE,
@@ -527,7 +527,7 @@ def cmd_voucher_make(args: argparse.Namespace) -> int:
             if openings is not None and (openings / opening_name).exists() and not args.force:
                 raise OutputExists(f"{openings / opening_name} exists; pass --force to replace it")
             pdq, confidence, variants = query_hashes(
-                image_pixels(o.path, limits), orientations=orientations_for(session.verified)
+                image_pixels(o.path, limits), companions=session.verified.has_companions
             )
             seed = new_opening_seed()
             voucher = session.make_voucher(
@@ -585,7 +585,7 @@ def cmd_voucher_check(args: argparse.Namespace) -> int:
             voucher = read_file(str(voucher_path), MAX_SMALL_FILE_BYTES)
             seed = _read_opening(openings / (Path(o.path).name + ".opening"))
             pdq, confidence, variants = query_hashes(
-                image_pixels(o.path, limits), orientations=orientations_for(verified)
+                image_pixels(o.path, limits), companions=verified.has_companions
             )
             verify_voucher_for_image(
                 verified,

@@ -195,7 +195,7 @@ async def _conversation(
         decoy = _jpeg(synthetic_photo(ORDINARY_SEED + 1, SIZE))
 
         async def hash_image(self, data: bytes, **kw: Any) -> ImageHashes:
-            return await super().hash_image(self.decoy, orientations=kw.get("orientations", True))
+            return await super().hash_image(self.decoy, companions=kw["companions"])
 
     clients: list[BlindmatchClient] = []
 

@@ -52,18 +52,18 @@ LIST_NAME = "eval-listed"
 _LAST_QUERY: list[Any] = [b"", None, 0.0]
 
 
-def _query_hashes(rgb: np.ndarray, orientations: bool) -> tuple[Any, float]:
-    """``query_hashes(rgb, orientations=)`` and the seconds it took, computed once when
+def _query_hashes(rgb: np.ndarray, companions: bool) -> tuple[Any, float]:
+    """``query_hashes(rgb, companions=)`` and the seconds it took, computed once when
     private schemes of a run see the same picture one after the other (the client recipe
-    depends on the list only through ``orientations``); each scheme's client time counts
+    depends on the list only through ``companions``); each scheme's client time counts
     the computation in full."""
     from blindmatch.private import query_hashes
 
     pixels = np.ascontiguousarray(rgb)
-    key = hashlib.sha256(pixels.tobytes()).digest() + repr((pixels.shape, orientations)).encode()
+    key = hashlib.sha256(pixels.tobytes()).digest() + repr((pixels.shape, companions)).encode()
     if _LAST_QUERY[0] != key:
         start = time.perf_counter()
-        found = query_hashes(pixels, orientations=orientations)
+        found = query_hashes(pixels, companions=companions)
         _LAST_QUERY[:] = [key, found, time.perf_counter() - start]
     return _LAST_QUERY[1], _LAST_QUERY[2]
 
@@ -225,7 +225,6 @@ class PrivateScheme(Scheme):
         return self._sessions
 
     def distances(self, rgb: np.ndarray) -> tuple[np.ndarray, int]:
-        from blindmatch.private import orientations_for
         from blindmatch.protocol import QueryHash, new_opening_seed, variants_for_table
 
         out = np.full(self._n, NO_MATCH, dtype=np.int32)
@@ -233,7 +232,7 @@ class PrivateScheme(Scheme):
         if not self._n:
             return out, 0
         client, server = self._session()
-        (pdq, confidence, variants), hashing = _query_hashes(rgb, orientations_for(client.verified))
+        (pdq, confidence, variants), hashing = _query_hashes(rgb, client.verified.has_companions)
         start = time.perf_counter()
         voucher = client.make_voucher(
             pdq,

@@ -5,13 +5,12 @@ it: the query hashes a client computes from a picture (:mod:`.query`), trust fil
 table directories (:mod:`.trust`).
 """
 
-from blindmatch.private.query import VARIANT_PRIORS, orientations_for, query_hashes
+from blindmatch.private.query import VARIANT_PRIORS, query_hashes
 from blindmatch.private.trust import load_trust_file, trust_json, write_table_dir
 
 __all__ = [
     "VARIANT_PRIORS",
     "load_trust_file",
-    "orientations_for",
     "query_hashes",
     "trust_json",
     "write_table_dir",

@@ -41,56 +41,35 @@ def _confidence(vector: Any) -> list[float]:
 
 
 def query_hashes(
-    pixels: Any, *, pool: Any = None, orientations: bool = True
+    pixels: Any, *, pool: Any = None, companions: bool
 ) -> tuple[bytes, list[float], list[QueryHash]]:
-    """What a client looks up for one image, as plaintext robust matching does:
-    the full-size PDQ with its bit confidence, and as ``QueryHash``es with their priors
-    the image's companion hash (its canonical pose at 64 px, which lists built from
-    pictures carry: :mod:`blindmatch.hashing.canonical`) — also after undoing a brightness
-    curve, and of the picture inside a solid frame trimmed to the pixel — and the robust
-    variants (8 orientations, trimmed frames).
+    """What a client looks up for one image against one kind of table, as plaintext robust
+    matching does: the full-size PDQ with its bit confidence, and as ``QueryHash``es with
+    their priors the robust variants (trimmed frames) and either
 
-    The one recipe both sides of a voucher use (``voucher make`` and ``voucher check``,
-    the Matrix client's sender and recipient). ``pool`` (a ``concurrent.futures``
-    executor) hashes the full-size picture and the variants concurrently; the result
-    is identical with or without it. ``orientations=False`` leaves out the 7 other
-    orientations: against a table whose entries carry companions (which find every
-    orientation) they cost ~40% of the hashing and open nothing more — use
-    :func:`orientations_for`, as sender and recipient both must."""
-    import numpy as np
+    * ``companions=True`` — the table's entries carry companions
+      (:attr:`~blindmatch.protocol.VerifiedTable.has_companions`, a list built from
+      pictures): the image's companion hash (its canonical pose at 64 px:
+      :mod:`blindmatch.hashing.canonical`), also after undoing a brightness curve, in a
+      close decision's other pose, and of the picture inside a solid frame trimmed to the
+      pixel. The companions find every orientation, so the 7 other orientations are left
+      out (~40% of the hashing, opening nothing more); or
+    * ``companions=False`` — a bare-PDQ list (every imported hotline list): the 7 other
+      orientations and no companions (the voucher would drop them:
+      :func:`~blindmatch.protocol.variants_for_table`).
 
-    from blindmatch.hashing.canonical import (
-        as_image,
-        companion_trusted,
-        companion_with_vector,
-        decide,
-        undo_gamma,
-    )
+    Pass ``companions=verified.has_companions`` for the voucher's table: the one recipe
+    both sides of a voucher use (``voucher make`` and ``voucher check``, the Matrix
+    client's sender and recipient), so the recipient recomputes the same probes.
+    ``pool`` (a ``concurrent.futures`` executor) hashes the full-size picture and the
+    variants concurrently; the result is identical with or without it."""
     from blindmatch.hashing.image import pdq_with_vector_from_rgb
-    from blindmatch.hashing.robust import find_solid_frame, query_variants
+    from blindmatch.hashing.robust import query_variants
 
     full = pool.submit(pdq_with_vector_from_rgb, pixels) if pool is not None else None
-    found = query_variants(pixels, dihedral=orientations, pool=pool)
+    found = query_variants(pixels, dihedral=not companions, pool=pool)
     pdq, vector = full.result() if full is not None else pdq_with_vector_from_rgb(pixels)
-    variants = []
-    image = as_image(pixels)  # one conversion for the pose and every companion
-    decision = decide(image)
-    looks = [(image, decision.pose, "companion")]
-    for g in COMPANION_GAMMAS:
-        undone = undo_gamma(image, g)
-        looks.append((undone, decide(undone).pose, "companion, brightness"))
-    looks += [(image, alt, "companion, other pose") for alt in decision.alternatives]
-    frame = find_solid_frame(np.asarray(pixels))
-    if frame is not None:
-        inner = image.crop(frame)
-        looks.append((inner, decide(inner).pose, "companion, frame trimmed"))
-    for picture, pose, kind in looks:
-        comp, comp_vector = companion_with_vector(picture, pose)
-        if companion_trusted(comp, pdq):
-            prior = VARIANT_PRIORS[kind]
-            variants.append(
-                QueryHash(bytes.fromhex(comp.hex), _confidence(comp_vector), prior, companion=True)
-            )
+    variants = _companions(pixels, pdq) if companions else []
     for v in found:
         kind = "orig" if v.label == "orig" else ("trim" if v.label.startswith("trim") else
                                                  "other orientation")  # fmt: skip
@@ -102,11 +81,41 @@ def query_hashes(
     return bytes.fromhex(pdq.hex), _confidence(vector), variants
 
 
-def orientations_for(verified: Any) -> bool:
-    """Whether a client hashes the 7 other orientations for this verified table: only when
-    its entries carry no companions (:attr:`~blindmatch.protocol.VerifiedTable.has_companions`).
-    Sender and recipient apply the same rule, so the recipient recomputes the same probes."""
-    return not verified.has_companions
+def _companions(pixels: Any, pdq: Any) -> list[QueryHash]:
+    """The image's trusted companion hashes (``pdq``: its full-size PDQ), as
+    ``QueryHash``es with ``companion=True``: canonical pose, brightness curves undone,
+    a close decision's other poses, the picture inside a solid frame."""
+    import numpy as np
+
+    from blindmatch.hashing.canonical import (
+        as_image,
+        companion_trusted,
+        companion_with_vector,
+        decide,
+        undo_gamma,
+    )
+    from blindmatch.hashing.robust import find_solid_frame
+
+    image = as_image(pixels)  # one conversion for the pose and every companion
+    decision = decide(image)
+    looks = [(image, decision.pose, "companion")]
+    for g in COMPANION_GAMMAS:
+        undone = undo_gamma(image, g)
+        looks.append((undone, decide(undone).pose, "companion, brightness"))
+    looks += [(image, alt, "companion, other pose") for alt in decision.alternatives]
+    frame = find_solid_frame(np.asarray(pixels))
+    if frame is not None:
+        inner = image.crop(frame)
+        looks.append((inner, decide(inner).pose, "companion, frame trimmed"))
+    out = []
+    for picture, pose, kind in looks:
+        comp, comp_vector = companion_with_vector(picture, pose)
+        if companion_trusted(comp, pdq):
+            prior = VARIANT_PRIORS[kind]
+            out.append(
+                QueryHash(bytes.fromhex(comp.hex), _confidence(comp_vector), prior, companion=True)
+            )
+    return out
 
 
-__all__ = ["VARIANT_PRIORS", "orientations_for", "query_hashes"]
+__all__ = ["VARIANT_PRIORS", "query_hashes"]

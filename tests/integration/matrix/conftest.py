@@ -83,7 +83,9 @@ class Sender:
         return str(r.json()["content_uri"])
 
     def voucher_for(self, image: Image.Image, evidence: bytes = b"") -> bytes:
-        pdq, confidence, variants = query_hashes(np.asarray(image.convert("RGB")))
+        pdq, confidence, variants = query_hashes(
+            np.asarray(image.convert("RGB")), companions=self.session.verified.has_companions
+        )
         return self.session.make_voucher(
             pdq, confidence=confidence, variants=variants, evidence=evidence
         )

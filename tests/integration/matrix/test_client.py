@@ -279,7 +279,7 @@ class DecoyVoucherClient(BlindmatchClient):
     decoy = OTHER_BENIGN
 
     async def hash_image(self, data: bytes, **kw: Any) -> ImageHashes:
-        return await super().hash_image(self.decoy)
+        return await super().hash_image(self.decoy, companions=kw["companions"])
 
 
 class NoVoucherClient(BlindmatchClient):

@@ -87,7 +87,9 @@ async def scenario(world: MatrixWorld, tmp: Path) -> dict[str, Any]:
 
             from blindmatch.private import query_hashes
 
-            pdq, conf, variants = query_hashes(np.asarray(img.convert("RGB")))
+            pdq, conf, variants = query_hashes(
+                np.asarray(img.convert("RGB")), companions=session.verified.has_companions
+            )
             voucher = session.make_voucher(pdq, confidence=conf, variants=variants)
             digest = unb64(keys["hashes"]["sha256"]).hex()
             alice.next_field = voucher_field([(voucher, up.content_uri, digest)])

@@ -109,7 +109,6 @@ from blindmatch.integrations.matrix.events import (
 )
 from blindmatch.integrations.matrix.receive import Verdict, check_event
 from blindmatch.lists.model import VpdqFrame
-from blindmatch.private.query import orientations_for
 from blindmatch.protocol import (
     AccountSecret,
     ClientSession,
@@ -298,18 +297,19 @@ def hash_image(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     pool: ThreadPoolExecutor | None = None,
     decoded: Image.Image | None = None,
-    orientations: bool = True,
+    companions: bool,
 ) -> ImageHashes:
     """Hash an encoded picture exactly as ``blindmatch voucher make`` does: the same
     decoder (:func:`decode_image`) and :func:`~blindmatch.private.query_hashes`.
     The sender hashes the plaintext it encrypts, the recipient the plaintext it decrypted:
     the voucher check compares them. ``pool`` hashes the variants concurrently (same
     result); ``decoded`` is ``decode_image(data)`` when the caller has it already;
-    ``orientations``: :func:`~blindmatch.private.orientations_for` the voucher's table."""
+    ``companions``: the voucher's table's ``has_companions`` (what to hash: see
+    :func:`~blindmatch.private.query_hashes`)."""
     from blindmatch.private import query_hashes
 
     im = decoded if decoded is not None else decode_image(data, max_pixels=max_pixels)
-    pdq, confidence, variants = query_hashes(np.asarray(im), pool=pool, orientations=orientations)
+    pdq, confidence, variants = query_hashes(np.asarray(im), pool=pool, companions=companions)
     return ImageHashes(pdq, confidence, variants, im.width, im.height)
 
 
@@ -626,17 +626,17 @@ class BlindmatchClient(AsyncClient):
 
     # -- sending -----------------------------------------------------------------------------
     async def hash_image(
-        self, data: bytes, *, decoded: Image.Image | None = None, orientations: bool = True
+        self, data: bytes, *, decoded: Image.Image | None = None, companions: bool
     ) -> ImageHashes:
-        """Hash a picture off the event loop (the recipient calls this too); ``orientations``:
-        :func:`~blindmatch.private.orientations_for` the voucher's table."""
+        """Hash a picture off the event loop (the recipient calls this too); ``companions``:
+        the voucher's table's ``has_companions``."""
         return await asyncio.to_thread(
             hash_image,
             data,
             max_pixels=self.max_pixels,
             pool=self._hash_pool,
             decoded=decoded,
-            orientations=orientations,
+            companions=companions,
         )
 
     def make_voucher(
@@ -713,7 +713,7 @@ class BlindmatchClient(AsyncClient):
         ciphertext, keys, digest = self._encrypt(data)
         t2 = time.perf_counter()
         hashes = await self.hash_image(
-            data, decoded=decoded, orientations=orientations_for(state.session.verified)
+            data, decoded=decoded, companions=state.session.verified.has_companions
         )
         t3 = time.perf_counter()
         seed = new_opening_seed()
@@ -781,7 +781,7 @@ class BlindmatchClient(AsyncClient):
             async def hash_and_voucher() -> tuple[ImageHashes, bytes, bytes]:
                 t = time.perf_counter()
                 hashes = await self.hash_image(
-                    data, decoded=decoded, orientations=orientations_for(state.session.verified)
+                    data, decoded=decoded, companions=state.session.verified.has_companions
                 )
                 timings["hash"] = time.perf_counter() - t
                 seed = new_opening_seed()

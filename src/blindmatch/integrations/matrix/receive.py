@@ -59,7 +59,6 @@ from blindmatch.integrations.matrix.events import (
     VOUCHER_FIELD,
     unb64,
 )
-from blindmatch.private.query import orientations_for
 from blindmatch.protocol import (
     EncryptedFile,
     decrypt_attachment,
@@ -336,9 +335,7 @@ async def check_event(client: BlindmatchClient, room_id: str, raw: Mapping[str, 
                                    f"{where}: a picture has one voucher", **keep)  # fmt: skip
                 if 0 not in seeds:
                     return verdict(Hidden.MISSING_OPENING, where, **keep)
-                hashes = await client.hash_image(
-                    plaintext, orientations=orientations_for(tables[0])
-                )
+                hashes = await client.hash_image(plaintext, companions=tables[0].has_companions)
                 verify_voucher_for_image(
                     tables[0],
                     its[0][0],
