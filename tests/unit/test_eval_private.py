@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 from pathlib import Path
@@ -119,7 +120,7 @@ def test_the_run_reports_private_recall_and_what_innocent_images_reveal(tmp_path
     assert "| edit | robust % | private % | private / robust |" in text
     assert "| jpeg70 | 100.0 | 100.0 | 1.00 |" in text
     assert "Held out: the 2 odd-numbered listed pictures" in text
-    assert "| distractors | 2 | 1 | 0.5 |" in text
+    assert "| distractors | 2 | 1 | 0 | 0.5 |" in text  # no candidates: no check
     data = json.loads((tmp_path / "report" / "results.json").read_text())
     inn = data["schemes"][1]["privacy"]["innocent"]
     assert inn[0]["innocent_openings"] == 1 and inn[1]["innocent_openings"] == 2
@@ -180,3 +181,42 @@ def test_the_hot_tier_opens_a_cropped_copy_the_companion_list_misses(listed) -> 
     obs = hot.privacy(0)
     assert obs is not None and obs.attributed and not obs.innocent_open
     assert (plain.distances(cropped)[0] == NO_MATCH).all()
+
+
+def test_the_distance_checked_scheme_runs_both_rounds_and_counts_candidates(listed) -> None:
+    """``+check``: a k = 40 table with the second distance check. A heavily re-compressed
+    copy opens on its own entry through begin / answer / finish; the same voucher taken as
+    a distractor counts as an innocent opening (within 31 bits of entry 0), and a picture
+    whose key matched an entry beyond the radius would reveal only the key's 40 bits."""
+    checked = make_scheme("private+companion+check")
+    assert isinstance(checked, PrivateScheme) and checked.check == 1
+    checked.prepare([checked.list_item(x) for x in listed])
+    copy = Image.fromarray(listed[0]).resize((400, 300), Image.Resampling.LANCZOS)
+    d, _ = checked.distances(_rgb(copy))
+    assert d[0] <= 31 and d[1] == d[2] == NO_MATCH
+    as_distractor = checked.privacy(-1)
+    assert as_distractor is not None and as_distractor.opened and as_distractor.attributed
+    assert as_distractor.innocent_open and as_distractor.candidate_bits == 0
+    as_edit = checked.privacy(0)
+    assert as_edit is not None and not as_edit.innocent_open and as_edit.bits_revealed == 0
+    # an unrelated picture: no candidate, nothing revealed, the same exchange
+    d, _ = checked.distances(_rgb(synthetic_photo(9_002, SIZE)))
+    assert (d == NO_MATCH).all()
+    obs = checked.privacy(-1)
+    assert obs is not None and obs.attributed and obs.bits_revealed == 0
+    # the summary says which check ran
+    summary = checked.privacy_summary([obs], {"jpeg": [as_edit]})
+    assert summary is not None and summary.check == {"radius": 31, "slots": 1}
+
+
+def test_a_candidate_that_does_not_open_reveals_the_keys_bits() -> None:
+    from blindmatch.eval.privacy import summarize
+
+    candidate = _obs(closest=45)
+    candidate = dataclasses.replace(candidate, candidate_bits=40)
+    assert candidate.bits_revealed == 40 and not candidate.innocent_open
+    info = {"scheme": {}, "policy": "block", "hotlines": [], "listed": 10, "table_bytes": 0}
+    p = summarize([candidate, _obs()], {}, entries=10, **info)
+    row = p.rows[0]
+    assert (row.opened, row.candidates, row.bits) == (0, 1, 40)
+    assert row.bits_at_scale == pytest.approx(20 * 5_000_000 / 10)

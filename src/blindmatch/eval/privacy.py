@@ -46,11 +46,15 @@ class Observation:
     client_secs: float
     server_secs: float
     voucher_bytes: int
+    #: Under the second distance check: the sampled bits an innocent *candidate* (a probe
+    #: key equal to another entry's, the check not passing) shows the server, else 0.
+    candidate_bits: int = 0
 
     @property
     def bits_revealed(self) -> int:
-        """PDQ bits an innocent opening shows the server: 256 per hash in the match layer."""
-        return PDQ_BITS * self.hashes if self.innocent_open else 0
+        """PDQ bits an innocent voucher shows the server: 256 per hash in the match layer when
+        it opens; the key's sampled bits when it is only a candidate (distance check)."""
+        return PDQ_BITS * self.hashes if self.innocent_open else self.candidate_bits
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,7 @@ class PrivacyRow:
     entries: int  # the entries each image was compared with
     bits: int  # PDQ bits revealed, summed over the group
     hashes: int  # hashes the group's match layers carry, summed (what one opening reveals)
+    candidates: int = 0  # innocent candidates that did not open (distance check)
 
     @property
     def rate(self) -> float:
@@ -119,6 +124,8 @@ class PrivacySummary:
     rows: list[PrivacyRow] = field(default_factory=list)
     # innocent openings per edit (edited listed pictures against other entries)
     per_edit: dict[str, tuple[int, int]] = field(default_factory=dict)  # edit -> (opened, n)
+    #: The second distance check (``{"radius": R, "slots": m}``), or None.
+    check: dict[str, int] | None = None
 
 
 def _row(group: str, obs: Sequence[Observation], entries: int) -> PrivacyRow:
@@ -129,6 +136,7 @@ def _row(group: str, obs: Sequence[Observation], entries: int) -> PrivacyRow:
         entries,
         sum(o.bits_revealed for o in obs),
         sum(o.hashes for o in obs),
+        sum(bool(o.candidate_bits) for o in obs),
     )
 
 

@@ -14,6 +14,11 @@
   as the Matrix client's ``make_voucher`` calls it;
 * **server**: ``ServerSession.open(voucher, account=…)``; a listed picture's distance is
   the distance ``OpenResult.matches`` reports for its entries (``NO_MATCH`` otherwise).
+* **with the second distance check** (``+check`` schemes, docs/protocol.md §11): the table
+  is distance-checked (k = 40 lookup keys, radius 31, ``m`` candidate slots), and the
+  exchange is the two rounds the messenger runs: ``ServerSession.begin(voucher)``, the
+  client's ``answer_for_image(verified, challenge, seed, pdq, …)``, then
+  ``ServerSession.finish(pending, answer, account=…)``.
 
 The harness forks its query workers after :meth:`PrivateScheme.prepare`; the table,
 signed manifest, trust and server key are kept as bytes, and each process makes its own
@@ -78,16 +83,22 @@ class PrivateScheme(Scheme):
     The client is the same either way."""
 
     name, bits = "private", 256
+    #: The lookup keys of a distance-checked table (short: the check decides, not the key).
+    CHECK_KEY_BITS = 40
 
-    def __init__(self, *, companions: bool = False, hot: bool = False) -> None:
+    def __init__(self, *, companions: bool = False, hot: bool = False, check: int = 0) -> None:
+        """``check``: ``m`` candidate slots of the second distance check (0: no check)."""
         from blindmatch.protocol import MATCH_DISTANCE
 
         self.companions = companions or hot
         self.hot = hot
+        self.check = check
         if hot:
             self.name = "private+hot"
         elif companions:
             self.name = "private+companion"
+        if check:
+            self.name += "+check" if check == 1 else f"+check{check}"
         self.threshold = MATCH_DISTANCE  # what ServerSession confirms a candidate at
         self._n = 0
         self._blobs: dict[str, Any] = {}
@@ -169,11 +180,21 @@ class PrivateScheme(Scheme):
 
         entries = tuple(entry(i, p) for i, p in enumerate(items))
         lists = [HotlineList(h, j, LIST_NAME, "1", entries) for h, j in HOTLINES]
+        checked: dict[str, Any] = {}
+        if self.check:
+            from blindmatch.protocol import MATCH_DISTANCE, VariantProbeLSH
+
+            checked = dict(
+                scheme=VariantProbeLSH(k=self.CHECK_KEY_BITS),
+                distance_radius=MATCH_DISTANCE,
+                distance_slots=self.check,
+            )
         prep = prepare_table(
             lists,
             policy=Policy.BLOCK,
             min_hotlines=len(HOTLINES),
             issued=format_issued(datetime.now(UTC)),
+            **checked,
         )
 
         platform = Ed25519PrivateKey.generate()
@@ -189,6 +210,7 @@ class PrivateScheme(Scheme):
             "manifest": sign_by_all(prep, platform, keys),
             "secret": prep.server_secret.to_bytes(),
             "trust": trust,
+            "records": prep.records,
         }
         scheme = prep.table.scheme
         keymap: dict[bytes, list[int]] = defaultdict(list)
@@ -219,13 +241,18 @@ class PrivateScheme(Scheme):
             verified = verify_table(b["table"], b["manifest"], b["trust"])
             client = ClientSession(verified, AccountSecret.generate())
             secret, table = ServerSecret.from_bytes(b["secret"]), Table.from_bytes(b["table"])
-            server = ServerSession(secret, table)
+            server = ServerSession(secret, table, records=b["records"] or None)
             self._sessions = (client, server)
             self._pid = os.getpid()
         return self._sessions
 
     def distances(self, rgb: np.ndarray) -> tuple[np.ndarray, int]:
-        from blindmatch.protocol import QueryHash, new_opening_seed, variants_for_table
+        from blindmatch.protocol import (
+            QueryHash,
+            answer_for_image,
+            new_opening_seed,
+            variants_for_table,
+        )
 
         out = np.full(self._n, NO_MATCH, dtype=np.int32)
         self._last = None
@@ -234,17 +261,33 @@ class PrivateScheme(Scheme):
         client, server = self._session()
         (pdq, confidence, variants), hashing = _query_hashes(rgb, client.verified.has_companions)
         start = time.perf_counter()
+        seed = new_opening_seed()
+        commitment = hashlib.sha256(np.ascontiguousarray(rgb).tobytes()).digest()
         voucher = client.make_voucher(
             pdq,
             confidence=confidence,
             variants=variants,
-            commitment=hashlib.sha256(np.ascontiguousarray(rgb).tobytes()).digest(),
-            opening_seed=new_opening_seed(),
+            commitment=commitment,
+            opening_seed=seed,
         )
         made = time.perf_counter()
         # one account per voucher: no account reaches the threshold, nothing is released
-        result = server.open(voucher, account=f"eval-{os.getpid()}-{next(self._accounts)}")
-        opened = time.perf_counter()
+        account = f"eval-{os.getpid()}-{next(self._accounts)}"
+        if self.check:
+            pending = server.begin(voucher)
+            asked = time.perf_counter()
+            answer = answer_for_image(
+                client.verified, pending.challenge, seed, pdq, confidence=confidence,
+                variants=variants, commitment=commitment,
+            )  # fmt: skip
+            answered = time.perf_counter()
+            result = server.finish(pending, answer, account=account)
+            opened = time.perf_counter()
+            client_extra, server_secs = answered - asked, (asked - made) + (opened - answered)
+        else:
+            result = server.open(voucher, account=account)
+            opened = time.perf_counter()
+            client_extra, server_secs = 0.0, opened - made
         for m in result.matches:
             for ref in m.refs:
                 i = int(ref.entry_id)
@@ -258,14 +301,16 @@ class PrivateScheme(Scheme):
         n = probes.hint[0]
         hint = probes.hint[1 : 1 + 32 * (n - 1)]
         hashes = [pdq] + [hint[32 * j : 32 * (j + 1)] for j in range(n - 1)]
+        # with the check, a listed probe key makes a candidate; without, it opens
+        explained = result.candidate if self.check else result.opened
         obs = Observation(
             opened=result.opened,
             innocent_open=False,  # set per own entry in privacy()
             hashes=n,
             closest_other=NO_MATCH,
-            attributed=result.opened == bool(hit),
-            client_secs=hashing + made - start,
-            server_secs=opened - made,
+            attributed=explained == bool(hit),
+            client_secs=hashing + made - start + client_extra,
+            server_secs=server_secs,
             voucher_bytes=len(voucher),
         )
         self._last = (hit, hashes, obs)
@@ -283,9 +328,20 @@ class PrivateScheme(Scheme):
         if 0 <= own < len(d):
             d[own] = NO_MATCH
         closest = int(d.min()) if len(d) else NO_MATCH
+        others = [i for i in hit if i != own]
+        candidate_bits = 0
+        if self.check:
+            # a candidate shows the server k sampled bits equal to that entry's; only one
+            # within the radius would pass the check and open (counted as an opening, even
+            # if the slots went to other candidates: the bound errs towards revealing)
+            opens = any(int(d[i]) <= self.threshold for i in others)
+            candidate_bits = self.CHECK_KEY_BITS if others and not opens else 0
+        else:
+            opens = bool(others)
         return Observation(
             opened=obs.opened,
-            innocent_open=any(i != own for i in hit),
+            innocent_open=opens,
+            candidate_bits=candidate_bits,
             hashes=obs.hashes,
             closest_other=min(closest, NO_MATCH),
             attributed=obs.attributed,
@@ -308,6 +364,7 @@ class PrivateScheme(Scheme):
             hotlines=list(HOTLINES),
             listed=self._n,
             table_bytes=len(self._blobs["table"]),
+            check={"radius": self.threshold, "slots": self.check} if self.check else None,
         )
 
 

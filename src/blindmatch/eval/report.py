@@ -33,6 +33,7 @@ def _privacy_json(p: PrivacySummary) -> dict[str, Any]:
             "group": x.group,
             "images": x.images,
             "innocent_openings": x.opened,
+            "innocent_candidates_not_opened": x.candidates,
             "entries_compared": x.entries,
             "openings_per_image": x.rate,
             "openings_per_image_at_5m_extrapolated": x.rate_at_scale,
@@ -54,6 +55,7 @@ def _privacy_json(p: PrivacySummary) -> dict[str, Any]:
         "server_ms_median": round(p.server_ms_median, 2),
         "vouchers": p.vouchers,
         "unattributed_openings": p.unattributed,
+        "distance_check": p.check,
         "innocent": [row(x) for x in p.rows],
         "innocent_openings_per_edit": {
             t: {"opened": o, "n": n} for t, (o, n) in p.per_edit.items()
@@ -227,8 +229,16 @@ def _private_section(r: EvalResult, s: SchemeResult, p: PrivacySummary) -> list[
         "keys and verified by the client (`verify_table`); the client hashes each image with "
         "`blindmatch.private.query_hashes` (the recipe of the Matrix client's `hash_image` and of "
         "`voucher make`) and makes its voucher with `ClientSession.make_voucher(pdq, confidence=, "
-        "variants=, commitment=, opening_seed=)`; the server opens it with `ServerSession.open`. "
-        "A listed picture's distance is the one `OpenResult.matches` reports for its entry "
+        "variants=, commitment=, opening_seed=)`; the server opens it with `ServerSession.open`"
+        + (
+            " — here in the two rounds of the second distance check: `ServerSession.begin` "
+            f"makes the challenge ({p.check['slots']} candidate slot(s), radius "
+            f"{p.check['radius']}), the client answers it with `answer_for_image`, and "
+            "`ServerSession.finish` opens what the answer discloses. "
+            if p.check
+            else ". "
+        )
+        + "A listed picture's distance is the one `OpenResult.matches` reports for its entry "
         f"(matches are confirmed at d ≤ {s.threshold}); no match, no distance.",
         "",
         f"Every picture is listed by two pretend hotlines in two jurisdictions, {hot}: the "
@@ -239,7 +249,9 @@ def _private_section(r: EvalResult, s: SchemeResult, p: PrivacySummary) -> list[
         f"image, seed {str(keys.get('seed', ''))[:8]}…). {p.entries} entries from {p.listed} "
         f"listed pictures; device table {p.table_bytes:,} B; voucher {p.voucher_bytes:,} B; "
         f"median client {p.client_ms_median:.1f} ms per picture (`query_hashes` + "
-        f"`make_voucher`), server {p.server_ms_median:.1f} ms per voucher (`open`), "
+        f"`make_voucher`{' + `answer_for_image`' if p.check else ''}), server "
+        f"{p.server_ms_median:.1f} ms per voucher "
+        f"({'`begin` + `finish`' if p.check else '`open`'}), "
         f"{p.vouchers} vouchers, measured inside the run (shared cores: indicative only).",
     ]
     plain = [x for name in PLAINTEXT for x in r.schemes if x.scheme == name]
@@ -274,7 +286,11 @@ def _private_section(r: EvalResult, s: SchemeResult, p: PrivacySummary) -> list[
         "equals a list key of such an entry: the server opens it and, under `block`, reads its "
         "match layer — the image's PDQ and the variant hashes in the hint — so it counts "
         "256 × (the hint's first byte: the image's own hash and its variant hashes) PDQ bits "
-        f"revealed. Near misses: the image's closest hash is {lo}–{hi} bits from another "
+        "revealed. Under a distance-checked table (`+check` schemes) such a key only makes "
+        "the image a *candidate*: the server learns the entry and the key's sampled bits "
+        "(counted as that many bits revealed, the candidates column) and the voucher opens "
+        "only if the second check finds the image within 31 bits of that entry. "
+        f"Near misses: the image's closest hash is {lo}–{hi} bits from another "
         "picture's entry (a subset of the first two rows). **The 5M columns are extrapolations**, "
         "not measurements: the per-image figure × 5,000,000 / entries compared (every entry for "
         "a distractor, the others for an edited listed picture), as if openings grew linearly "
@@ -284,15 +300,15 @@ def _private_section(r: EvalResult, s: SchemeResult, p: PrivacySummary) -> list[
         "image and not extrapolated (how many images are near misses at 5M depends on what "
         "is listed, not only how much).",
         "",
-        "| innocent images | images | innocent openings | per image | per image at 5M "
-        "| PDQ bits revealed per image | at 5M |",
-        "|---|---|---|---|---|---|---|",
+        "| innocent images | images | innocent openings | candidates (check) | per image "
+        "| per image at 5M | PDQ bits revealed per image | at 5M |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for x in p.rows:
         near = x.group.startswith("near") or "within" in x.group
         if near:
             at, bits_at = "—", "—"
-        elif x.opened:
+        elif x.opened or x.candidates:
             at, bits_at = _sci(x.rate_at_scale), _sci(x.bits_at_scale)
         else:
             at, bits_at = "0", "0"
@@ -300,7 +316,7 @@ def _private_section(r: EvalResult, s: SchemeResult, p: PrivacySummary) -> list[
                 at += f" (< {_sci(x.rate_at_scale_if_none)})"
                 bits_at += f" (< {_sci(x.bits_at_scale_if_none)})"
         lines.append(
-            f"| {x.group} | {x.images} | {x.opened} | {_sci(x.rate)} | {at} "
+            f"| {x.group} | {x.images} | {x.opened} | {x.candidates} | {_sci(x.rate)} | {at} "
             f"| {_sci(x.bits_per_image)} | {bits_at} |"
         )
     edits = [f"{t} {o}/{n}" for t, (o, n) in p.per_edit.items() if o]

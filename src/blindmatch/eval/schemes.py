@@ -244,13 +244,14 @@ class Keypoints(Scheme):
         return out, lookups + 1
 
 
-def _private(companions: bool = False, hot: bool = False) -> Scheme:
+def _private(companions: bool = False, hot: bool = False, check: int = 0) -> Scheme:
     """Private matching, exactly as the Matrix integration runs it (blindmatch.eval.private):
     a list of bare PDQs, or (``companions``) a list built from the pictures, or (``hot``)
-    one whose every picture is in the hot tier too."""
+    one whose every picture is in the hot tier too; ``check``: a distance-checked table
+    with that many candidate slots (docs/protocol.md §11)."""
     from blindmatch.eval.private import PrivateScheme
 
-    return PrivateScheme(companions=companions, hot=hot)
+    return PrivateScheme(companions=companions, hot=hot, check=check)
 
 
 _FACTORIES: dict[str, Callable[[], Scheme]] = {
@@ -267,6 +268,10 @@ _FACTORIES: dict[str, Callable[[], Scheme]] = {
     "private": _private,
     "private+companion": lambda: _private(companions=True),
     "private+hot": lambda: _private(hot=True),
+    "private+check": lambda: _private(check=1),
+    "private+companion+check": lambda: _private(companions=True, check=1),
+    "private+companion+check2": lambda: _private(companions=True, check=2),
+    "private+hot+check": lambda: _private(hot=True, check=1),
 }
 SCHEMES = tuple(_FACTORIES)
 

@@ -437,7 +437,8 @@ class ServerSession:
         """Round one of a format-4 voucher (distance-checked table, docs/protocol.md §11):
         try every pair, and make the challenge — exactly ``m`` slots for every voucher, the
         candidates' committed records first named by the pair that found them, the rest
-        uniformly chosen records and pairs, in random order. Raises
+        uniformly chosen records and pairs, in random order. With more candidates than slots
+        the records that most opened pairs point at go first. Raises
         :class:`~blindmatch.errors.InvalidVoucher` only for a voucher malformed on its face."""
         if not self._checked:
             raise ProtocolError("this table has no distance check: open its vouchers with open()")
@@ -448,15 +449,19 @@ class ServerSession:
         opened = self._unwrap_all(v, t)
         rl = self._alpha_r(v)
         rkey: bytes | None = None
-        chosen: dict[int, int] = {}  # leaf → pair
+        first: dict[int, int] = {}  # leaf → the first pair whose key it holds
+        votes: dict[int, int] = defaultdict(int)  # leaf → opened pairs whose key it holds
         for i, plain in opened:
             if len(plain) != 32 + KEY_ID_BYTES:
                 continue
             rkey = rkey or plain[:32]
             for leaf in self._leaves.get(plain[32:], ()):
-                if len(chosen) < params.slots and leaf not in chosen:
-                    chosen[leaf] = i
-        picks = [(pair, leaf) for leaf, pair in chosen.items()]
+                first.setdefault(leaf, i)
+                votes[leaf] += 1
+        # the records most of the opened pairs point at (several variants or flips of the
+        # picture agreeing on one listed hash), first found first
+        best = sorted(first, key=lambda leaf: -votes[leaf])[: params.slots]
+        picks = [(first[leaf], leaf) for leaf in best]
         while len(picks) < params.slots:
             picks.append(
                 (randbelow(self._rng, len(v.pairs)), randbelow(self._rng, params.n_records))
