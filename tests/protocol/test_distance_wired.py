@@ -459,3 +459,22 @@ def test_a_slot_is_checked_against_the_hash_its_pair_carries(w: Checked) -> None
         w.verified, voucher, seed, own, variants=variants, commitment=COMMITMENT,
         challenge=pending.challenge, answer=answer,
     )  # fmt: skip
+
+
+def test_the_challenge_is_a_function_of_the_voucher(w: Checked) -> None:
+    """Asking twice, or another server process, gives the same bytes — so a sender learns
+    nothing new by asking again, the recipient can fetch the very challenge the sender
+    answered, and round two needs no kept state (``finish_voucher``)."""
+    seed = new_opening_seed()
+    for pdq in (rnd.randbytes(32), w.outside(LISTED[11], 6)):
+        voucher = w.client.make_voucher(pdq, opening_seed=seed)
+        first = w.server.begin(voucher).challenge
+        other = ServerSession(w.prep.server_secret, w.prep.table, records=w.prep.records)
+        assert other.begin(voucher).challenge == first == w.server.begin(voucher).challenge
+        seed = new_opening_seed()
+    assert w.server.begin(w.client.make_voucher(pdq)).challenge != first  # per voucher
+    seed = new_opening_seed()
+    voucher = w.client.make_voucher(pdq, opening_seed=seed)
+    answer = answer_for_image(w.verified, w.server.begin(voucher).challenge, seed, pdq)
+    result = w.server.finish_voucher(voucher, answer, account="stateless")
+    assert result.matched and [m.distance for m in result.matches] == [6]

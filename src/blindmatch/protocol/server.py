@@ -67,6 +67,7 @@ store (or a new account namespace).
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import itertools
 import math
@@ -80,8 +81,9 @@ from blindmatch.protocol.challenge import Challenge, Slot, parse_answer
 from blindmatch.protocol.distance import DistanceKey, disclose
 from blindmatch.protocol.hazmat import group
 from blindmatch.protocol.hazmat.aead import open_sealed
+from blindmatch.protocol.hazmat.drbg import Drbg
 from blindmatch.protocol.hazmat.kdf import hkdf_sha256
-from blindmatch.protocol.hazmat.rng import Rng, randbelow, shuffle, system_rng
+from blindmatch.protocol.hazmat.rng import randbelow, shuffle
 from blindmatch.protocol.hazmat.shamir import ORDER, Share, decode_shares, evaluate
 from blindmatch.protocol.lookup import PDQ_BYTES, hamming
 from blindmatch.protocol.records import MerkleTree, leaf_digest
@@ -121,6 +123,7 @@ MATCH_DISTANCE = 31
 #: Recovery also tries every t-subset of the largest window when there are at most this many.
 SMALL_SEARCH = 256
 _BAD = "voucher did not verify"
+_PADDING_LABEL = b"blindmatch/v4/challenge-padding"
 
 
 @dataclass(frozen=True)
@@ -339,16 +342,14 @@ class ServerSession:
         max_window: int | None = None,
         store: ThresholdStore | None = None,
         records: Sequence[bytes] | None = None,
-        rng: Rng = system_rng,
     ) -> None:
         """``records``: a distance-checked table's committed records in leaf order
         (:attr:`~blindmatch.protocol.table.BuiltTable.records`); recomputed from the secret
-        when not given (~12 ms each). ``rng`` draws the challenges' padding slots."""
+        when not given (~12 ms each)."""
         if secret.table_digest != table.digest:
             raise InvalidKey("server key does not belong to this table")
         if (table.distance is None) != (secret.distance is None):
             raise InvalidKey("server key does not belong to this table")
-        self._rng = rng
         self.table = table
         self._secret = secret
         self._max_distance = max_distance
@@ -383,6 +384,7 @@ class ServerSession:
         if tree.root != params.records_root:
             raise InvalidKey("the records do not belong to this table")
         self._dk = DistanceKey(x)
+        self._challenge_seed = hkdf_sha256(x + audit_seed, salt=b"", info=_PADDING_LABEL)
         self._records, self._tree = records, tree
         self._leaves: dict[bytes, list[int]] = defaultdict(list)
         for leaf, (_, h) in enumerate(hashes):
@@ -437,7 +439,9 @@ class ServerSession:
         """Round one of a format-4 voucher (distance-checked table, docs/protocol.md §11):
         try every pair, and make the challenge — exactly ``m`` slots for every voucher, the
         candidates' committed records first named by the pair that found them, the rest
-        uniformly chosen records and pairs, in random order. With more candidates than slots
+        records and pairs drawn from a stream keyed by the server's secret and the voucher
+        (uniform to anyone without the secret), in that stream's order: the same voucher
+        always gets the same challenge. With more candidates than slots
         the records that most opened pairs point at go first. Raises
         :class:`~blindmatch.errors.InvalidVoucher` only for a voucher malformed on its face."""
         if not self._checked:
@@ -462,16 +466,27 @@ class ServerSession:
         # picture agreeing on one listed hash), first found first
         best = sorted(first, key=lambda leaf: -votes[leaf])[: params.slots]
         picks = [(first[leaf], leaf) for leaf in best]
+        # padding and order from a stream keyed by the server's secret and the voucher: the
+        # challenge is a function of the voucher, so asking twice gets the same bytes, the
+        # recipient can fetch the very challenge the sender answered, and finishing needs
+        # no state (finish_voucher recomputes it)
+        rng = Drbg(
+            self._challenge_seed, salt=hashlib.sha256(voucher).digest(), label=_PADDING_LABEL
+        )
         while len(picks) < params.slots:
-            picks.append(
-                (randbelow(self._rng, len(v.pairs)), randbelow(self._rng, params.n_records))
-            )
-        shuffle(self._rng, picks)
+            picks.append((randbelow(rng, len(v.pairs)), randbelow(rng, params.n_records)))
+        shuffle(rng, picks)
         slots = [
             Slot(pair, leaf, self._records[leaf], self._tree.path(leaf)) for pair, leaf in picks
         ]
         challenge = Challenge(tuple(slots)).to_bytes(params)
         return PendingOpen(v.voucher_id, challenge, v, t, rkey, rl)
+
+    def finish_voucher(self, voucher: bytes, answer: bytes, *, account: str) -> OpenResult:
+        """Round two without kept state: :meth:`begin` again (the same challenge: it is a
+        function of the voucher) and :meth:`finish` — for a server that does not keep
+        pending vouchers between the sender's two requests."""
+        return self.finish(self.begin(voucher), answer, account=account)
 
     def finish(self, pending: PendingOpen, answer: bytes, *, account: str) -> OpenResult:
         """Round two: decrypt every response, try every disclosed key on the match layer
