@@ -6,10 +6,11 @@ table directories (:mod:`.trust`).
 """
 
 from blindmatch.private.query import VARIANT_PRIORS, query_hashes
-from blindmatch.private.trust import load_trust_file, trust_json, write_table_dir
+from blindmatch.private.trust import load_records, load_trust_file, trust_json, write_table_dir
 
 __all__ = [
     "VARIANT_PRIORS",
+    "load_records",
     "load_trust_file",
     "query_hashes",
     "trust_json",

@@ -29,6 +29,9 @@ TABLE_FILE, MANIFEST_FILE, TRUST_FILE, SERVER_KEY_FILE = (
     "server.key",
 )
 MAX_TRUST_FILE_BYTES = 1 << 20
+#: A distance-checked table's committed records (docs/protocol.md §11), the server's copy:
+#: every record (16,384 B) in leaf order, nothing else. Public by design (IND-CPA under X).
+RECORDS_FILE = "records.bin"
 
 
 def public_key_bytes(key: Ed25519PrivateKey) -> bytes:
@@ -157,21 +160,46 @@ def write_table_dir(
 ) -> None:
     """Sign ``prep``'s manifest (the platform, then every hotline) and write the table
     directory: ``server.key`` (0600), ``table.bin``, ``manifest.json``, ``trust.json``
-    (with ``floors`` when given: test and demo tables below the default floors)."""
+    (with ``floors`` when given: test and demo tables below the default floors), and for a
+    distance-checked table ``records.bin``."""
     signed = sign_by_all(prep, platform, hotlines)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / SERVER_KEY_FILE, prep.server_secret.to_bytes(), private=True)
     write_atomic(out / TABLE_FILE, prep.table.to_bytes())
     write_atomic(out / MANIFEST_FILE, signed + b"\n")
     write_atomic(out / TRUST_FILE, trust_json(platform, hotlines, min_hotlines, floors))
+    if prep.records:
+        write_atomic(out / RECORDS_FILE, b"".join(prep.records))
+
+
+def load_records(path: Path, table: Any) -> tuple[bytes, ...] | None:
+    """The committed records of a distance-checked ``table`` from ``path`` (None when the
+    table has no check, or the file is absent: the server then recomputes them from its
+    key, ~12 ms a record). A file of the wrong size is a :class:`ConfigError`; records
+    that do not make the table's root are refused by ``ServerSession`` itself."""
+    from blindmatch.protocol.distance import ENCRYPTED_BITS_BYTES
+
+    params = getattr(table, "distance", None)
+    if params is None or not path.exists():
+        return None
+    data = path.read_bytes()
+    if len(data) != params.n_records * ENCRYPTED_BITS_BYTES:
+        raise ConfigError(
+            f"{path}: {len(data):,} bytes, but the table's {params.n_records:,} records "
+            f"take {params.n_records * ENCRYPTED_BITS_BYTES:,}"
+        )
+    size = ENCRYPTED_BITS_BYTES
+    return tuple(data[i : i + size] for i in range(0, len(data), size))
 
 
 __all__ = [
     "MANIFEST_FILE",
+    "RECORDS_FILE",
     "SERVER_KEY_FILE",
     "TABLE_FILE",
     "TRUST_FILE",
     "TRUST_FORMAT",
+    "load_records",
     "load_trust_file",
     "public_key_bytes",
     "sign_by_all",

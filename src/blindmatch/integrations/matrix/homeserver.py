@@ -359,6 +359,8 @@ def build_table_dir(
     threshold: int = 30,
     seed: bytes | None = None,
     floors: Floors | None = None,
+    distance_radius: int | None = None,
+    distance_slots: int = 1,
 ) -> Path:
     """A signed table directory (``table.bin``, ``manifest.json``, ``trust.json``,
     ``server.key``) whose every hotline lists every hash in ``listed`` (entry id → PDQ,
@@ -366,7 +368,10 @@ def build_table_dir(
     companion hashes, hot companion hashes)`` for a hot entry), signed with fresh
     throwaway keys: for tests and demos, never production. A table
     below the default floors (``threshold`` < 10; a threshold table has no synthetic
-    vouchers here) needs ``floors`` lowered for it, written into its ``trust.json``."""
+    vouchers here) needs ``floors`` lowered for it, written into its ``trust.json``.
+    ``distance_radius``: a distance-checked table (k = 40 keys, the second check at that
+    radius with ``distance_slots`` slots; block policy; docs/protocol.md §11), with its
+    ``records.bin``."""
     from datetime import UTC, datetime
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -392,12 +397,15 @@ def build_table_dir(
 
     entries = tuple(entry(k, v) for k, v in listed.items())
     lists = [HotlineList(h, j, f"{h}-list", "1", entries) for h, j in hotlines]
+    key_bits = {} if distance_radius is None else {"k": 40}
     prep = prepare_table(
         lists,
-        scheme=VariantProbeLSH(seed=seed or secrets.token_bytes(32)),
+        scheme=VariantProbeLSH(seed=seed or secrets.token_bytes(32), **key_bits),
         policy=Policy(policy),
         threshold=threshold,
         issued=format_issued(datetime.now(UTC)),
+        distance_radius=distance_radius,
+        distance_slots=distance_slots,
     )
     keys = {h: (Ed25519PrivateKey.generate(), j) for h, j in hotlines}
     write_table_dir(out, prep, Ed25519PrivateKey.generate(), keys, len(hotlines), floors)
