@@ -56,6 +56,7 @@ from blindmatch.protocol.table import leaf_hashes
 from blindmatch.protocol.voucher import (
     INFO_EVIDENCE_OUTER,
     INFO_MID,
+    Layout,
     derive_opening,
     header_for,
 )
@@ -85,6 +86,13 @@ class Checked:
         """``pdq`` with ``d`` bits flipped outside the key's sample: its key stays exact."""
         sample = set(self.scheme.positions[0])
         return flip_bits(pdq, [i for i in range(256) if i not in sample][:d])
+
+
+def _leaf_list(w: Checked) -> list[bytes]:
+    """The listed hash of every record, in leaf order (the server's view)."""
+    distance = w.prep.server_secret.distance
+    assert distance is not None
+    return [h for _, h in leaf_hashes(w.prep.server_secret.entries, distance[1])]
 
 
 def _lists(listed: list[bytes]) -> list[HotlineList]:
@@ -289,7 +297,7 @@ def test_the_candidate_slot_holds_the_listed_hashs_record(w: Checked) -> None:
     assert params is not None
     pending, *_ = send(w, w.outside(LISTED[5], 12))
     slots = Challenge.from_bytes(pending.challenge, params, 3 * w.scheme.n_probes).slots
-    leaves = [h for _, h in leaf_hashes(w.prep.server_secret.entries)]
+    leaves = _leaf_list(w)
     assert LISTED[5] in {leaves[s.leaf] for s in slots}
 
 
@@ -396,7 +404,7 @@ def test_two_challenges_for_one_voucher_never_reuse_the_randomness(w: Checked) -
     voucher = w.client.make_voucher(pdq, opening_seed=seed)
     pending = w.server.begin(voucher)
     slots = Challenge.from_bytes(pending.challenge, params, 3 * w.scheme.n_probes).slots
-    tree_leaves = [h for _, h in leaf_hashes(w.prep.server_secret.entries)]
+    tree_leaves = _leaf_list(w)
     other_leaf = (slots[0].leaf + 1) % params.n_records
     tree = MerkleTree([leaf_digest(i, r) for i, r in enumerate(w.prep.records)])
     second = _reslot(
@@ -478,3 +486,31 @@ def test_the_challenge_is_a_function_of_the_voucher(w: Checked) -> None:
     answer = answer_for_image(w.verified, w.server.begin(voucher).challenge, seed, pdq)
     result = w.server.finish_voucher(voucher, answer, account="stateless")
     assert result.matched and [m.distance for m in result.matches] == [6]
+
+
+def test_a_leaf_index_says_nothing_about_the_listed_hash(w: Checked) -> None:
+    """Entries are sorted by PDQ; leaves are in an order keyed by the audit seed, so the leaf
+    index a challenge shows is not the hash's rank (which a sender could compare with its
+    own hash to tell its candidate from padding)."""
+    leaves = _leaf_list(w)
+    assert sorted(leaves) == sorted(LISTED)
+    assert leaves != sorted(leaves)  # 1 in 12! by chance
+    other = make_checked(seed=b"another audit seed")
+    assert _leaf_list(other) != leaves  # the order is the seed's, not the hashes'
+
+
+def test_a_candidate_with_a_broken_middle_layer_is_not_blocked(w: Checked) -> None:
+    """Under format 3 a voucher whose pair opened but whose inner layer fails is blocked;
+    here that would tell a sender who breaks its own voucher whether its picture was a
+    candidate — so it is reported as tampered, not blocked (the recipient's check fails)."""
+    seed = new_opening_seed()
+    pdq = w.outside(LISTED[1], 4)
+    voucher = bytearray(w.client.make_voucher(pdq, opening_seed=seed))
+    lay = Layout.for_table(w.prep.table)
+    voucher[lay.mid_offset + 5] ^= 1
+    pending = w.server.begin(bytes(voucher))
+    answer = answer_for_image(w.verified, pending.challenge, seed, pdq)
+    result = w.server.finish(pending, answer, account="breaker")
+    assert result.candidate and result.tampered and not result.block and not result.opened
+    unrelated = w.server.begin(w.client.make_voucher(rnd.randbytes(32)))
+    assert len(unrelated.challenge) == len(pending.challenge)

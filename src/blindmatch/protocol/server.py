@@ -374,7 +374,7 @@ class ServerSession:
         params, distance = self.table.distance, self._secret.distance
         assert params is not None and distance is not None
         x, audit_seed = distance
-        hashes = leaf_hashes(self._secret.entries)
+        hashes = leaf_hashes(self._secret.entries, audit_seed)
         if records is None:
             records = make_records(x, audit_seed, [h for _, h in hashes])
         records = tuple(records)
@@ -505,7 +505,10 @@ class ServerSession:
         if rkey is not None:
             mid = open_sealed(hkdf_sha256(rkey, salt=t, info=INFO_MID), v.mid, v.mid_aad())
         if rkey is not None and (mid is None or len(mid) != self._layout.mid_plain):
-            return OpenResult(v.voucher_id, True, False, tampered=TAMPERED_MID, block=True,
+            # not blocked (unlike format 3): a sender could otherwise break its own middle
+            # layer to learn whether its picture was a candidate; a broken voucher gets
+            # through no more than a garbage answer does, and the recipient's check fails
+            return OpenResult(v.voucher_id, False, False, tampered=TAMPERED_MID,
                               candidate=True)  # fmt: skip
         # not a candidate: the same trials on the voucher's own bytes (they never open)
         base = rkey if rkey is not None else bytes(32)

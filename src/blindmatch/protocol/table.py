@@ -510,11 +510,15 @@ def blind_keys(alpha: bytes, keys: Sequence[bytes]) -> list[bytes]:
 BlindFn = Callable[[bytes, Sequence[bytes]], list[bytes]]
 
 
-def leaf_hashes(entries: Sequence[ListedEntry]) -> list[tuple[int, bytes]]:
-    """``(entry index, hash)`` for every committed record, in leaf order: entry by entry,
-    each entry's :attr:`ListedEntry.hashes` in order (a hash two entries share has two
-    records)."""
-    return [(i, h) for i, e in enumerate(entries) for h in e.hashes]
+def leaf_hashes(entries: Sequence[ListedEntry], audit_seed: bytes) -> list[tuple[int, bytes]]:
+    """``(entry index, hash)`` for every committed record (one per hash of every entry; a
+    hash two entries share has two), in leaf order: sorted by ``HMAC-SHA256(audit seed,
+    u32 entry index ‖ hash)``. Entries are sorted by PDQ, so in entry order a leaf's index
+    would tell anyone who sees a challenge the rough value of that listed hash (its rank) —
+    and a sender whether a slot's record is near its own hash, i.e. its candidate; keyed
+    order tells nothing without the audit seed."""
+    pairs = [(i, h) for i, e in enumerate(entries) for h in e.hashes]
+    return sorted(pairs, key=lambda p: hmac.new(audit_seed, w.u32(p[0]) + p[1], "sha256").digest())
 
 
 def make_records(x: bytes, audit_seed: bytes, hashes: Sequence[bytes]) -> list[bytes]:
@@ -603,7 +607,7 @@ def build_table(
         if not entries:
             raise ValueError("a distance-checked table needs at least one entry")
         x, audit_seed = group.random_scalar(rng), rng(32)
-        built = records(x, audit_seed, [h for _, h in leaf_hashes(entries)])
+        built = records(x, audit_seed, [h for _, h in leaf_hashes(entries, audit_seed)])
         root = merkle_root([leaf_digest(i, rec) for i, rec in enumerate(built)])
         params = DistanceParams(
             distance_radius, distance_slots, group.base_mul(x), root, len(built)
