@@ -16,7 +16,12 @@ and in the same process, to read the figures against:
   one voucher   ``ClientSession.make_voucher`` and ``ServerSession.open`` on a small table
                 (default lookup keys, 11 variant hashes, as bench/bench_protocol.py)
 
-    .venv/bin/python bench/bench_distance_check.py            # ~30 s
+and the whole exchange on a distance-checked table of the same entries (k = 40 keys, ``--slots``
+candidate slots; the records are built once, ~12 ms each): the client's ``make_voucher`` (format
+4) and ``answer_for_image``, the server's ``begin`` and ``finish`` — for an unrelated image and
+for a near copy (a candidate that passes), beside the format-3 baseline above.
+
+    .venv/bin/python bench/bench_distance_check.py            # ~1 min
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from types import SimpleNamespace
 
 import rbcl
 
@@ -76,6 +82,13 @@ def flip(pdq: bytes, d: int, rnd: random.Random) -> bytes:
     return bytes(v)
 
 
+def flip_outside(pdq: bytes, d: int, positions: Sequence[int], rnd: random.Random) -> bytes:
+    v = bytearray(pdq)
+    for i in rnd.sample(list(positions), d):
+        v[i >> 3] ^= 0x80 >> (i & 7)
+    return bytes(v)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--radius", type=int, default=31)
@@ -83,6 +96,7 @@ def main() -> None:
     ap.add_argument("--entries", type=int, default=2000, help="listed hashes of the baseline table")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
+    ap.add_argument("--slots", type=int, default=1, help="candidate slots of the checked table")
     args = ap.parse_args()
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     rnd = random.Random(args.seed)
@@ -125,7 +139,9 @@ def main() -> None:
     built = build_table(
         entries, scheme=VariantProbeLSH(seed=rnd.randbytes(32)), policy=Policy.BLOCK, threshold=30
     )
-    client = ClientSession(VerifiedTable(built.table, None), AccountSecret.generate())  # type: ignore[arg-type]
+    # a stand-in for the signed manifest: the client reads only its counts here
+    counts = SimpleNamespace(n_keys=built.n_keys, n_entries=len(entries))
+    client = ClientSession(VerifiedTable(built.table, counts), AccountSecret.generate())  # type: ignore[arg-type]
     server = ServerSession(built.server_secret, built.table)
     make_t, open_t = [], []
     for i in range(runs):
@@ -199,6 +215,82 @@ def main() -> None:
         f"response {response_bytes(radius):,} B (up, per slot); "
         f"server key 32 B secret, 32 B public"
     )
+    exchange(args, clock, rnd, entries, smul, vmake, vopen)
+
+
+def exchange(
+    args: argparse.Namespace,
+    clock: Callable[[], float],
+    rnd: random.Random,
+    entries: Sequence[ListedEntry],
+    smul: float,
+    vmake: float,
+    vopen: float,
+) -> None:
+    """The two rounds on a distance-checked table, against the format-3 baseline."""
+    from blindmatch.protocol import answer_for_image, new_opening_seed
+    from blindmatch.protocol.challenge import answer_bytes, challenge_bytes
+
+    t0 = time.perf_counter()
+    built = build_table(
+        entries, scheme=VariantProbeLSH(k=40, seed=rnd.randbytes(32)), policy=Policy.BLOCK,
+        threshold=30, distance_radius=args.radius, distance_slots=args.slots,
+    )  # fmt: skip
+    build_s = time.perf_counter() - t0
+    manifest = SimpleNamespace(n_keys=built.n_keys, n_entries=len(entries))
+    verified = VerifiedTable(built.table, manifest)  # type: ignore[arg-type]
+    client = ClientSession(verified, AccountSecret.generate())
+    server = ServerSession(built.server_secret, built.table, records=built.records)
+    params = built.table.distance
+    assert params is not None
+    # a near copy: 8 bits flipped outside the key's sample, so its own key finds the entry
+    sample = set(getattr(built.table.scheme, "positions", ((),))[0])
+    outside = [i for i in range(256) if i not in sample]
+    rows: dict[str, list[list[float]]] = {}
+    for kind in ("unrelated", "near copy"):
+        times: list[list[float]] = [[], [], [], []]
+        for i in range(args.runs):
+            base = entries[i % len(entries)].pdq if kind == "near copy" else rnd.randbytes(32)
+            q = flip_outside(base, 8, outside, rnd) if kind == "near copy" else base
+            conf = [rnd.random() for _ in range(256)]
+            variants = [QueryHash(q, conf, 1.0)]
+            variants += [QueryHash(rnd.randbytes(32), conf, 0.05) for _ in range(7)]
+            variants += [QueryHash(rnd.randbytes(32), conf, 0.3) for _ in range(3)]
+            seed = new_opening_seed()
+            t0 = clock()
+            v = client.make_voucher(
+                q, confidence=conf, evidence=bytes(1000), variants=variants, opening_seed=seed
+            )
+            t1 = clock()
+            pending = server.begin(v)
+            t2 = clock()
+            answer = answer_for_image(
+                verified, pending.challenge, seed, q, confidence=conf, variants=variants
+            )
+            t3 = clock()
+            result = server.finish(pending, answer, account=f"x{kind}{i}")
+            t4 = clock()
+            if kind == "near copy":
+                assert result.matched, "a near copy must pass the check"
+            for j, dt in enumerate((t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                times[j].append(dt)
+        rows[kind] = times
+    print(
+        f"the exchange on a distance-checked table ({len(entries):,} entries, k = 40, R = "
+        f"{args.radius}, {args.slots} slot(s); {params.n_records:,} records built in "
+        f"{build_s:.1f} s wall): voucher {client.voucher_bytes:,} B, challenge "
+        f"{challenge_bytes(params):,} B down, answer {answer_bytes(params):,} B up"
+    )
+    for kind, (make, begin, answer_t, finish) in rows.items():
+        c = med(make) + med(answer_t)
+        srv = med(begin) + med(finish)
+        print(
+            f"  {kind:<10} client {c * 1e3:6.2f} ms (make_voucher {med(make) * 1e3:.2f} + "
+            f"answer {med(answer_t) * 1e3:.2f}) = {c / vmake:4.2f} x format-3 make_voucher; "
+            f"server {srv * 1e3:6.2f} ms (begin {med(begin) * 1e3:.2f} + finish "
+            f"{med(finish) * 1e3:.2f}) = {srv / vopen:4.2f} x format-3 open = "
+            f"{srv / smul:.0f} mults"
+        )
 
 
 if __name__ == "__main__":
