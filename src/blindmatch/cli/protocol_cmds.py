@@ -7,6 +7,8 @@ the files, keys and output. A table directory holds::
     manifest.json  the signed manifest (public: ships with the table)
     trust.json     the public keys the table was signed with (what a client may trust)
     server.key     the server's secret (mode 0600; never leaves the matching server)
+    records.bin    a distance-checked table's committed records (server side; recomputed
+                   from server.key when absent, ~12 ms a record)
 
 Signing keys are Ed25519 private keys in PEM (PKCS#8), e.g. from
 ``blindmatch table keygen FILE`` or ``openssl genpkey -algorithm ed25519``. In
@@ -31,9 +33,19 @@ version 1, then the 32-byte seed). ``voucher check`` is the recipient's side of
 property 6: it recomputes each voucher from its image and opening and says
 whether the voucher was made for that very file.
 
-Exit codes: ``table`` and ``voucher make`` exit 0 on success and 2 when the
-command or any input failed; ``voucher open`` exits 1 when any voucher matched, was blocked
-or failed, else 0 (2 when the command itself failed: bad key, table, options);
+A table built with ``--distance-radius R`` is *distance-checked* (docs/protocol.md §11,
+the second private distance check; block policy, 40-bit lookup keys): its vouchers open in
+two rounds. The server writes each voucher's challenge (``voucher challenge``:
+``IMAGE.challenge`` beside ``IMAGE.voucher``, or in ``--out``; a function of the voucher,
+so asking again gives the same bytes), the sender answers it from the image and its opening
+(``voucher answer``: ``IMAGE.answer``) and ``voucher open`` reads ``IMAGE.answer`` beside
+each voucher (or in ``--answers DIR``); without one a voucher fails, named, and the batch
+goes on. ``voucher check`` then also recomputes the answer to the challenge
+(``--challenges``, ``--answers``; default: ``--vouchers``).
+
+Exit codes: ``table`` and ``voucher make``, ``challenge`` and ``answer`` exit 0 on success
+and 2 when the command or any input failed; ``voucher open`` exits 1 when any voucher
+matched, was blocked or failed, else 0 (2 when the command itself failed: bad key, table, options);
 ``voucher check`` exits 0 when every voucher verified, 1 when any did not, and
 2 when only other inputs failed (unreadable image, missing voucher or opening).
 """
@@ -72,6 +84,7 @@ from blindmatch.hashing.image import MIN_QUALITY
 from blindmatch.private.query import query_hashes
 from blindmatch.private.trust import (
     MANIFEST_FILE,
+    RECORDS_FILE,
     SERVER_KEY_FILE,
     TABLE_FILE,
     TRUST_FILE,
@@ -86,6 +99,8 @@ if TYPE_CHECKING:
     from blindmatch.lists import ListEntry
     from blindmatch.protocol import (
         OpenResult,
+        ServerSession,
+        Table,
         TableHistory,
         VerifiedTable,
     )
@@ -96,6 +111,7 @@ MAX_TABLE_BYTES = 1 << 31  # 2 GiB: ~50M lookup keys
 MAX_SMALL_FILE_BYTES = 1 << 20  # manifests, trust files, keys, vouchers
 MAX_SERVER_KEY_BYTES = 1 << 31
 OPENING_MAGIC, OPENING_VERSION = b"BMOP", 1
+CHECKED_KEY_BITS = 40  # lookup-key bits of a distance-checked table (docs/protocol.md §11)
 # One entry of a HotlineList: (id, PDQ), (id, PDQ, companions) or (id, PDQ, companions, hot).
 TableEntry = (
     tuple[str, bytes]
@@ -274,14 +290,24 @@ def _table_entry(e: ListEntry, pdq_hex: str) -> TableEntry:
     return (e.source_id, pdq)
 
 
+def _empty_table(min_hotlines: int) -> GovernanceRefused:
+    return GovernanceRefused(
+        f"no entry is in lists of at least {min_hotlines} hotlines "
+        "(in as many jurisdictions): the table would be empty"
+    )
+
+
 def cmd_table_build(args: argparse.Namespace) -> int:
     from blindmatch.protocol import (
+        MATCH_DISTANCE,
         HotlineList,
         Policy,
         VariantProbeLSH,
         format_issued,
         prepare_table,
+        select_entries,
     )
+    from blindmatch.protocol.table import MAX_DISTANCE_SLOTS
     from blindmatch.runtime import open_runtime
 
     settings = load_settings()
@@ -350,10 +376,25 @@ def cmd_table_build(args: argparse.Namespace) -> int:
     if args.sequence is not None and args.sequence < 0:
         raise ValueError("--sequence must be at least 0")
     policy = Policy(args.policy)
+    checked = args.distance_radius is not None
+    if checked:
+        if policy is not Policy.BLOCK:
+            raise ConfigError("--distance-radius: the distance check is for the block policy only")
+        if not 0 <= args.distance_radius <= MATCH_DISTANCE:
+            raise ValueError(f"--distance-radius must be in [0, {MATCH_DISTANCE}]")
+        if args.distance_slots is not None and not 1 <= args.distance_slots <= MAX_DISTANCE_SLOTS:
+            raise ValueError(f"--distance-slots must be in [1, {MAX_DISTANCE_SLOTS}]")
+    elif args.distance_slots is not None:
+        raise ConfigError("--distance-slots needs --distance-radius")
+    # A distance-checked table takes 40-bit lookup keys: an innocent candidate then tells the
+    # server 40 bits of the picture's hash, and the check decides the rest (docs/protocol.md §11).
+    key_bits = {"k": CHECKED_KEY_BITS} if checked else {}
+    if checked and not select_entries(lists, min_hotlines=args.min_hotlines):
+        raise _empty_table(args.min_hotlines)
     now = datetime.now(UTC).replace(microsecond=0)
     prep = prepare_table(
         lists,
-        scheme=VariantProbeLSH(seed=seed),
+        scheme=VariantProbeLSH(seed=seed, **key_bits),
         policy=policy,
         threshold=args.threshold,
         synthetic_ppm=args.synthetic_ppm,
@@ -362,12 +403,11 @@ def cmd_table_build(args: argparse.Namespace) -> int:
         # same one: by default the build time, so every later build supersedes this one.
         sequence=args.sequence if args.sequence is not None else int(now.timestamp()),
         issued=format_issued(now),
+        distance_radius=args.distance_radius,
+        distance_slots=args.distance_slots or 1,
     )
     if prep.manifest.n_entries == 0:
-        raise GovernanceRefused(
-            f"no entry is in lists of at least {args.min_hotlines} hotlines "
-            "(in as many jurisdictions): the table would be empty"
-        )
+        raise _empty_table(args.min_hotlines)
     write_table_dir(out, prep, signers.platform, signers.hotlines, args.min_hotlines)
 
     m = prep.manifest
@@ -376,7 +416,7 @@ def cmd_table_build(args: argparse.Namespace) -> int:
     # Hot entries of the table: those with hot companion hashes two hotlines agreed on.
     entries_hot = sum(1 for e in prep.server_secret.entries if e.hot)
     hot_keys = sum(len(e.hot) for e in prep.server_secret.entries)
-    summary = {
+    summary: dict[str, Any] = {
         "out": str(out),
         "policy": policy.value,
         "entries": m.n_entries,
@@ -395,7 +435,18 @@ def cmd_table_build(args: argparse.Namespace) -> int:
             {"name": li.name, "hotline": li.hotline, "jurisdiction": li.jurisdiction}
             for li in m.lists
         ],
+        # the second private distance check (docs/protocol.md §11): null for a table without
+        "distance": None,
     }
+    check = prep.table.distance
+    if check is not None:
+        summary["distance"] = {
+            "radius": check.radius,
+            "slots": check.slots,
+            "records": check.n_records,
+            "records_file": str(out / RECORDS_FILE),
+            "key_bits": CHECKED_KEY_BITS,
+        }
     if args.json:
         _emit(summary)
     else:
@@ -407,6 +458,14 @@ def cmd_table_build(args: argparse.Namespace) -> int:
             f"({', '.join(sources)}), policy {policy.value}, {m.table_bytes:,} B table; "
             f"server key {out / SERVER_KEY_FILE} (keep it on the server)\n"
         )
+        if check is not None:
+            sys.stdout.write(
+                f"{out}: distance-checked: radius {check.radius}, {check.slots} "
+                f"slot{'' if check.slots == 1 else 's'}, {check.n_records} committed "
+                f"record{'' if check.n_records == 1 else 's'} in {out / RECORDS_FILE} "
+                f"({CHECKED_KEY_BITS}-bit lookup keys); open its vouchers with "
+                "`voucher challenge`, `voucher answer` and `voucher open`\n"
+            )
     return EXIT_CLEAN
 
 
@@ -563,6 +622,66 @@ def cmd_voucher_make(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else EXIT_CLEAN
 
 
+# -- voucher answer -----------------------------------------------------------
+def _image_query(o: Any, limits: Limits, verified: VerifiedTable) -> tuple[Any, ...]:
+    """What ``voucher make`` computed from a hashed image ``o``: ``(pdq, confidence,
+    variants, commitment)`` (the commitment: the SHA-256 of the file)."""
+    if isinstance(o, Failure):
+        raise o.error
+    h = o.hashes
+    if h.kind != "image" or h.pdq is None:
+        raise NotAnImage("vouchers are made for images only")
+    pdq, confidence, variants = query_hashes(
+        image_pixels(o.path, limits), companions=verified.has_companions
+    )
+    return pdq, confidence, variants, bytes.fromhex(h.sha256)
+
+
+def cmd_voucher_answer(args: argparse.Namespace) -> int:
+    from blindmatch.protocol import answer_for_image
+
+    settings = load_settings()
+    verified = _client_table(settings, args)
+    if verified.table.distance is None:
+        raise ConfigError(
+            f"the table in {args.table} has no distance check: its vouchers need no answer"
+        )
+    challenges = Path(args.challenges)
+    openings = Path(args.openings) if args.openings else challenges
+    out = _out_dir(args.out) if args.out else challenges
+    limits = Limits(max_file_bytes=args.max_file_bytes, max_pixels=args.max_pixels)
+    written: set[str] = set()
+    made = failed = 0
+    for o in hash_many(args.images, limits, args.workers):
+        name = Path(o.path).name
+        target = out / f"{name}.answer"
+        try:
+            if name in written:
+                raise OutputExists(f"another input in this run is also named {name}")
+            if target.exists() and not args.force:
+                raise OutputExists(f"{target} exists; pass --force to replace it")
+            challenge = read_file(str(challenges / f"{name}.challenge"), MAX_SMALL_FILE_BYTES)
+            seed = _read_opening(openings / f"{name}.opening")
+            pdq, confidence, variants, commitment = _image_query(o, limits, verified)
+            answer = answer_for_image(
+                verified, challenge, seed, pdq,
+                confidence=confidence, variants=variants, commitment=commitment,
+            )  # fmt: skip
+            _write_file(target, answer, private=False, replace=True)
+            written.add(name)
+        except BlindmatchError as e:
+            failed += 1
+            _fail_line(o.path, e, args.json)
+            continue
+        made += 1
+        if args.json:
+            _emit({"path": o.path, "answer": str(target), "bytes": len(answer)})
+        else:
+            sys.stdout.write(f"{o.path} -> {target}\n")
+    _err(f"answered {made} challenge(s) in {out}, {failed} failed")
+    return EXIT_FAILED if failed else EXIT_CLEAN
+
+
 # -- voucher check ------------------------------------------------------------
 def cmd_voucher_check(args: argparse.Namespace) -> int:
     from blindmatch.errors import InvalidVoucher
@@ -572,6 +691,14 @@ def cmd_voucher_check(args: argparse.Namespace) -> int:
     verified = _client_table(settings, args)
     vouchers = Path(args.vouchers)
     openings = Path(args.openings) if args.openings else vouchers
+    checked = verified.table.distance is not None
+    if (args.challenges or args.answers) and not checked:
+        raise ConfigError(
+            f"--challenges/--answers: the table in {args.table} has no distance check; "
+            "its vouchers have no challenge or answer"
+        )
+    challenges = Path(args.challenges) if args.challenges else vouchers
+    answers = Path(args.answers) if args.answers else challenges
     limits = Limits(max_file_bytes=args.max_file_bytes, max_pixels=args.max_pixels)
     good = bad = failed = 0
     for o in hash_many(args.images, limits, args.workers):
@@ -584,9 +711,12 @@ def cmd_voucher_check(args: argparse.Namespace) -> int:
                 raise NotAnImage("vouchers are made for images only")
             voucher = read_file(str(voucher_path), MAX_SMALL_FILE_BYTES)
             seed = _read_opening(openings / (Path(o.path).name + ".opening"))
-            pdq, confidence, variants = query_hashes(
-                image_pixels(o.path, limits), companions=verified.has_companions
-            )
+            challenge = answer = None
+            if checked:  # the server's challenge and the sender's answer are checked too
+                name = Path(o.path).name
+                challenge = read_file(str(challenges / f"{name}.challenge"), MAX_SMALL_FILE_BYTES)
+                answer = read_file(str(answers / f"{name}.answer"), MAX_SMALL_FILE_BYTES)
+            pdq, confidence, variants, commitment = _image_query(o, limits, verified)
             verify_voucher_for_image(
                 verified,
                 voucher,
@@ -594,7 +724,9 @@ def cmd_voucher_check(args: argparse.Namespace) -> int:
                 pdq,
                 confidence=confidence,
                 variants=variants,
-                commitment=bytes.fromhex(h.sha256),
+                commitment=commitment,
+                challenge=challenge,
+                answer=answer,
             )
         except InvalidVoucher as e:
             bad += 1
@@ -634,22 +766,30 @@ def _match_json(result: OpenResult) -> list[dict[str, object]]:
 
 
 def _open_all(
-    server: Any, paths: list[str], account: str
+    opener: Callable[[str, bytes], OpenResult], paths: list[str]
 ) -> Iterator[tuple[str, OpenResult | BlindmatchError]]:
     for item in iter_files(paths):
         if isinstance(item, Failure):
             yield item.path, item.error
             continue
         try:
-            yield item, server.open(read_file(item, MAX_SMALL_FILE_BYTES), account=account)
+            yield item, opener(item, read_file(item, MAX_SMALL_FILE_BYTES))
         except BlindmatchError as e:
             yield item, e
         except Exception as e:  # noqa: BLE001 - one voucher must never stop a batch
             yield item, InternalError(f"opening failed: {type(e).__name__}")
 
 
-def cmd_voucher_open(args: argparse.Namespace) -> int:
-    from blindmatch.protocol import Policy, ServerSecret, ServerSession, Table
+def _voucher_stem(path: str) -> str:
+    """``IMAGE`` for ``…/IMAGE.voucher`` (the name its challenge and answer files take)."""
+    return Path(path).name.removesuffix(".voucher")
+
+
+def _server(args: argparse.Namespace) -> tuple[ServerSession, Table, Path]:
+    """The server session of ``--key`` (and ``--table``, default the key's directory), with
+    a distance-checked table's records from its ``records.bin`` (recomputed if absent)."""
+    from blindmatch.private import load_records
+    from blindmatch.protocol import ServerSecret, ServerSession, Table
 
     key_path = Path(args.key)
     table_dir = Path(args.table) if args.table else key_path.parent
@@ -657,11 +797,80 @@ def cmd_voucher_open(args: argparse.Namespace) -> int:
     if key_path.stat().st_mode & 0o077:
         _warn(f"{key_path} is readable by other users; chmod 600 it")
     table = Table.from_bytes(read_file(str(table_dir / TABLE_FILE), MAX_TABLE_BYTES))
+    records = load_records(table_dir / RECORDS_FILE, table)
+    if table.distance is not None and records is None:
+        _warn(
+            f"{table_dir / RECORDS_FILE} is missing: recomputing "
+            f"{table.distance.n_records} record(s) from the key (~12 ms each)"
+        )
     try:
-        server = ServerSession(secret, table)
+        return ServerSession(secret, table, records=records), table, table_dir
     except InvalidKey as e:
         e.message = f"{key_path} does not belong to the table in {table_dir}: {e.message}"
         raise
+
+
+def cmd_voucher_challenge(args: argparse.Namespace) -> int:
+    server, table, table_dir = _server(args)
+    if table.distance is None:
+        raise ConfigError(
+            f"the table in {table_dir} has no distance check: its vouchers need no challenge "
+            "(open them with `voucher open`)"
+        )
+    out = _out_dir(args.out) if args.out else None
+    written: set[Path] = set()
+    made = failed = 0
+    for item in iter_files(args.vouchers):
+        try:
+            if isinstance(item, Failure):
+                raise item.error
+            path = item
+            target = (out or Path(path).parent) / f"{_voucher_stem(path)}.challenge"
+            if target in written:
+                raise OutputExists(f"another voucher in this run also writes {target}")
+            if target.exists() and not args.force:
+                raise OutputExists(f"{target} exists; pass --force to replace it")
+            challenge = server.begin(read_file(path, MAX_SMALL_FILE_BYTES)).challenge
+            _write_file(target, challenge, private=False, replace=True)
+            written.add(target)
+        except BlindmatchError as e:
+            failed += 1
+            _fail_line(item.path if isinstance(item, Failure) else item, e, args.json)
+            continue
+        made += 1
+        if args.json:
+            _emit({"path": path, "challenge": str(target), "bytes": len(challenge)})
+        else:
+            sys.stdout.write(f"{path} -> {target}\n")
+    _err(f"wrote {made} challenge(s), {failed} failed")
+    return EXIT_FAILED if failed else EXIT_CLEAN
+
+
+def cmd_voucher_open(args: argparse.Namespace) -> int:
+    from blindmatch.protocol import Policy
+
+    server, table, table_dir = _server(args)
+    checked = table.distance is not None
+    if args.answers and not checked:
+        raise ConfigError(
+            f"--answers: the table in {table_dir} has no distance check; its vouchers "
+            "open without an answer"
+        )
+
+    def open_one(path: str, voucher: bytes) -> OpenResult:
+        if not checked:
+            return server.open(voucher, account=args.account)
+        answers = Path(args.answers) if args.answers else Path(path).parent
+        answer_path = answers / f"{_voucher_stem(path)}.answer"
+        if not answer_path.is_file():
+            raise ProtocolError(
+                f"no answer {answer_path}: the table is distance-checked, so a voucher opens "
+                "only with the sender's answer to its challenge (server: `voucher challenge`; "
+                "sender: `voucher answer`; then `voucher open --answers DIR`)"
+            )
+        answer = read_file(str(answer_path), MAX_SMALL_FILE_BYTES)
+        return server.finish_voucher(voucher, answer, account=args.account)
+
     threshold = table.policy is Policy.THRESHOLD
 
     results: list[tuple[str, OpenResult | BlindmatchError]] = []
@@ -683,6 +892,8 @@ def cmd_voucher_open(args: argparse.Namespace) -> int:
                 line["tampered"] = r.tampered
             if r.replayed:
                 line["replayed"] = True
+            if checked:  # a pair opened (what the server learns of a near miss too)
+                line["candidate"] = r.candidate
             _emit(line)
         elif r.replayed:
             sys.stdout.write(f"{path}: REPLAYED (already counted for this account)\n")
@@ -696,9 +907,10 @@ def cmd_voucher_open(args: argparse.Namespace) -> int:
                     f"entry={m['entry_id']} distance={m['distance']}\n"
                 )
         elif args.verbose:
-            sys.stdout.write(f"{path}: no match\n")
+            near = " (a candidate: a pair opened, the distance check failed)" * r.candidate
+            sys.stdout.write(f"{path}: no match{near}\n")
 
-    for path, r in _open_all(server, args.vouchers, args.account):
+    for path, r in _open_all(open_one, args.vouchers):
         if not threshold:
             show(path, r)
             continue
@@ -777,6 +989,23 @@ def register(sub: Any, hash_opts: Callable[[argparse.ArgumentParser], None]) -> 
         "key (default: the build time, seconds since 1970)",
     )
     b.add_argument("--lsh-seed", default=None, help="public lookup-key seed, 64 hex (random)")
+    b.add_argument(
+        "--distance-radius",
+        type=int,
+        default=None,
+        metavar="R",
+        help="make the table distance-checked (docs/protocol.md §11): a voucher's layers open "
+        "only if its hash is within R bits of a listed one, checked privately in a second "
+        f"round (`voucher challenge`/`answer`); block policy, {CHECKED_KEY_BITS}-bit lookup "
+        "keys, writes records.bin (~12 ms a listed hash)",
+    )
+    b.add_argument(
+        "--distance-slots",
+        type=int,
+        default=None,
+        metavar="M",
+        help="candidate records the server may check per voucher (default 1)",
+    )
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=_guarded(cmd_table_build))
 
@@ -820,6 +1049,55 @@ def register(sub: Any, hash_opts: Callable[[argparse.ArgumentParser], None]) -> 
     hash_opts(mk)
     mk.set_defaults(func=_guarded(cmd_voucher_make))
 
+    ch = vs.add_parser(
+        "challenge",
+        help="server, distance-checked table: write each voucher's challenge (round one)",
+        description="For each VOUCHER (…/IMAGE.voucher) write IMAGE.challenge beside it (or "
+        "into --out): the server's distance-check challenge, sent back to the sender, who "
+        "answers it with `voucher answer`. A challenge is a function of the voucher: asking "
+        "again gives the same bytes.",
+    )
+    ch.add_argument("vouchers", nargs="+", help="voucher files or directories")
+    ch.add_argument("--key", required=True, help="the table's server.key")
+    ch.add_argument("--table", default=None, help="table directory (default: the key's)")
+    ch.add_argument(
+        "--out", default=None, help="directory for IMAGE.challenge files (default: the voucher's)"
+    )
+    ch.add_argument("--force", action="store_true", help="replace existing challenge files")
+    ch.add_argument("--json", action="store_true")
+    ch.set_defaults(func=_guarded(cmd_voucher_challenge))
+
+    an = vs.add_parser(
+        "answer",
+        help="sender, distance-checked table: answer each image's challenge (round two)",
+        description="For each IMAGE, answer CHALLENGES/IMAGE.challenge from the image and "
+        "OPENINGS/IMAGE.opening (written by `voucher make --openings`) and write "
+        "OUT/IMAGE.answer, which the server needs to open the voucher (`voucher open`).",
+    )
+    an.add_argument("images", nargs="+")
+    an.add_argument("--table", required=True, help="table directory")
+    an.add_argument("--challenges", required=True, help="directory of IMAGE.challenge files")
+    an.add_argument(
+        "--openings", default=None, help="directory of IMAGE.opening files (default: --challenges)"
+    )
+    an.add_argument(
+        "--out", default=None, help="directory for IMAGE.answer files (default: --challenges)"
+    )
+    an.add_argument(
+        "--trust", default=None, help="trust file (required in prod; dev: TABLE/trust.json)"
+    )
+    an.add_argument(
+        "--table-history",
+        default=None,
+        metavar="FILE",
+        help="the newest table sequence seen per platform key; older tables are refused "
+        f"(default $BLINDMATCH_HOME/client/{TABLE_HISTORY_FILE})",
+    )
+    an.add_argument("--force", action="store_true", help="replace existing answer files")
+    an.add_argument("--json", action="store_true")
+    hash_opts(an)
+    an.set_defaults(func=_guarded(cmd_voucher_answer))
+
     ck = vs.add_parser(
         "check",
         help="recipient: check that each voucher was made for its image (property 6)",
@@ -831,6 +1109,16 @@ def register(sub: Any, hash_opts: Callable[[argparse.ArgumentParser], None]) -> 
     ck.add_argument("--vouchers", required=True, help="directory of IMAGE.voucher files")
     ck.add_argument(
         "--openings", default=None, help="directory of IMAGE.opening files (default: --vouchers)"
+    )
+    ck.add_argument(
+        "--challenges",
+        default=None,
+        help="distance-checked table: directory of IMAGE.challenge files (default: --vouchers)",
+    )
+    ck.add_argument(
+        "--answers",
+        default=None,
+        help="distance-checked table: directory of IMAGE.answer files (default: --challenges)",
     )
     ck.add_argument(
         "--trust", default=None, help="trust file (required in prod; dev: TABLE/trust.json)"
@@ -854,6 +1142,13 @@ def register(sub: Any, hash_opts: Callable[[argparse.ArgumentParser], None]) -> 
         "--account",
         default="cli",
         help="account the vouchers came from (threshold state lives for one run)",
+    )
+    op.add_argument(
+        "--answers",
+        default=None,
+        metavar="DIR",
+        help="distance-checked table: the senders' answers, DIR/IMAGE.answer for "
+        "…/IMAGE.voucher (default: beside each voucher)",
     )
     op.add_argument("--json", action="store_true")
     op.add_argument("-v", "--verbose", action="store_true", help="also print unmatched vouchers")
