@@ -186,7 +186,7 @@ async def _conversation(
     class SkipsVoucher(BlindmatchClient):
         """A modified app: uploads the attachment, sends no voucher."""
 
-        def voucher_field_for(self, attachments: Any, vouchers: Any) -> Any:
+        def voucher_field_for(self, attachments: Any, vouchers: Any, answers: Any = None) -> Any:
             return None
 
     class DecoyVoucher(BlindmatchClient):

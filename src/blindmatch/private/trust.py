@@ -93,6 +93,8 @@ def _floors(path: str, d: Any) -> Floors:
             raise ConfigError(f"{path}: unknown floor {name!r} (known: {', '.join(sorted(names))})")
         if name == "max_unrelated_openings":
             ok = type(value) in (int, float) and 0 < value <= 1
+        elif name == "max_unrelated_bits":  # expected PDQ bits a checked table reveals
+            ok = type(value) in (int, float) and 0 < value <= 256
         else:
             ok = type(value) is int and value >= 0
         if not ok:

@@ -197,12 +197,18 @@ def rejection(r: Response) -> dict[str, Any]:
 
 @contextmanager
 def running_world(
-    root: Path, *, policy: str = "block", threshold: int = 3, **module_config: Any
+    root: Path,
+    *,
+    policy: str = "block",
+    threshold: int = 3,
+    distance_radius: int | None = None,
+    **module_config: Any,
 ) -> Iterator[MatrixWorld]:
-    """A table listing ``synthetic_photo(LISTED_SEED)`` and a Synapse with the module."""
+    """A table listing ``synthetic_photo(LISTED_SEED)`` and a Synapse with the module;
+    ``distance_radius``: a distance-checked table (docs/protocol.md §11)."""
     table_dir = build_table_dir(
         root / "table", {"listed-10": listed_pdq()}, policy=policy, threshold=threshold,
-        seed=b"\x42" * 32, floors=HARNESS_FLOORS,
+        seed=b"\x42" * 32, floors=HARNESS_FLOORS, distance_radius=distance_radius,
     )  # fmt: skip
     url = f"sqlite:///{root / 'blindmatch.db'}"
     config = {

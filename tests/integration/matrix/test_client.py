@@ -285,7 +285,7 @@ class DecoyVoucherClient(BlindmatchClient):
 class NoVoucherClient(BlindmatchClient):
     """Uploads the attachment and sends the event without a voucher."""
 
-    def voucher_field_for(self, attachments: Any, vouchers: Any) -> Any:
+    def voucher_field_for(self, attachments: Any, vouchers: Any, answers: Any = None) -> Any:
         return None
 
 

@@ -36,7 +36,10 @@ What an image send does (docs/matrix-client.md has the event format):
    (:func:`~blindmatch.protocol.franking.frank`: ``org.blindmatch.franking_key`` inside),
    Megolm-encrypt it with nio (``AsyncClient.encrypt``), and add ``org.blindmatch.voucher``
    and ``org.blindmatch.franking`` = ``{"v": 1, "commitment": base64}`` to the outer
-   ``m.room.encrypted`` content; ``PUT`` it.
+   ``m.room.encrypted`` content; ``PUT`` it. Under a distance-checked table (docs/protocol.md
+   §11) each voucher is first posted to ``/_blindmatch/v1/challenge`` and the answer
+   (:func:`~blindmatch.protocol.answer_for_image`, the same inputs as the voucher) goes
+   beside it in the voucher field (``answer``).
 
 A video (:meth:`BlindmatchClient.send_video`) is vPDQ-hashed, up to three frames are
 chosen (:func:`choose_frames`, deterministic: the recipient picks the same) and each gets a
@@ -104,6 +107,7 @@ from blindmatch.integrations.matrix.events import (
     REASON_FIELD,
     VOUCHER_FIELD,
     b64,
+    b64_len,
     unb64,
     voucher_field,
 )
@@ -118,18 +122,23 @@ from blindmatch.protocol import (
     TableHistory,
     TrustPolicy,
     VerifiedTable,
+    answer_for_image,
     frank,
     new_opening_seed,
     verify_table,
 )
+from blindmatch.protocol.challenge import challenge_bytes
 from blindmatch.table_history import FileTableHistory
 
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
+#: (table, voucher index, challenge, opening seed) → the answer for that voucher.
+Answerer = Callable[[VerifiedTable, int, bytes, bytes], bytes]
 
 TABLE_PATH = "/_blindmatch/v1/table"
 MANIFEST_PATH = "/_blindmatch/v1/manifest"
 REPORT_PATH = "/_blindmatch/v1/report"
+CHALLENGE_PATH = "/_blindmatch/v1/challenge"
 FRANKING_VERSION = 1
 MAX_TABLE_BYTES = 1 << 31
 MAX_MANIFEST_BYTES = 1 << 20
@@ -179,6 +188,14 @@ class SendRefused(EventRejected):
         if self.appeal:
             d["appeal"] = self.appeal
         return d
+
+
+class ChallengeRefused(SendRefused):
+    """The module refused to give a distance-check challenge for a voucher (HTTP 400 for a
+    voucher malformed on its face or made for another table — ``wrong_table`` —, 429
+    ``too_many_challenges``): ``reason`` and ``message`` are the module's."""
+
+    code = "challenge_refused"
 
 
 class ReportRefused(EventRejected):
@@ -650,14 +667,78 @@ class BlindmatchClient(AsyncClient):
             opening_seed=seed,
         )
 
-    def voucher_field_for(self, attachments: Sequence[SentAttachment], vouchers: Sequence[bytes]
-                          ) -> Any:  # fmt: skip
-        """The outer ``org.blindmatch.voucher`` value (None: no field)."""
+    def voucher_field_for(
+        self,
+        attachments: Sequence[SentAttachment],
+        vouchers: Sequence[bytes],
+        answers: Sequence[bytes] | None = None,
+    ) -> Any:
+        """The outer ``org.blindmatch.voucher`` value (None: no field); ``answers``: the
+        distance-check answers (a distance-checked table), one per voucher."""
         if not attachments:
             return None
         return voucher_field(
-            [(v, a.mxc, a.blob_sha256) for a, v in zip(attachments, vouchers, strict=True)]
+            [(v, a.mxc, a.blob_sha256) for a, v in zip(attachments, vouchers, strict=True)],
+            answers,
         )
+
+    async def fetch_challenge(self, voucher: bytes, verified: VerifiedTable) -> bytes:
+        """The module's distance-check challenge for ``voucher`` (``POST
+        /_blindmatch/v1/challenge``), made against the distance-checked table ``verified``:
+        the same bytes for the same voucher every time (the sender answers it, the
+        recipient fetches it again to check the answer). Raises :class:`ChallengeRefused`
+        (the module's 400/429 with its reason, e.g. ``wrong_table``) or
+        :class:`HomeserverError` (network, or an answer of the wrong shape or size)."""
+        params = verified.table.distance
+        if params is None:
+            raise ConfigError("this table has no distance check: its vouchers need no challenge")
+        size = challenge_bytes(params)
+        status, _, raw = await self._request(
+            "POST", CHALLENGE_PATH, json_body={"voucher": b64(voucher)},
+            max_bytes=b64_len(size) + 4096,
+        )  # fmt: skip
+        answer = _json(raw)
+        if status == 200:
+            try:
+                return unb64(answer.get("challenge"), size)
+            except ProtocolError as e:
+                raise HomeserverError(f"POST {CHALLENGE_PATH}: {e.message}", status) from None
+        if status in (400, 429) and isinstance(answer.get(REASON_FIELD), str):
+            raise ChallengeRefused(
+                str(answer[REASON_FIELD]),
+                str(answer.get(MESSAGE_FIELD) or answer.get("error") or "refused"),
+                body=answer,
+            )
+        raise HomeserverError(
+            f"POST {CHALLENGE_PATH}: HTTP {status} {answer.get('errcode', '')}".rstrip(),
+            status,
+            answer.get("errcode") if isinstance(answer.get("errcode"), str) else None,
+        )
+
+    async def answer_vouchers(
+        self,
+        verified: VerifiedTable,
+        vouchers: Sequence[bytes],
+        seeds: Sequence[bytes],
+        answer_for: Answerer,
+        timings: dict[str, float] | None = None,
+    ) -> list[bytes] | None:
+        """The distance-check answers for ``vouchers`` (None when ``verified`` has no
+        check): every challenge fetched (concurrently), then each answered off the event
+        loop with ``answer_for`` (the voucher's own inputs)."""
+        if verified.table.distance is None:
+            return None
+        t = time.perf_counter()
+        challenges = await asyncio.gather(*(self.fetch_challenge(v, verified) for v in vouchers))
+        t1 = time.perf_counter()
+        answers = [
+            await asyncio.to_thread(answer_for, verified, j, challenge, seeds[j])
+            for j, challenge in enumerate(challenges)
+        ]
+        if timings is not None:
+            timings["challenge"] = t1 - t
+            timings["answer"] = time.perf_counter() - t1
+        return answers
 
     def frank_content(self, content: Mapping[str, Any]) -> tuple[dict[str, Any], bytes]:
         """Frank a payload: ``(payload with the franking key, commitment C)``."""
@@ -807,9 +888,15 @@ class BlindmatchClient(AsyncClient):
             v = await asyncio.to_thread(self.make_voucher, session, hashes, digest, new_seed)
             return [v], [new_seed]
 
+        def answer_for(verified: VerifiedTable, _j: int, challenge: bytes, s: bytes) -> bytes:
+            return answer_for_image(
+                verified, challenge, s, hashes.pdq, confidence=hashes.confidence,
+                variants=hashes.variants, commitment=digest,
+            )  # fmt: skip
+
         return await self._send_vouchered(
             room_id, state, "m.image", name, info, {"url": mxc, **keys}, digest,
-            [voucher], [seed], revouch, extra_content, timings, t0, frames=False,
+            [voucher], [seed], revouch, answer_for, extra_content, timings, t0, frames=False,
         )  # fmt: skip
 
     async def hash_video(self, data: bytes) -> VideoHashes:
@@ -883,9 +970,13 @@ class BlindmatchClient(AsyncClient):
                                           new_seeds)  # fmt: skip
             return got, new_seeds
 
+        def answer_for(verified: VerifiedTable, j: int, challenge: bytes, s: bytes) -> bytes:
+            pdq = bytes.fromhex(hashes.chosen_frames[j].pdq)
+            return answer_for_image(verified, challenge, s, pdq, commitment=digest)
+
         return await self._send_vouchered(
             room_id, state, "m.video", name, info, {"url": mxc, **keys}, digest,
-            vouchers, seeds, revouch, extra_content, timings, t0, frames=True,
+            vouchers, seeds, revouch, answer_for, extra_content, timings, t0, frames=True,
         )  # fmt: skip
 
     async def _upload_alongside(
@@ -917,16 +1008,19 @@ class BlindmatchClient(AsyncClient):
         vouchers: list[bytes],
         seeds: list[bytes],
         revouch: Callable[[ClientSession], Awaitable[tuple[list[bytes], list[bytes]]]],
+        answer_for: Answerer,
         extra_content: Mapping[str, Any] | None,
         timings: dict[str, float],
         t0: float,
         *,
         frames: bool,
     ) -> Sent:
-        """Send an uploaded attachment with its vouchers; if the module answers
-        ``wrong_table`` (the table changed under us), fetch the new table, voucher again
-        (``revouch``: the upload is still unbound) and send once more."""
+        """Send an uploaded attachment with its vouchers (and, under a distance-checked
+        table, their answers to the module's challenges: ``answer_for``); if the module
+        answers ``wrong_table`` (the table changed under us), fetch the new table, voucher
+        again (``revouch``: the upload is still unbound) and send once more."""
         mxc = file["url"]
+        verified = state.verified
         for attempt in range(2):
             atts = tuple(SentAttachment(mxc, digest, v[24:40], seed)
                          for v, seed in zip(vouchers, seeds, strict=True))  # fmt: skip
@@ -942,9 +1036,12 @@ class BlindmatchClient(AsyncClient):
                 **(extra_content or {}),
             }
             try:
+                answers = await self.answer_vouchers(verified, vouchers, seeds, answer_for,
+                                                     timings)  # fmt: skip
                 sent = await self.send_franked(
-                    room_id, content, attachments=atts, vouchers=vouchers, timings=timings
-                )
+                    room_id, content, attachments=atts, vouchers=vouchers, timings=timings,
+                    answers=answers,
+                )  # fmt: skip
             except SendRefused as e:
                 if e.reason != "wrong_table" or attempt:
                     raise
@@ -953,6 +1050,7 @@ class BlindmatchClient(AsyncClient):
                 if new is None or new is state:
                     raise
                 vouchers, seeds = await revouch(new.session)
+                verified = new.verified
                 continue
             timings["total"] = time.perf_counter() - t0
             if attempt:
@@ -973,8 +1071,10 @@ class BlindmatchClient(AsyncClient):
         attachments: Sequence[SentAttachment] = (),
         vouchers: Sequence[bytes] = (),
         timings: dict[str, float] | None = None,
+        answers: Sequence[bytes] | None = None,
     ) -> Sent:
-        """Frank ``content``, Megolm-encrypt it, add the outer fields and send it."""
+        """Frank ``content``, Megolm-encrypt it, add the outer fields and send it
+        (``answers``: the vouchers' distance-check answers, a distance-checked table)."""
         timings = timings if timings is not None else {}
         t0 = time.perf_counter()
         payload, commitment = self.frank_content(content)
@@ -982,7 +1082,7 @@ class BlindmatchClient(AsyncClient):
         t1 = time.perf_counter()
         _, encrypted = self.encrypt(room_id, "m.room.message", payload)
         outer = dict(encrypted)
-        field_value = self.voucher_field_for(attachments, vouchers)
+        field_value = self.voucher_field_for(attachments, vouchers, answers)
         if field_value is not None:
             outer[VOUCHER_FIELD] = field_value
         outer[FRANKING_FIELD] = franking_field(commitment)
@@ -1185,6 +1285,8 @@ __all__ = [
     "REPORT_PATH",
     "TABLE_PATH",
     "BlindmatchClient",
+    "CHALLENGE_PATH",
+    "ChallengeRefused",
     "HomeserverError",
     "ImageHashes",
     "PreparedImage",

@@ -6,7 +6,8 @@ Pure: no Synapse, no I/O. The format (docs/matrix.md has the full account)::
         "v": 1,
         "voucher": "<standard base64 of the voucher bytes, padded>",
         "blob": "mxc://<server>/<media id>",
-        "blob_sha256": "<lowercase hex SHA-256 of the uploaded (encrypted) bytes>"
+        "blob_sha256": "<lowercase hex SHA-256 of the uploaded (encrypted) bytes>",
+        "answer": "<standard base64 of the distance-check answer>"   # checked tables only
     }
 
 or a list of 1..4 such objects when one event carries several attachments (an
@@ -14,6 +15,13 @@ image and its encrypted thumbnail) or a video (one voucher per chosen frame, all
 naming the same blob). The field sits beside ``algorithm``,
 ``ciphertext``, ``sender_key``, ``session_id`` and ``device_id`` in the
 *outer* (unencrypted) content, so the homeserver sees it.
+
+``answer`` is present exactly when the voucher's table is distance-checked (table format 2,
+docs/protocol.md §11): the client's answer (:func:`~blindmatch.protocol.answer_for_image`,
+exactly :func:`~blindmatch.protocol.challenge.answer_bytes` bytes) to the challenge the
+module gave for that voucher (``POST /_blindmatch/v1/challenge`` with ``{"voucher":
+base64}`` → ``{"challenge": base64}``, :func:`parse_challenge_request`; the same bytes for
+the same voucher every time, so the recipient fetches the one the sender answered).
 
 A refusal from the server is a 403 ``M_FORBIDDEN`` whose body carries
 ``org.blindmatch.reason`` (one of :class:`Reason`), ``org.blindmatch.message``,
@@ -26,7 +34,7 @@ import base64
 import binascii
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -44,6 +52,7 @@ APPEAL_FIELD = "org.blindmatch.appeal"
 FIELD_VERSION = 1
 MAX_ATTACHMENTS = 4
 _KEYS = frozenset({"v", "voucher", "blob", "blob_sha256"})
+ANSWER_KEY = "answer"  # beside the voucher, for a distance-checked table's voucher
 _MXC = re.compile(r"mxc://([A-Za-z0-9.\-:\[\]]{1,255})/([A-Za-z0-9_\-]{1,255})")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _VOUCHER_MAGIC = b"BMVC"
@@ -79,6 +88,8 @@ class Reason(StrEnum):
     # counter half): the server cannot review the bytes the recipient was shown
     UNVERIFIABLE_ATTACHMENT = "unverifiable_attachment"
     TOO_MANY_REPORTS = "too_many_reports"  # max_reports_per_hour reached
+    # distance-check challenges (POST /_blindmatch/v1/challenge)
+    TOO_MANY_CHALLENGES = "too_many_challenges"  # max_challenges_per_hour reached
 
 
 MESSAGES: dict[Reason, str] = {
@@ -110,6 +121,8 @@ MESSAGES: dict[Reason, str] = {
     "verified: its EncryptedFile is malformed or breaks Matrix's rules (e.g. a non-zero IV "
     "counter)",
     Reason.TOO_MANY_REPORTS: "too many reports from this account; try again later",
+    Reason.TOO_MANY_CHALLENGES: "too many distance-check challenges for this account; "
+    "try again later",
 }
 
 
@@ -127,6 +140,8 @@ class Attachment:
     media_id: str
     blob_sha256: str
     table_id: bytes
+    #: The distance-check answer (a distance-checked table's voucher), else None.
+    answer: bytes | None = field(default=None, repr=False)
 
     @property
     def mxc(self) -> str:
@@ -144,26 +159,33 @@ def b64_len(n: int) -> int:
 
 def voucher_field(
     attachments: Sequence[tuple[bytes, str, bytes | str]],
+    answers: Sequence[bytes | None] | None = None,
 ) -> dict[str, Any] | list[dict[str, Any]]:
-    """The field's value for ``(voucher, mxc URI, blob SHA-256)`` triples (client side).
+    """The field's value for ``(voucher, mxc URI, blob SHA-256)`` triples (client side),
+    with each voucher's distance-check answer (``answers``, in the same order; None for a
+    voucher of a table without the check).
 
     One attachment gives an object, several a list, as the server expects.
     """
     if not 1 <= len(attachments) <= MAX_ATTACHMENTS:
         raise ValueError(f"an event carries 1 to {MAX_ATTACHMENTS} vouchers")
+    answers = [None] * len(attachments) if answers is None else list(answers)
+    if len(answers) != len(attachments):
+        raise ValueError("one answer (or None) per voucher")
     out = []
-    for voucher, mxc, digest in attachments:
+    for (voucher, mxc, digest), answer in zip(attachments, answers, strict=True):
         hexdigest = digest.hex() if isinstance(digest, bytes) else digest.lower()
         if not _MXC.fullmatch(mxc) or not _HEX64.fullmatch(hexdigest):
             raise ValueError("blob must be an mxc:// URI and blob_sha256 a SHA-256")
-        out.append(
-            {
-                "v": FIELD_VERSION,
-                "voucher": base64.b64encode(voucher).decode("ascii"),
-                "blob": mxc,
-                "blob_sha256": hexdigest,
-            }
-        )
+        item: dict[str, Any] = {
+            "v": FIELD_VERSION,
+            "voucher": base64.b64encode(voucher).decode("ascii"),
+            "blob": mxc,
+            "blob_sha256": hexdigest,
+        }
+        if answer is not None:
+            item[ANSWER_KEY] = base64.b64encode(answer).decode("ascii")
+        out.append(item)
     return out[0] if len(out) == 1 else out
 
 
@@ -250,16 +272,23 @@ def parse_franking_field(content: Mapping[str, Any]) -> bytes | None:
 
 
 def parse_voucher_field(
-    content: Mapping[str, Any], *, server_name: str, tables: Mapping[bytes, int]
+    content: Mapping[str, Any],
+    *,
+    server_name: str,
+    tables: Mapping[bytes, int],
+    answers: Mapping[bytes, int] | None = None,
 ) -> list[Attachment] | None:
     """The attachments an event's outer content binds, or None when it has no voucher field.
 
     ``tables`` maps the id of every table the server accepts vouchers for (the
     current one, and the previous one for a grace period after an update) to
-    its voucher size. Checks everything that needs no database and no key: the
-    JSON shape, the version, base64, the table, the exact voucher size, the blob
-    URI (on ``server_name``) and hash syntax, and that no blob or voucher
-    appears twice. Raises :class:`~blindmatch.errors.EventRejected` with the reason.
+    its voucher size; ``answers`` maps the ids of those that are distance-checked to
+    their answer size (:func:`~blindmatch.protocol.challenge.answer_bytes`): a voucher of
+    such a table must carry ``answer`` of exactly that size, any other must not. Checks
+    everything that needs no database and no key: the JSON shape, the version, base64,
+    the table, the exact voucher (and answer) size, the blob URI (on ``server_name``) and
+    hash syntax, and that no blob or voucher appears twice. Raises
+    :class:`~blindmatch.errors.EventRejected` with the reason.
     """
     if VOUCHER_FIELD not in content:
         return None
@@ -267,7 +296,7 @@ def parse_voucher_field(
     items = list(raw) if isinstance(raw, list | tuple) else [raw]
     if not 1 <= len(items) <= MAX_ATTACHMENTS:
         raise rejected(Reason.MALFORMED_VOUCHER, f"1 to {MAX_ATTACHMENTS} vouchers per event")
-    out = [_parse_one(x, server_name, tables) for x in items]
+    out = [_parse_one(x, server_name, tables, answers or {}) for x in items]
     # Several vouchers may bind one blob (a video: one per chosen frame), all in this event
     # and all naming the same ciphertext hash; another event binding it is refused later.
     digests: dict[str, str] = {}
@@ -279,7 +308,9 @@ def parse_voucher_field(
     return out
 
 
-def _parse_one(item: Any, server_name: str, tables: Mapping[bytes, int]) -> Attachment:
+def _parse_one(
+    item: Any, server_name: str, tables: Mapping[bytes, int], answers: Mapping[bytes, int]
+) -> Attachment:
     if not isinstance(item, Mapping):  # Synapse may hand over its own mapping type
         raise rejected(Reason.MALFORMED_VOUCHER, "expected an object")
     v = item.get("v")
@@ -287,11 +318,31 @@ def _parse_one(item: Any, server_name: str, tables: Mapping[bytes, int]) -> Atta
         raise rejected(Reason.MALFORMED_VOUCHER, '"v" must be an integer')
     if v != FIELD_VERSION:
         raise rejected(Reason.UNSUPPORTED_VERSION, f"v={v}; this server reads v=1")
-    if set(item) != _KEYS:
-        raise rejected(Reason.MALFORMED_VOUCHER, "expected exactly v, voucher, blob, blob_sha256")
+    if set(item) - {ANSWER_KEY} != _KEYS:
+        raise rejected(
+            Reason.MALFORMED_VOUCHER, "expected exactly v, voucher, blob, blob_sha256 (, answer)"
+        )
     text, blob, digest = item["voucher"], item["blob"], item["blob_sha256"]
     if not isinstance(text, str) or not isinstance(blob, str) or not isinstance(digest, str):
         raise rejected(Reason.MALFORMED_VOUCHER, "voucher, blob and blob_sha256 are strings")
+    voucher, table_id = _voucher_bytes(text, tables)
+    answer = None
+    answer_size = answers.get(table_id)
+    if answer_size is not None or ANSWER_KEY in item:
+        answer = _answer_bytes(item.get(ANSWER_KEY), answer_size)
+    m = _MXC.fullmatch(blob)
+    if m is None:
+        raise rejected(Reason.MALFORMED_VOUCHER, "blob must be mxc://server/media_id")
+    if m.group(1) != server_name:
+        raise rejected(Reason.BLOB_UNKNOWN, f"{blob} is not on {server_name}")
+    if not _HEX64.fullmatch(digest):
+        raise rejected(Reason.MALFORMED_VOUCHER, "blob_sha256 must be 64 lowercase hex digits")
+    return Attachment(voucher, m.group(1), m.group(2), digest, table_id, answer)
+
+
+def _voucher_bytes(text: str, tables: Mapping[bytes, int]) -> tuple[bytes, bytes]:
+    """A voucher's bytes and table id from its base64: checks the size, base64, magic,
+    that the table is one of ``tables`` and the exact size of that table's vouchers."""
     largest = max(tables.values(), default=0)
     if len(text) > b64_len(largest):
         raise rejected(Reason.VOUCHER_OVERSIZED, f"this server's vouchers are {largest} B")
@@ -307,17 +358,47 @@ def _parse_one(item: Any, server_name: str, tables: Mapping[bytes, int]) -> Atta
         raise rejected(Reason.WRONG_TABLE)
     if len(voucher) != size:
         raise rejected(Reason.MALFORMED_VOUCHER, f"this table's vouchers are {size} B")
-    m = _MXC.fullmatch(blob)
-    if m is None:
-        raise rejected(Reason.MALFORMED_VOUCHER, "blob must be mxc://server/media_id")
-    if m.group(1) != server_name:
-        raise rejected(Reason.BLOB_UNKNOWN, f"{blob} is not on {server_name}")
-    if not _HEX64.fullmatch(digest):
-        raise rejected(Reason.MALFORMED_VOUCHER, "blob_sha256 must be 64 lowercase hex digits")
-    return Attachment(voucher, m.group(1), m.group(2), digest, table_id)
+    return voucher, table_id
+
+
+def _answer_bytes(text: object, size: int | None) -> bytes:
+    """The ``answer`` beside a voucher: required (and exactly ``size`` bytes of standard
+    base64) for a distance-checked table's voucher, refused for any other (``size`` None)."""
+    if size is None:
+        raise rejected(Reason.MALFORMED_VOUCHER, "this table's vouchers take no answer")
+    if text is None:
+        raise rejected(
+            Reason.MALFORMED_VOUCHER, "a distance-checked table's voucher needs its answer"
+        )
+    if not isinstance(text, str) or len(text) != b64_len(size):
+        raise rejected(Reason.MALFORMED_VOUCHER, f"the answer is {size} B of base64")
+    try:
+        answer = base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raise rejected(Reason.MALFORMED_VOUCHER, "the answer is not standard base64") from None
+    if len(answer) != size:
+        raise rejected(Reason.MALFORMED_VOUCHER, f"the answer is {size} B of base64")
+    return answer
+
+
+def parse_challenge_request(
+    body: Mapping[str, Any], *, tables: Mapping[bytes, int]
+) -> tuple[bytes, bytes]:
+    """``{"voucher": "<standard base64>"}`` (``POST /_blindmatch/v1/challenge``): the
+    voucher's bytes and table id, with the checks :func:`parse_voucher_field` makes of a
+    voucher (``tables``: id → voucher size of every table the server accepts). Raises
+    :class:`~blindmatch.errors.EventRejected` (``malformed_voucher``, ``voucher_oversized``,
+    ``wrong_table``): none of them depends on anything secret."""
+    if not isinstance(body, Mapping) or set(body) != {"voucher"}:
+        raise rejected(Reason.MALFORMED_VOUCHER, 'expected {"voucher": base64}')
+    text = body["voucher"]
+    if not isinstance(text, str):
+        raise rejected(Reason.MALFORMED_VOUCHER, "voucher is a base64 string")
+    return _voucher_bytes(text, tables)
 
 
 __all__ = [
+    "ANSWER_KEY",
     "OPENING_FIELD",
     "b64",
     "unb64",
@@ -335,6 +416,7 @@ __all__ = [
     "Reason",
     "b64_len",
     "files_field",
+    "parse_challenge_request",
     "parse_files_field",
     "parse_franking_field",
     "parse_voucher_field",

@@ -11,6 +11,9 @@ Load it from ``homeserver.yaml``::
 What it does (docs/matrix.md has the event format and the exact rules):
 
 * serves ``/_blindmatch/v1/{table,manifest,trust,info}`` with ETags;
+* ``POST /_blindmatch/v1/challenge``: under a distance-checked table (docs/protocol.md
+  §11) the challenge for a voucher — a function of the voucher and the server's key, so
+  the sender and later the recipient get the same bytes (:meth:`handle_challenge_request`);
 * ``check_media_file_for_spam``: records the SHA-256, size and kind (opaque =
   encrypted-looking, or a plaintext image/video) of every local upload;
 * ``check_event_for_spam``: for ``m.room.encrypted`` events of local users,
@@ -18,7 +21,8 @@ What it does (docs/matrix.md has the event format and the exact rules):
   hash, not quarantined, not bound elsewhere), refuses an event when the sender
   has uploaded opaque blobs in the last ``bind_window_seconds`` that the event
   does not bind (``require_voucher``). Block policy: opens the vouchers with the
-  table's :class:`~blindmatch.protocol.ServerSession` (state in SQL through
+  table's :class:`~blindmatch.protocol.ServerSession` (a distance-checked table's with
+  the answer beside each voucher: ``finish_voucher``; state in SQL through
   :class:`~blindmatch.store.threshold.SqlThresholdStore`) and refuses a match, or a
   forged voucher whose pair opened, with ``M_FORBIDDEN``, a case id and an appeal
   note, quarantining the event's blobs. Threshold policy: opens nothing at send time
@@ -40,6 +44,7 @@ blocking work (SQL, voucher opening) runs in Synapse's thread pool.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -64,6 +69,7 @@ from blindmatch.errors import (
     BlindmatchError,
     ConfigError,
     EventRejected,
+    InvalidDistanceCheck,
     InvalidVoucher,
     ProtocolError,
 )
@@ -79,6 +85,7 @@ from blindmatch.integrations.matrix.events import (
     Attachment,
     DeclaredFile,
     Reason,
+    parse_challenge_request,
     parse_files_field,
     parse_franking_field,
     parse_voucher_field,
@@ -106,6 +113,7 @@ from blindmatch.protocol import (
     Table,
     TableHistory,
 )
+from blindmatch.protocol.challenge import answer_bytes, challenge_bytes, parse_answer
 from blindmatch.protocol.hazmat.group import is_valid_point
 from blindmatch.protocol.voucher import ParsedVoucher
 from blindmatch.store.threshold import SqlThresholdStore
@@ -118,6 +126,7 @@ TRUST_PATH = "/_blindmatch/v1/trust"
 INFO_PATH = "/_blindmatch/v1/info"
 STATS_PATH = "/_blindmatch/v1/stats"
 REPORT_PATH = "/_blindmatch/v1/report"
+CHALLENGE_PATH = "/_blindmatch/v1/challenge"
 MAX_REPORT_CONTEXT = 20
 MAX_REPORT_REASON = 2000
 LOCK_STRIPES = 256
@@ -129,7 +138,7 @@ _CONFIG_KEYS = {
     "require_voucher", "bind_window_seconds", "quarantine_unbound", "sweep_interval_seconds",
     "appeal", "expose_stats", "reload_interval_seconds", "table_grace_seconds",
     "franking_keys", "require_franking", "max_reports_per_hour", "open_interval_seconds",
-    "max_vouchers_per_hour",
+    "max_vouchers_per_hour", "records", "max_challenges_per_hour",
 }  # fmt: skip
 QUEUE_BATCH = 50  # queued vouchers read per thread hop of the worker
 
@@ -142,6 +151,9 @@ class ModuleConfig:
     server_key: Path
     database_url: str
     policy: str | None = None
+    #: A distance-checked table's committed records (``records.bin``); absent: recomputed
+    #: from the server key at load (~12 ms a record).
+    records: Path | None = None
     require_voucher: bool = True
     bind_window_seconds: float = 600.0
     quarantine_unbound: bool = True
@@ -155,6 +167,7 @@ class ModuleConfig:
     max_reports_per_hour: int = 30
     open_interval_seconds: float = 5.0  # 0: this process never opens queued vouchers
     max_vouchers_per_hour: int = 600  # threshold: vouchers one account may queue per hour
+    max_challenges_per_hour: int = 3600  # challenges one account may ask for per hour
 
 
 def parse_config(config: dict[str, Any]) -> ModuleConfig:
@@ -167,7 +180,8 @@ def parse_config(config: dict[str, Any]) -> ModuleConfig:
     base = config.get("table_dir")
     paths: dict[str, Path] = {}
     for key, name in (("table", "table.bin"), ("manifest", "manifest.json"),
-                      ("trust", "trust.json"), ("server_key", "server.key")):  # fmt: skip
+                      ("trust", "trust.json"), ("server_key", "server.key"),
+                      ("records", "records.bin")):  # fmt: skip
         value = config.get(key, None if base is None else str(Path(base) / name))
         if not isinstance(value, str) or not value:
             raise ConfigError(f"blindmatch module: set table_dir, or {key} (a path)")
@@ -199,7 +213,7 @@ def parse_config(config: dict[str, Any]) -> ModuleConfig:
             raise ConfigError(f"blindmatch module: {key} must be positive")
         numbers[key] = float(v)
     limits: dict[str, Any] = {}
-    for key in ("max_reports_per_hour", "max_vouchers_per_hour"):
+    for key in ("max_reports_per_hour", "max_vouchers_per_hour", "max_challenges_per_hour"):
         v = config.get(key, getattr(ModuleConfig, key))
         if type(v) is not int or v < 1:
             raise ConfigError(f"blindmatch module: {key} must be a positive integer")
@@ -215,6 +229,7 @@ def parse_config(config: dict[str, Any]) -> ModuleConfig:
         manifest=paths["manifest"],
         trust=paths["trust"],
         server_key=paths["server_key"],
+        records=paths["records"],
         database_url=url,
         policy=policy,
         appeal=appeal,
@@ -277,6 +292,17 @@ class _Stats(Resource):
         return json.dumps(self.module.stats.to_json()).encode()
 
 
+class _Challenge(DirectServeJsonResource):
+    """``POST /_blindmatch/v1/challenge``: the distance-check challenge for a voucher."""
+
+    def __init__(self, module: BlindmatchModule) -> None:
+        super().__init__()
+        self.module = module
+
+    async def _async_render_POST(self, request: Any) -> tuple[int, Any]:
+        return await self.module.handle_challenge_request(request)
+
+
 class _Report(DirectServeJsonResource):
     """``POST /_blindmatch/v1/report``: a member reports a message; the module verifies
     the franking and opens a ``report`` case."""
@@ -299,6 +325,7 @@ class Stats:
     open_seconds: float = 0.0
     check_seconds: float = 0.0
     uploads_recorded: int = 0
+    challenges: int = 0  # distance-check challenges served
     reasons: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     # wall seconds per step of the check: Synapse's media table, blindmatch's state (read),
     # opening and binding (in one thread hop), quarantining
@@ -320,6 +347,7 @@ class Stats:
             "open_seconds": self.open_seconds,
             "check_seconds": self.check_seconds,
             "uploads_recorded": self.uploads_recorded,
+            "challenges": self.challenges,
             "reasons": dict(self.reasons),
             "phase_seconds": dict(self.phases),
         }
@@ -341,7 +369,8 @@ class _SynapseMedia:
 
 
 def _files(config: ModuleConfig) -> tuple[Path, ...]:
-    return (config.table, config.manifest, config.trust, config.server_key)
+    records = () if config.records is None else (config.records,)
+    return (config.table, config.manifest, config.trust, config.server_key, *records)
 
 
 def table_signature(config: ModuleConfig) -> tuple[tuple[int, int], ...]:
@@ -373,6 +402,12 @@ class LoadedTable:
     def table_id(self) -> bytes:
         return self.table.table_id
 
+    @property
+    def answer_bytes(self) -> int | None:
+        """The size of every answer under a distance-checked table; None without the check."""
+        d = self.table.distance
+        return None if d is None else answer_bytes(d)
+
 
 def load_table(
     config: ModuleConfig, engine: Any, history: TableHistory | None = None
@@ -386,7 +421,7 @@ def load_table(
     lives in one namespace per ``t`` (shares of different ``t`` lie on different polynomials), so an
     account's shares keep counting across table updates that keep ``t``.
     """
-    from blindmatch.private import load_trust_file
+    from blindmatch.private import load_records, load_trust_file
     from blindmatch.protocol import AccountSecret, ClientSession, ServerSecret, verify_table
 
     signature = table_signature(config)
@@ -407,7 +442,8 @@ def load_table(
             f"{table.policy.value!r}"
         )
     store = SqlThresholdStore(engine, namespace=f"t{table.threshold}:")
-    session = ServerSession(ServerSecret.from_bytes(key_bytes), table, store=store)
+    records = None if config.records is None else load_records(config.records, table)
+    session = ServerSession(ServerSecret.from_bytes(key_bytes), table, store=store, records=records)
     voucher_bytes = ClientSession(verified, AccountSecret.generate()).voucher_bytes
     return LoadedTable(table, session, store, voucher_bytes, table_bytes, manifest, trust_bytes,
                        signature)  # fmt: skip
@@ -482,6 +518,7 @@ class BlindmatchModule:
         # never waits for the worker opening that account's earlier vouchers.
         self._open_locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
         self._reports: dict[str, deque[float]] = defaultdict(deque)  # reporter -> times
+        self._challenges: dict[str, deque[float]] = defaultdict(deque)  # account -> times
         self._static = {
             TABLE_PATH: _Static(b"", "application/octet-stream"),
             MANIFEST_PATH: _Static(b"", "application/json"),
@@ -491,6 +528,7 @@ class BlindmatchModule:
         self._publish(self.current)
         resources: dict[str, Resource] = dict(self._static)
         resources[REPORT_PATH] = _Report(self)
+        resources[CHALLENGE_PATH] = _Challenge(self)
         if config.expose_stats:
             resources[STATS_PATH] = _Stats(self)
         for path, res in resources.items():
@@ -537,6 +575,7 @@ class BlindmatchModule:
             "max_attachments": MAX_ATTACHMENTS,
             "require_voucher": self.config.require_voucher,
             "bind_window_seconds": self.config.bind_window_seconds,
+            "distance_check": t.table.distance is not None,
         }
         self._static[TABLE_PATH].update(t.table_bytes)
         self._static[MANIFEST_PATH].update(t.manifest)
@@ -670,6 +709,7 @@ class BlindmatchModule:
                 event.content,
                 server_name=self.server_name,
                 tables={t: lt.voucher_bytes for t, lt in tables.items()},
+                answers={t: n for t, lt in tables.items() if (n := lt.answer_bytes) is not None},
             )
             or []
         )
@@ -857,8 +897,14 @@ class BlindmatchModule:
             try:
                 session = tables[a.table_id].session
                 with self._lock(sender, opening=True):
-                    results.append((a, session.open(a.voucher, account=sender)))
-            except InvalidVoucher:  # malformed on its face: says nothing about the list
+                    if session.table.distance is None:
+                        result = session.open(a.voucher, account=sender)
+                    elif a.answer is None:  # the parser requires it: fail closed regardless
+                        raise rejected(Reason.MALFORMED_VOUCHER, a.mxc)
+                    else:  # both rounds at once: the challenge is a function of the voucher
+                        result = session.finish_voucher(a.voucher, a.answer, account=sender)
+                    results.append((a, result))
+            except (InvalidVoucher, InvalidDistanceCheck):  # malformed on its face
                 raise rejected(Reason.INVALID_VOUCHER, a.mxc) from None
             finally:
                 self.stats.vouchers_opened += 1
@@ -1107,13 +1153,70 @@ class BlindmatchModule:
         except Exception:
             logger.exception("blindmatch: could not note the media of %s", event.event_id)
 
+    # -- the distance check's challenge -----------------------------------------------------
+    async def handle_challenge_request(self, request: Any) -> tuple[int, dict[str, Any]]:
+        """``POST /_blindmatch/v1/challenge`` ``{"voucher": base64}`` → ``{"challenge":
+        base64}`` (docs/matrix.md). Any authenticated local user may ask (the sender before
+        sending, a recipient to check the answer it received): the challenge is a function
+        of the voucher and the table's key, so every caller gets the same bytes, of the
+        same size for every voucher of a table whether or not it is a candidate. A
+        voucher malformed on its face (what :func:`_check_form` checks, needing no
+        secret) gets a 400 with the event path's reason; nothing else is refused but the
+        hourly budget (429). Nothing escapes as a crash (500 ``internal_error``)."""
+        requester = await self.api.get_user_by_req(request)  # 401 without a valid token
+        account = requester.user.to_string()
+        wait = self._budget(self._challenges, account, self.config.max_challenges_per_hour)
+        if wait is not None:
+            err = rejected(Reason.TOO_MANY_CHALLENGES)
+            return 429, {"errcode": "M_LIMIT_EXCEEDED", "error": err.message,
+                         "retry_after_ms": wait, REASON_FIELD: err.reason,
+                         MESSAGE_FIELD: err.message}  # fmt: skip
+        body = parse_json_object_from_request(request)  # 400 M_NOT_JSON
+        try:
+            challenge = await self._challenge(body)
+        except EventRejected as e:
+            return 400, {"errcode": "M_BAD_JSON", "error": e.message, REASON_FIELD: e.reason,
+                         MESSAGE_FIELD: e.message}  # fmt: skip
+        except Exception:
+            logger.exception("blindmatch: failed to make a challenge for %s", account)
+            err = rejected(Reason.INTERNAL_ERROR)
+            return 500, {"errcode": "M_UNKNOWN", "error": err.message, REASON_FIELD: err.reason,
+                         MESSAGE_FIELD: err.message}  # fmt: skip
+        return 200, {"challenge": base64.b64encode(challenge).decode("ascii")}
+
+    async def _challenge(self, body: dict[str, Any]) -> bytes:
+        tables = self._tables()
+        voucher, table_id = parse_challenge_request(
+            body, tables={t: lt.voucher_bytes for t, lt in tables.items()}
+        )
+        lt = tables[table_id]
+        params = lt.table.distance
+        if params is None:
+            raise rejected(Reason.MALFORMED_VOUCHER, "this table's vouchers need no challenge")
+        try:
+            v = ParsedVoucher.from_bytes(voucher, lt.table)
+        except InvalidVoucher:
+            raise rejected(Reason.INVALID_VOUCHER) from None
+        if not all(is_valid_point(q) for q, _ in v.pairs):
+            raise rejected(Reason.INVALID_VOUCHER)
+        with self.stats.timed("challenge"):
+            try:
+                pending = await self.api.defer_to_thread(lt.session.begin, voucher)
+            except InvalidVoucher:
+                raise rejected(Reason.INVALID_VOUCHER) from None
+        self.stats.challenges += 1
+        challenge = pending.challenge
+        if len(challenge) != challenge_bytes(params):  # never: begin pads to m slots
+            raise ProtocolError("challenge of the wrong size")
+        return challenge
+
     # -- reports -------------------------------------------------------------------------
     async def handle_report_request(self, request: Any) -> tuple[int, dict[str, Any]]:
         """Authenticate the reporter, verify the report, open a case. Every refusal is a
         JSON answer with ``org.blindmatch.reason``; nothing escapes as a crash."""
         requester = await self.api.get_user_by_req(request)  # 401 without a valid token
         reporter = requester.user.to_string()
-        wait = self._report_budget(reporter)
+        wait = self._budget(self._reports, reporter, self.config.max_reports_per_hour)
         if wait is not None:  # every attempt counts, verified or not: no free probing
             err = rejected(Reason.TOO_MANY_REPORTS)
             return 429, {"errcode": "M_LIMIT_EXCEEDED", "error": err.message,
@@ -1141,16 +1244,18 @@ class BlindmatchModule:
         return 200, {CASE_FIELD: case_id, "case": case_id, "verified": True,
                      "context_verified": context}  # fmt: skip
 
-    def _report_budget(self, reporter: str) -> int | None:
-        """Count one report attempt; None if allowed, else milliseconds to wait."""
+    @staticmethod
+    def _budget(attempts: dict[str, deque[float]], account: str, limit: int) -> int | None:
+        """Count one attempt (a report, a challenge) by ``account`` in ``attempts``; None
+        if allowed, else milliseconds to wait."""
         now = time.monotonic()
-        if len(self._reports) > 10_000:  # forget accounts with no attempt in the last hour
-            for k in [k for k, v in self._reports.items() if not v or v[-1] <= now - 3600]:
-                del self._reports[k]
-        recent = self._reports[reporter]
+        if len(attempts) > 10_000:  # forget accounts with no attempt in the last hour
+            for k in [k for k, v in attempts.items() if not v or v[-1] <= now - 3600]:
+                del attempts[k]
+        recent = attempts[account]
         while recent and recent[0] <= now - 3600:
             recent.popleft()
-        if len(recent) >= self.config.max_reports_per_hour:
+        if len(recent) >= limit:
             return int((recent[0] + 3600 - now) * 1000) + 1
         recent.append(now)
         return None
@@ -1332,6 +1437,14 @@ def _check_form(a: Attachment, tables: dict[bytes, LoadedTable]) -> None:
         raise rejected(Reason.INVALID_VOUCHER, a.mxc) from None
     if not all(is_valid_point(q) for q, _ in v.pairs):
         raise rejected(Reason.INVALID_VOUCHER, a.mxc)
+    params = tables[a.table_id].table.distance
+    if params is not None:  # the answer's form: its size and that every point decodes
+        if a.answer is None:
+            raise rejected(Reason.MALFORMED_VOUCHER, f"{a.mxc}: no distance-check answer")
+        try:
+            parse_answer(a.answer, params)
+        except InvalidDistanceCheck:
+            raise rejected(Reason.INVALID_VOUCHER, a.mxc) from None
 
 
 def classify_upload(path: str, head: bytes, size: int) -> str:

@@ -20,6 +20,11 @@ picture it is about to show. For every received event, :func:`check_event`:
    the server reviews a reported blob with), hashes the picture as the sender must have
    (:func:`~blindmatch.integrations.matrix.client.hash_image`) and checks the voucher with
    :func:`~blindmatch.protocol.verify_voucher_for_image` (commitment = the blob's SHA-256).
+   Under a distance-checked table (docs/protocol.md §11) it also fetches the module's
+   challenge for the voucher (``POST /_blindmatch/v1/challenge``: a function of the voucher,
+   so the very challenge the sender answered) and checks the ``answer`` beside the voucher
+   against the one the picture and seed give: a sender who answered anything else (to slip
+   a listed picture past the server's check) is caught here.
    A video (what the decrypted bytes are, not what the event says) is vPDQ-hashed
    (:func:`~blindmatch.integrations.matrix.client.hash_video`), the same frames are chosen,
    and each chosen frame's PDQ is checked against its voucher (the field's order) and seed
@@ -50,9 +55,10 @@ from typing import TYPE_CHECKING, Any
 from nio import BadEvent, Event, MegolmEvent, MemoryDownloadResponse, UnknownBadEvent
 from nio.exceptions import EncryptionError
 
-from blindmatch.errors import InputError, InvalidVoucher, ProtocolError
+from blindmatch.errors import BlindmatchError, InputError, InvalidVoucher, ProtocolError
 from blindmatch.hashing.sniff import sniff
 from blindmatch.integrations.matrix.events import (
+    ANSWER_KEY,
     FRANKING_FIELD,
     MAX_ATTACHMENTS,
     OPENING_FIELD,
@@ -89,6 +95,9 @@ class Hidden(StrEnum):
     UNKNOWN_TABLE = "unknown_table"  # the voucher names a table this client cannot verify
     UNSUPPORTED_ATTACHMENT = "unsupported_attachment"  # no picture or video: unchecked
     VOUCHER_NOT_FOR_IMAGE = "voucher_not_for_image"  # the voucher was made for another image
+    # a distance-checked table's voucher whose challenge the server would not give: the
+    # answer cannot be checked
+    CHECK_UNAVAILABLE = "check_unavailable"
 
 
 MESSAGES: dict[Hidden, str] = {
@@ -104,6 +113,8 @@ MESSAGES: dict[Hidden, str] = {
     Hidden.UNKNOWN_TABLE: "a voucher was made with a table this client cannot verify",
     Hidden.UNSUPPORTED_ATTACHMENT: "an attachment is no picture or video and cannot be checked",
     Hidden.VOUCHER_NOT_FOR_IMAGE: "voucher not for this image",
+    Hidden.CHECK_UNAVAILABLE: "an attachment's distance check cannot be verified (the "
+    "server gave no challenge for its voucher); try again later",
 }
 
 
@@ -179,26 +190,35 @@ def _attachments(payload: Mapping[str, Any]) -> list[tuple[str, Any]]:
     return out
 
 
-def _outer_vouchers(content: Mapping[str, Any]) -> dict[str, list[tuple[bytes, str]]] | None:
-    """mxc → [(voucher bytes, blob_sha256 hex), …] from the outer field, in its order (a
-    picture has one, a video one per chosen frame); None if malformed."""
+_Outer = tuple[bytes, str, bytes | None]
+
+
+def _outer_vouchers(content: Mapping[str, Any]) -> dict[str, list[_Outer]] | None:
+    """mxc → [(voucher bytes, blob_sha256 hex, answer or None), …] from the outer field, in
+    its order (a picture has one, a video one per chosen frame); None if malformed."""
     raw = content.get(VOUCHER_FIELD)
     if raw is None:
         return {}
     items = raw if isinstance(raw, list) else [raw]
     if not 1 <= len(items) <= MAX_ATTACHMENTS:
         return None
-    out: dict[str, list[tuple[bytes, str]]] = {}
+    out: dict[str, list[_Outer]] = {}
     for item in items:
         if not isinstance(item, Mapping) or item.get("v") != 1:
             return None
         blob, digest, text = item.get("blob"), item.get("blob_sha256"), item.get("voucher")
         if not isinstance(blob, str) or not isinstance(digest, str) or not isinstance(text, str):
             return None
-        if len(text) > 2 * MAX_VOUCHER_BYTES or any(d != digest for _, d in out.get(blob, [])):
+        if len(text) > 2 * MAX_VOUCHER_BYTES or any(d != digest for _, d, _ in out.get(blob, [])):
+            return None
+        answer_text = item.get(ANSWER_KEY)
+        if answer_text is not None and (
+            not isinstance(answer_text, str) or len(answer_text) > 2 * MAX_VOUCHER_BYTES
+        ):
             return None
         try:
-            out.setdefault(blob, []).append((unb64(text), digest))
+            answer = None if answer_text is None else unb64(answer_text)
+            out.setdefault(blob, []).append((unb64(text), digest, answer))
         except ProtocolError:
             return None
     return out
@@ -317,7 +337,7 @@ async def check_event(client: BlindmatchClient, room_id: str, raw: Mapping[str, 
         except ProtocolError as e:
             return verdict(Hidden.BLOB_MISMATCH, f"{where}: {e.message}", **keep)
         tables = []
-        for voucher, _ in its:
+        for voucher, _, _ in its:
             verified = client.table_by_id(voucher[_TABLE_ID])
             if verified is None:  # a table newer than ours?
                 await client.refresh_table()
@@ -328,6 +348,21 @@ async def check_event(client: BlindmatchClient, room_id: str, raw: Mapping[str, 
         kind = sniff(plaintext[:512])
         if kind is None or kind[0] not in ("image", "video"):
             return verdict(Hidden.UNSUPPORTED_ATTACHMENT, where, **keep)
+        # A distance-checked table's voucher: the challenge the sender answered (a function
+        # of the voucher: the module gives the same bytes again). No answer, or no
+        # challenge to check it against: not shown.
+        challenges: list[bytes | None] = []
+        for (voucher, _, answer), verified in zip(its, tables, strict=True):
+            if verified.table.distance is None:
+                challenges.append(None)
+                continue
+            if answer is None:
+                return verdict(Hidden.MISSING_VOUCHER, f"{where}: no distance-check answer",
+                               **keep)  # fmt: skip
+            try:
+                challenges.append(await client.fetch_challenge(voucher, verified))
+            except BlindmatchError as e:
+                return verdict(Hidden.CHECK_UNAVAILABLE, f"{where}: {e.message}", **keep)
         try:
             if kind[0] == "image":
                 if len(its) != 1:
@@ -344,6 +379,8 @@ async def check_event(client: BlindmatchClient, room_id: str, raw: Mapping[str, 
                     confidence=hashes.confidence,
                     variants=hashes.variants,
                     commitment=digest,
+                    challenge=challenges[0],
+                    answer=its[0][2] if challenges[0] is not None else None,
                 )
             else:
                 # The same vPDQ hash and the same choice of frames as the sender's: the
@@ -359,7 +396,8 @@ async def check_event(client: BlindmatchClient, room_id: str, raw: Mapping[str, 
                     try:
                         verify_voucher_for_image(
                             tables[j], its[j][0], seeds[j], bytes.fromhex(frame.pdq),
-                            commitment=digest,
+                            commitment=digest, challenge=challenges[j],
+                            answer=its[j][2] if challenges[j] is not None else None,
                         )  # fmt: skip
                     except InvalidVoucher:
                         detail = f"{where}: frame {j} at {frame.timestamp:g} s"
