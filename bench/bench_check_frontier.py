@@ -33,6 +33,7 @@ agreement check below runs the real exchange). Per listed edit:
   uniformly drawn opened pair among those naming a most-voted hash, checked against the hash
   behind that pair: the figure is that probability (exact, not sampled), counted when the
   slot's hash is the picture's own and within 31 bits;
+* *check, m = 2*: ``begin``'s pick with two slots, run on 16 random pair orders;
 * *check, m = inf*: some probe key is a list key of a hash ``h`` of the picture's entry and
   the hash behind it is within 31 bits of ``h``.
 
@@ -43,10 +44,11 @@ sampled bits, or ``256 × n`` (its PDQ and the ``n`` hashes in the hint: the mat
 one of its hashes is within 31 bits of that entry's hashes; without the check every
 candidate opens and reveals ``256 × n``. Extrapolated to 5M entries linearly (× 5M / entries
 compared); when nothing was seen, the rule-of-three bound (3 / images, × 5M / entries, × the
-bits one event reveals), as the evaluation report gives it. Beside it the uniform-key figure
+bits one event reveals), as the evaluation report gives it; an image counts once per
+lookup-key seed (another seed is another draw of key positions). Beside it the uniform-key figure
 the client floor uses (``k · probes · keys · 2^-k`` with the list's keys at 5M entries).
 
-``--agreement`` (default on) builds a real distance-checked table
+Unless ``--no-agreement``, the bench first builds a real distance-checked table
 (``prepare_table(..., scheme=VariantProbeLSH(k=40), distance_radius=31, distance_slots=1)``)
 over 10 listed entries and runs ``make_voucher`` → ``ServerSession.begin`` →
 ``answer_for_image`` → ``ServerSession.finish`` on ~20 queries, comparing candidate/matched
