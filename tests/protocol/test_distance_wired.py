@@ -514,3 +514,36 @@ def test_a_candidate_with_a_broken_middle_layer_is_not_blocked(w: Checked) -> No
     assert result.candidate and result.tampered and not result.block and not result.opened
     unrelated = w.server.begin(w.client.make_voucher(rnd.randbytes(32)))
     assert len(unrelated.challenge) == len(pending.challenge)
+
+
+def test_on_a_tie_the_slot_goes_to_the_pictures_own_hash_not_a_hot_one() -> None:
+    """A hot companion can share the sampled bits of its picture's PDQ while lying far from
+    it: one opened key then names both records. With one slot, the PDQ's record goes first
+    (else a near copy of the picture would be checked against the far hot hash and missed)."""
+    pdq = LISTED[0]
+    scheme = VariantProbeLSH(k=40)
+    outside = [i for i in range(256) if i not in set(scheme.positions[0])]
+    hot = flip_bits(pdq, outside[:40])  # same 40-bit key, 40 bits away
+    query = flip_bits(pdq, outside[100:110])  # 10 bits from the PDQ, 50 from the hot hash
+    entry = (("e0", pdq, (), (hot,)),)
+    lists = [HotlineList("HL-A", "GB", "a", "1", entry), HotlineList("HL-B", "US", "b", "1", entry)]
+    for n in range(40):  # a table whose keyed leaf order puts the hot record first
+        prep = prepare_table(
+            lists, scheme=scheme, policy=Policy.BLOCK, threshold=3, rng=SeededRng(b"tie%d" % n),
+            distance_radius=RADIUS, distance_slots=1,
+        )  # fmt: skip
+        distance = prep.server_secret.distance
+        assert distance is not None
+        order = [h for _, h in leaf_hashes(prep.server_secret.entries, distance[1])]
+        if order.index(hot) < order.index(pdq):
+            break
+    else:
+        pytest.fail("no seed put the hot record first")
+    verified = verify_table(prep.table.to_bytes(), sign_all(prep, ["HL-A", "HL-B"]), trust())
+    client = ClientSession(verified, AccountSecret.generate())
+    server = ServerSession(prep.server_secret, prep.table, records=prep.records)
+    seed = new_opening_seed()
+    pending = server.begin(client.make_voucher(query, opening_seed=seed))
+    answer = answer_for_image(verified, pending.challenge, seed, query)
+    result = server.finish(pending, answer, account="tie")
+    assert result.matched and [m.distance for m in result.matches] == [10]

@@ -390,6 +390,11 @@ class ServerSession:
         for leaf, (_, h) in enumerate(hashes):
             for k in dict.fromkeys(self.table.scheme.list_keys(h)):
                 self._leaves[key_id(k)].append(leaf)
+        # a hot companion (the picture cropped or turned) after the picture's own hashes when
+        # votes tie: a short key of the image's companion also names several of its hot
+        # hashes, most of them farther than R from it (bench/bench_check_frontier.py)
+        entries = self._secret.entries
+        self._hot_leaf = [h in entries[i].hot for i, h in hashes]
 
     def candidates(self, pdq: bytes, hint: bytes) -> tuple[Match, ...]:
         """Listed entries reachable from the client's probes and within ``max_distance`` of the
@@ -441,8 +446,9 @@ class ServerSession:
         candidates' committed records first named by the pair that found them, the rest
         records and pairs drawn from a stream keyed by the server's secret and the voucher
         (uniform to anyone without the secret), in that stream's order: the same voucher
-        always gets the same challenge. With more candidates than slots
-        the records that most opened pairs point at go first. Raises
+        always gets the same challenge. With more candidates than slots the records most
+        opened pairs point at go first, a PDQ or companion before a hot companion on a tie.
+        Raises
         :class:`~blindmatch.errors.InvalidVoucher` only for a voucher malformed on its face."""
         if not self._checked:
             raise ProtocolError("this table has no distance check: open its vouchers with open()")
@@ -463,8 +469,10 @@ class ServerSession:
                 first.setdefault(leaf, i)
                 votes[leaf] += 1
         # the records most of the opened pairs point at (several variants or flips of the
-        # picture agreeing on one listed hash), first found first
-        best = sorted(first, key=lambda leaf: -votes[leaf])[: params.slots]
+        # picture agreeing on one listed hash); on a tie the picture's own hashes before its
+        # hot companions, then first found first
+        best = sorted(first, key=lambda leaf: (-votes[leaf], self._hot_leaf[leaf]))
+        best = best[: params.slots]
         picks = [(first[leaf], leaf) for leaf in best]
         # padding and order from a stream keyed by the server's secret and the voucher: the
         # challenge is a function of the voucher, so asking twice gets the same bytes, the
