@@ -547,3 +547,18 @@ def test_on_a_tie_the_slot_goes_to_the_pictures_own_hash_not_a_hot_one() -> None
     answer = answer_for_image(verified, pending.challenge, seed, query)
     result = server.finish(pending, answer, account="tie")
     assert result.matched and [m.distance for m in result.matches] == [10]
+
+
+def test_the_key_length_for_a_checked_table_keeps_the_clients_floor() -> None:
+    """40 bits while the bits an unrelated image reveals stay within half the floor, then
+    longer; every choice passes the client's own bound for a table of that size."""
+    from blindmatch.protocol import checked_key_bits
+
+    floor = Floors().max_unrelated_bits
+    for n_keys in (10, 10_000, 1_000_000, 2_900_000, 3_100_000, 10_000_000, 50_000_000):
+        k = checked_key_bits(n_keys, 37)
+        assert k % 8 == 0 and k >= 40
+        assert k * 37 * (n_keys / 0.8) * 2.0**-k <= floor / 2
+        if k > 40:  # and 8 bits fewer would not have kept it
+            assert (k - 8) * 37 * (n_keys / 0.8) * 2.0 ** -(k - 8) > floor / 2
+    assert checked_key_bits(1_000_000, 37) == 40 and checked_key_bits(10_000_000, 37) == 48

@@ -111,7 +111,6 @@ MAX_TABLE_BYTES = 1 << 31  # 2 GiB: ~50M lookup keys
 MAX_SMALL_FILE_BYTES = 1 << 20  # manifests, trust files, keys, vouchers
 MAX_SERVER_KEY_BYTES = 1 << 31
 OPENING_MAGIC, OPENING_VERSION = b"BMOP", 1
-CHECKED_KEY_BITS = 40  # lookup-key bits of a distance-checked table (docs/protocol.md §11)
 # One entry of a HotlineList: (id, PDQ), (id, PDQ, companions) or (id, PDQ, companions, hot).
 TableEntry = (
     tuple[str, bytes]
@@ -303,6 +302,7 @@ def cmd_table_build(args: argparse.Namespace) -> int:
         HotlineList,
         Policy,
         VariantProbeLSH,
+        checked_key_bits,
         format_issued,
         prepare_table,
         select_entries,
@@ -386,11 +386,16 @@ def cmd_table_build(args: argparse.Namespace) -> int:
             raise ValueError(f"--distance-slots must be in [1, {MAX_DISTANCE_SLOTS}]")
     elif args.distance_slots is not None:
         raise ConfigError("--distance-slots needs --distance-radius")
-    # A distance-checked table takes 40-bit lookup keys: an innocent candidate then tells the
-    # server 40 bits of the picture's hash, and the check decides the rest (docs/protocol.md §11).
-    key_bits = {"k": CHECKED_KEY_BITS} if checked else {}
-    if checked and not select_entries(lists, min_hotlines=args.min_hotlines):
-        raise _empty_table(args.min_hotlines)
+    # A distance-checked table takes short lookup keys (40 bits up to ~3M keys, then 48:
+    # checked_key_bits): an innocent candidate tells the server that many bits of the
+    # picture's hash, and the check decides the rest (docs/protocol.md §11).
+    key_bits: dict[str, int] = {}
+    if checked:
+        selected = select_entries(lists, min_hotlines=args.min_hotlines)
+        if not selected:
+            raise _empty_table(args.min_hotlines)
+        n_keys = sum(len(e.hashes) for e in selected)
+        key_bits = {"k": checked_key_bits(n_keys, VariantProbeLSH().n_probes)}
     now = datetime.now(UTC).replace(microsecond=0)
     prep = prepare_table(
         lists,
@@ -445,7 +450,7 @@ def cmd_table_build(args: argparse.Namespace) -> int:
             "slots": check.slots,
             "records": check.n_records,
             "records_file": str(out / RECORDS_FILE),
-            "key_bits": CHECKED_KEY_BITS,
+            "key_bits": key_bits["k"],
         }
     if args.json:
         _emit(summary)
@@ -463,7 +468,7 @@ def cmd_table_build(args: argparse.Namespace) -> int:
                 f"{out}: distance-checked: radius {check.radius}, {check.slots} "
                 f"slot{'' if check.slots == 1 else 's'}, {check.n_records} committed "
                 f"record{'' if check.n_records == 1 else 's'} in {out / RECORDS_FILE} "
-                f"({CHECKED_KEY_BITS}-bit lookup keys); open its vouchers with "
+                f"({key_bits['k']}-bit lookup keys); open its vouchers with "
                 "`voucher challenge`, `voucher answer` and `voucher open`\n"
             )
     return EXIT_CLEAN
@@ -996,8 +1001,8 @@ def register(sub: Any, hash_opts: Callable[[argparse.ArgumentParser], None]) -> 
         metavar="R",
         help="make the table distance-checked (docs/protocol.md §11): a voucher's layers open "
         "only if its hash is within R bits of a listed one, checked privately in a second "
-        f"round (`voucher challenge`/`answer`); block policy, {CHECKED_KEY_BITS}-bit lookup "
-        "keys, writes records.bin (~12 ms a listed hash)",
+        "round (`voucher challenge`/`answer`); block policy, 40-bit lookup keys (48 above "
+        "~3M listed hashes), writes records.bin (~12 ms a listed hash)",
     )
     b.add_argument(
         "--distance-slots",

@@ -391,6 +391,31 @@ class Floors:
     max_radius: int = 31
 
 
+def checked_key_bits(
+    n_keys: int,
+    n_probes: int,
+    *,
+    floors: Floors | None = None,
+    load: float = 0.8,
+    shortest: int = 40,
+) -> int:
+    """The shortest lookup keys (a multiple of 8, at least ``shortest`` and the floor's
+    ``min_checked_key_bits``) that a distance-checked table of ``n_keys`` list keys can take
+    and keep its clients' floor on the bits an unrelated image reveals,
+    ``k · n_probes · n_slots · 2^-k``, with half of :attr:`Floors.max_unrelated_bits` to spare
+    (``n_slots ≈ n_keys / load``; cuckoo placement may add a few percent). Shorter keys find
+    more edited copies (bench/bench_check_frontier.py: k = 40 → 48 costs ~0.013 of recall) and
+    reveal more: 40 bits up to ~3M keys, 48 beyond. Not 32 by default even for small lists:
+    there the frontier saw correlated innocent pictures become candidates (1 in 6,120 images
+    at k = 32, none at 40; with hot entries 13 and 4)."""
+    f = floors if floors is not None else Floors()
+    slots = max(16.0, n_keys / load)
+    k = max(8, -(-max(f.min_checked_key_bits, shortest) // 8) * 8)
+    while k < 248 and k * n_probes * slots * 2.0**-k > f.max_unrelated_bits / 2:
+        k += 8
+    return k
+
+
 #: How old a table may be by default (``TrustPolicy.max_age_seconds``): 30 days.
 DEFAULT_MAX_AGE_SECONDS = 30 * 24 * 3600
 #: How far in the future ``issued`` may lie (clock error): 1 hour. A slow client clock
