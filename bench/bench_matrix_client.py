@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -152,8 +153,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     module = Homeserver(root / "with", module_config={"table_dir": str(table_dir),
                                                       "database_url": db})  # fmt: skip
     plain = Homeserver(root / "without")
+    # --distance-radius: a third server whose table is distance-checked (the second check's
+    # challenge round trip and answer on the send path; docs/protocol.md §11)
+    checked: Homeserver | None = None
+    checked_trust = trust
+    if args.distance_radius is not None:
+        checked_dir = build_table_dir(
+            root / "checked-table", listed, distance_radius=args.distance_radius
+        )
+        checked_trust = checked_dir / "trust.json"
+        config = {"table_dir": str(checked_dir), "database_url": f"sqlite:///{root / 'c.db'}"}
+        checked = Homeserver(root / "checked", module_config=config)
     images = [jpeg(1000 + i) for i in range(WARMUP + args.rounds)]
-    with module, plain:
+    with module, plain, checked if checked is not None else contextlib.nullcontext():
         c = root / "clients"
         lanes = []
         a, b = await login(plain, AsyncClient, c), await login(plain, AsyncClient, c)
@@ -173,6 +185,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         a = await login(module, BlindmatchClient, c, trust=trust)
         b = await login(module, BlindmatchClient, c, trust=trust)
         lanes.append(Lane("prepared", a, b, await encrypted_room(a, b), prepared=True))
+        if checked is not None:
+            a = await login(checked, BlindmatchClient, c, trust=checked_trust)
+            b = await login(checked, BlindmatchClient, c, trust=checked_trust)
+            lanes.append(Lane("checked", a, b, await encrypted_room(a, b)))
         for lane in lanes:
             if isinstance(lane.alice, BlindmatchClient) and lane.alice.verified_table is None:
                 await lane.alice.refresh_table()
@@ -223,6 +239,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=40)
     ap.add_argument("--entries", type=int, default=5_000, help="listed hashes in the table")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--distance-radius", type=int, default=None,
+        help="add a lane whose server's table is distance-checked at this radius",
+    )  # fmt: skip
     args = ap.parse_args()
     out = asyncio.run(run(args))
     if args.json:
