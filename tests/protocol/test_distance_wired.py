@@ -562,3 +562,13 @@ def test_the_key_length_for_a_checked_table_keeps_the_clients_floor() -> None:
         if k > 40:  # and 8 bits fewer would not have kept it
             assert (k - 8) * 37 * (n_keys / 0.8) * 2.0 ** -(k - 8) > floor / 2
     assert checked_key_bits(1_000_000, 37) == 40 and checked_key_bits(10_000_000, 37) == 48
+
+
+def test_records_built_in_parallel_are_the_serial_ones() -> None:
+    from blindmatch.batch import parallel_records
+    from blindmatch.protocol.table import make_records
+
+    x, audit = group.random_scalar(), rnd.randbytes(32)
+    hashes = [rnd.randbytes(32) for _ in range(70)]
+    assert parallel_records(2)(x, audit, hashes) == make_records(x, audit, hashes)
+    assert make_records(x, audit, hashes[5:9], 5) == make_records(x, audit, hashes)[5:9]

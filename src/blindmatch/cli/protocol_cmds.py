@@ -297,6 +297,7 @@ def _empty_table(min_hotlines: int) -> GovernanceRefused:
 
 
 def cmd_table_build(args: argparse.Namespace) -> int:
+    from blindmatch.batch import parallel_records
     from blindmatch.protocol import (
         MATCH_DISTANCE,
         HotlineList,
@@ -410,6 +411,7 @@ def cmd_table_build(args: argparse.Namespace) -> int:
         issued=format_issued(now),
         distance_radius=args.distance_radius,
         distance_slots=args.distance_slots or 1,
+        records=parallel_records(),
     )
     if prep.manifest.n_entries == 0:
         raise _empty_table(args.min_hotlines)

@@ -182,12 +182,14 @@ class PrivateScheme(Scheme):
         lists = [HotlineList(h, j, LIST_NAME, "1", entries) for h, j in HOTLINES]
         checked: dict[str, Any] = {}
         if self.check:
+            from blindmatch.batch import parallel_records
             from blindmatch.protocol import MATCH_DISTANCE, VariantProbeLSH
 
             checked = dict(
                 scheme=VariantProbeLSH(k=self.CHECK_KEY_BITS),
                 distance_radius=MATCH_DISTANCE,
                 distance_slots=self.check,
+                records=parallel_records(),
             )
         prep = prepare_table(
             lists,

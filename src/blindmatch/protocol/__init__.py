@@ -108,10 +108,12 @@ from blindmatch.protocol.table import (
     HotlineList,
     ListedEntry,
     Policy,
+    RecordFn,
     ServerSecret,
     Table,
     blind_keys,
     build_table,
+    make_records,
     select_entries,
 )
 from blindmatch.protocol.voucher import (
@@ -227,6 +229,7 @@ def prepare_table(
     blind: BlindFn = blind_keys,
     distance_radius: int | None = None,
     distance_slots: int = 1,
+    records: RecordFn = make_records,
 ) -> PreparedTable:
     """Governance, blinding and the manifest in one step (signing is separate).
 
@@ -235,7 +238,8 @@ def prepare_table(
     ``issued`` is the build time, ``format_issued(datetime.now(UTC))`` (pure: the caller
     reads the clock): a client with a maximum age (the default) refuses a table without
     one. ``sequence`` must grow with every table the platform key signs.
-    ``distance_radius`` makes the table distance-checked (docs/protocol.md §11).
+    ``distance_radius`` makes the table distance-checked (docs/protocol.md §11); ``records``
+    may be a parallel version of :func:`~blindmatch.protocol.table.make_records`.
     """
     scheme = scheme if scheme is not None else VariantProbeLSH()
     entries = select_entries(
@@ -252,6 +256,7 @@ def prepare_table(
         blind=blind,
         distance_radius=distance_radius,
         distance_slots=distance_slots,
+        records=records,
     )
     manifest = make_manifest(
         built.table,

@@ -521,14 +521,19 @@ def leaf_hashes(entries: Sequence[ListedEntry], audit_seed: bytes) -> list[tuple
     return sorted(pairs, key=lambda p: hmac.new(audit_seed, w.u32(p[0]) + p[1], "sha256").digest())
 
 
-def make_records(x: bytes, audit_seed: bytes, hashes: Sequence[bytes]) -> list[bytes]:
-    """The committed record of each hash, in order (~12 ms each; see ``records.py``)."""
+def make_records(
+    x: bytes, audit_seed: bytes, hashes: Sequence[bytes], first: int = 0
+) -> list[bytes]:
+    """The committed record of each hash, in order, the first one being leaf ``first``
+    (~12 ms each; see ``records.py``). A parallel version splits ``hashes`` into runs and
+    passes each run's first leaf index: the result is the same."""
     from blindmatch.protocol.distance import DistanceKey
     from blindmatch.protocol.records import leaf_seed, record_with_key
 
     dk = DistanceKey(x)
     return [
-        record_with_key(dk, h, leaf_seed(audit_seed, i)).to_bytes() for i, h in enumerate(hashes)
+        record_with_key(dk, h, leaf_seed(audit_seed, first + i)).to_bytes()
+        for i, h in enumerate(hashes)
     ]
 
 
