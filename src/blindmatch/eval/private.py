@@ -86,19 +86,25 @@ class PrivateScheme(Scheme):
     #: The lookup keys of a distance-checked table (short: the check decides, not the key).
     CHECK_KEY_BITS = 40
 
-    def __init__(self, *, companions: bool = False, hot: bool = False, check: int = 0) -> None:
-        """``check``: ``m`` candidate slots of the second distance check (0: no check)."""
+    def __init__(
+        self, *, companions: bool = False, hot: bool = False, check: int = 0, key_bits: int = 40
+    ) -> None:
+        """``check``: ``m`` candidate slots of the second distance check (0: no check), with
+        ``key_bits`` lookup keys."""
         from blindmatch.protocol import MATCH_DISTANCE
 
         self.companions = companions or hot
         self.hot = hot
         self.check = check
+        self.key_bits = key_bits if check else 72
         if hot:
             self.name = "private+hot"
         elif companions:
             self.name = "private+companion"
         if check:
             self.name += "+check" if check == 1 else f"+check{check}"
+            if key_bits != self.CHECK_KEY_BITS:
+                self.name += f"-k{key_bits}"
         self.threshold = MATCH_DISTANCE  # what ServerSession confirms a candidate at
         self._n = 0
         self._blobs: dict[str, Any] = {}
@@ -186,7 +192,7 @@ class PrivateScheme(Scheme):
             from blindmatch.protocol import MATCH_DISTANCE, VariantProbeLSH
 
             checked = dict(
-                scheme=VariantProbeLSH(k=self.CHECK_KEY_BITS),
+                scheme=VariantProbeLSH(k=self.key_bits),
                 distance_radius=MATCH_DISTANCE,
                 distance_slots=self.check,
                 records=parallel_records(),
@@ -337,7 +343,7 @@ class PrivateScheme(Scheme):
             # within the radius would pass the check and open (counted as an opening, even
             # if the slots went to other candidates: the bound errs towards revealing)
             opens = any(int(d[i]) <= self.threshold for i in others)
-            candidate_bits = self.CHECK_KEY_BITS if others and not opens else 0
+            candidate_bits = self.key_bits if others and not opens else 0
         else:
             opens = bool(others)
         return Observation(

@@ -244,14 +244,16 @@ class Keypoints(Scheme):
         return out, lookups + 1
 
 
-def _private(companions: bool = False, hot: bool = False, check: int = 0) -> Scheme:
+def _private(
+    companions: bool = False, hot: bool = False, check: int = 0, key_bits: int = 40
+) -> Scheme:
     """Private matching, exactly as the Matrix integration runs it (blindmatch.eval.private):
     a list of bare PDQs, or (``companions``) a list built from the pictures, or (``hot``)
     one whose every picture is in the hot tier too; ``check``: a distance-checked table
-    with that many candidate slots (docs/protocol.md §11)."""
+    with that many candidate slots and ``key_bits`` lookup keys (docs/protocol.md §11)."""
     from blindmatch.eval.private import PrivateScheme
 
-    return PrivateScheme(companions=companions, hot=hot, check=check)
+    return PrivateScheme(companions=companions, hot=hot, check=check, key_bits=key_bits)
 
 
 _FACTORIES: dict[str, Callable[[], Scheme]] = {
@@ -272,6 +274,7 @@ _FACTORIES: dict[str, Callable[[], Scheme]] = {
     "private+companion+check": lambda: _private(companions=True, check=1),
     "private+companion+check2": lambda: _private(companions=True, check=2),
     "private+hot+check": lambda: _private(hot=True, check=1),
+    "private+hot+check-k48": lambda: _private(hot=True, check=1, key_bits=48),
 }
 SCHEMES = tuple(_FACTORIES)
 
