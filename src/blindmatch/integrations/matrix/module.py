@@ -1167,10 +1167,7 @@ class BlindmatchModule:
         account = requester.user.to_string()
         wait = self._budget(self._challenges, account, self.config.max_challenges_per_hour)
         if wait is not None:
-            err = rejected(Reason.TOO_MANY_CHALLENGES)
-            return 429, {"errcode": "M_LIMIT_EXCEEDED", "error": err.message,
-                         "retry_after_ms": wait, REASON_FIELD: err.reason,
-                         MESSAGE_FIELD: err.message}  # fmt: skip
+            return _limit_exceeded(Reason.TOO_MANY_CHALLENGES, wait)
         body = parse_json_object_from_request(request)  # 400 M_NOT_JSON
         try:
             challenge = await self._challenge(body)
@@ -1218,10 +1215,7 @@ class BlindmatchModule:
         reporter = requester.user.to_string()
         wait = self._budget(self._reports, reporter, self.config.max_reports_per_hour)
         if wait is not None:  # every attempt counts, verified or not: no free probing
-            err = rejected(Reason.TOO_MANY_REPORTS)
-            return 429, {"errcode": "M_LIMIT_EXCEEDED", "error": err.message,
-                         "retry_after_ms": wait, REASON_FIELD: err.reason,
-                         MESSAGE_FIELD: err.message}  # fmt: skip
+            return _limit_exceeded(Reason.TOO_MANY_REPORTS, wait)
         body = parse_json_object_from_request(request)  # 400 M_NOT_JSON
         try:
             case_id, context = await self._report(reporter, body)
@@ -1425,6 +1419,13 @@ class BlindmatchModule:
 
 
 MAX_PLAINTEXT_IMAGE_BYTES = 64 << 20
+
+
+def _limit_exceeded(reason: Reason, wait: int) -> tuple[int, dict[str, Any]]:
+    """The 429 answer of a rate-limited endpoint (reports, challenges)."""
+    err = rejected(reason)
+    return 429, {"errcode": "M_LIMIT_EXCEEDED", "error": err.message, "retry_after_ms": wait,
+                 REASON_FIELD: err.reason, MESSAGE_FIELD: err.message}  # fmt: skip
 
 
 def _check_form(a: Attachment, tables: dict[bytes, LoadedTable]) -> None:
