@@ -274,6 +274,7 @@ _FACTORIES: dict[str, Callable[[], Scheme]] = {
     "private+companion+check": lambda: _private(companions=True, check=1),
     "private+companion+check2": lambda: _private(companions=True, check=2),
     "private+hot+check": lambda: _private(hot=True, check=1),
+    "private+companion+check-k48": lambda: _private(companions=True, check=1, key_bits=48),
     "private+hot+check-k48": lambda: _private(hot=True, check=1, key_bits=48),
 }
 SCHEMES = tuple(_FACTORIES)
