@@ -21,7 +21,14 @@ so every voucher under one table has the same length)::
     M     = seal(k_match, nonce ‖ plain)                     (32 + 65 + h, +16 tag)
     c     = HMAC-SHA256(nonce, "blindmatch/v3/match-commitment\0" ‖ plain)
 
-with ``h`` the lookup scheme's hint size and ``E`` the table's evidence size. ``nonce``
+with ``h`` the lookup scheme's hint size and ``E`` the table's evidence size.
+
+**Format 4** (a distance-checked table, docs/protocol.md §11) is the same layout with the
+version byte 4 and two changes: each pair's ``W = seal(K, rkey ‖ key id)`` (96-byte pairs;
+:func:`key_id` of the probe key), and the match, share and outer evidence layers are keyed by
+:func:`opened_key` ``(rkey, D, T)`` instead of ``rkey``, ``D`` the key the second check
+discloses (``κ`` is 32 bytes of the opening stream ``"distance-key"``). ``C_mid`` stays under
+``rkey``. The voucher is opened in two rounds (:mod:`blindmatch.protocol.challenge`). ``nonce``
 comes from the opening seed. ``c`` binds ``M`` to what the recipient can recompute: under
 the threshold policy ``M`` is sealed under the sender's evidence key, which the recipient
 lacks, but the recipient opens ``C_mid`` (under ``rkey``) and checks ``c`` against the
