@@ -1172,13 +1172,10 @@ class BlindmatchModule:
         try:
             challenge = await self._challenge(body)
         except EventRejected as e:
-            return 400, {"errcode": "M_BAD_JSON", "error": e.message, REASON_FIELD: e.reason,
-                         MESSAGE_FIELD: e.message}  # fmt: skip
+            return _refusal(400, "M_BAD_JSON", e)
         except Exception:
             logger.exception("blindmatch: failed to make a challenge for %s", account)
-            err = rejected(Reason.INTERNAL_ERROR)
-            return 500, {"errcode": "M_UNKNOWN", "error": err.message, REASON_FIELD: err.reason,
-                         MESSAGE_FIELD: err.message}  # fmt: skip
+            return _refusal(500, "M_UNKNOWN", rejected(Reason.INTERNAL_ERROR))
         return 200, {"challenge": base64.b64encode(challenge).decode("ascii")}
 
     async def _challenge(self, body: dict[str, Any]) -> bytes:
@@ -1227,13 +1224,10 @@ class BlindmatchModule:
                 Reason.NOT_FRANKED.value: (404, "M_NOT_FOUND"),
             }.get(e.reason, (400, "M_BAD_JSON"))
             logger.info("blindmatch: refused a report by %s: %s", reporter, e.reason)
-            return status, {"errcode": errcode, "error": e.message, REASON_FIELD: e.reason,
-                            MESSAGE_FIELD: e.message}  # fmt: skip
+            return _refusal(status, errcode, e)
         except Exception:
             logger.exception("blindmatch: failed to handle a report by %s", reporter)
-            err = rejected(Reason.INTERNAL_ERROR)
-            return 500, {"errcode": "M_UNKNOWN", "error": err.message, REASON_FIELD: err.reason,
-                         MESSAGE_FIELD: err.message}  # fmt: skip
+            return _refusal(500, "M_UNKNOWN", rejected(Reason.INTERNAL_ERROR))
         logger.warning("blindmatch: report by %s opened case %s", reporter, case_id)
         return 200, {CASE_FIELD: case_id, "case": case_id, "verified": True,
                      "context_verified": context}  # fmt: skip
@@ -1421,11 +1415,18 @@ class BlindmatchModule:
 MAX_PLAINTEXT_IMAGE_BYTES = 64 << 20
 
 
+def _refusal(
+    status: int, errcode: str, err: EventRejected, **extra: Any
+) -> tuple[int, dict[str, Any]]:
+    """A JSON refusal of the report and challenge endpoints: the Matrix error code and
+    message beside blindmatch's reason and message."""
+    return status, {"errcode": errcode, "error": err.message, REASON_FIELD: err.reason,
+                    MESSAGE_FIELD: err.message, **extra}  # fmt: skip
+
+
 def _limit_exceeded(reason: Reason, wait: int) -> tuple[int, dict[str, Any]]:
     """The 429 answer of a rate-limited endpoint (reports, challenges)."""
-    err = rejected(reason)
-    return 429, {"errcode": "M_LIMIT_EXCEEDED", "error": err.message, "retry_after_ms": wait,
-                 REASON_FIELD: err.reason, MESSAGE_FIELD: err.message}  # fmt: skip
+    return _refusal(429, "M_LIMIT_EXCEEDED", rejected(reason), retry_after_ms=wait)
 
 
 def _check_form(a: Attachment, tables: dict[bytes, LoadedTable]) -> None:
