@@ -450,21 +450,12 @@ class ServerSession:
         opened pairs point at go first, a PDQ or companion before a hot companion on a tie.
         Raises
         :class:`~blindmatch.errors.InvalidVoucher` only for a voucher malformed on its face."""
-        if not self._checked:
-            raise ProtocolError("this table has no distance check: open its vouchers with open()")
-        params = self.table.distance
+        pending, opened = self._round_one(voucher)
+        params, v = self.table.distance, pending._voucher
         assert params is not None
-        v = ParsedVoucher.from_bytes(voucher, self.table)
-        t = transcript(v.header, v.voucher_id)
-        opened = self._unwrap_all(v, t)
-        rl = self._alpha_r(v)
-        rkey: bytes | None = None
         first: dict[int, int] = {}  # leaf → the first pair whose key it holds
         votes: dict[int, int] = defaultdict(int)  # leaf → opened pairs whose key it holds
         for i, plain in opened:
-            if len(plain) != 32 + KEY_ID_BYTES:
-                continue
-            rkey = rkey or plain[:32]
             for leaf in self._leaves.get(plain[32:], ()):
                 first.setdefault(leaf, i)
                 votes[leaf] += 1
@@ -487,14 +478,26 @@ class ServerSession:
         slots = [
             Slot(pair, leaf, self._records[leaf], self._tree.path(leaf)) for pair, leaf in picks
         ]
-        challenge = Challenge(tuple(slots)).to_bytes(params)
-        return PendingOpen(v.voucher_id, challenge, v, t, rkey, rl)
+        return replace(pending, challenge=Challenge(tuple(slots)).to_bytes(params))
+
+    def _round_one(self, voucher: bytes) -> tuple[PendingOpen, list[tuple[int, bytes]]]:
+        """Every pair tried and ``α·R``, for every voucher: the pending voucher (no challenge
+        yet) and the pairs that opened with a well-formed ``rkey ‖ key id``."""
+        if not self._checked:
+            raise ProtocolError("this table has no distance check: open its vouchers with open()")
+        v = ParsedVoucher.from_bytes(voucher, self.table)
+        t = transcript(v.header, v.voucher_id)
+        opened = [(i, p) for i, p in self._unwrap_all(v, t) if len(p) == 32 + KEY_ID_BYTES]
+        rl = self._alpha_r(v)
+        rkey = opened[0][1][:32] if opened else None
+        return PendingOpen(v.voucher_id, b"", v, t, rkey, rl), opened
 
     def finish_voucher(self, voucher: bytes, answer: bytes, *, account: str) -> OpenResult:
-        """Round two without kept state: :meth:`begin` again (the same challenge: it is a
-        function of the voucher) and :meth:`finish` — for a server that does not keep
-        pending vouchers between the sender's two requests."""
-        return self.finish(self.begin(voucher), answer, account=account)
+        """Round two without kept state: round one again (the pairs tried, as :meth:`begin`
+        does; the challenge, a function of the voucher, is not needed to finish) and
+        :meth:`finish` — for a server that does not keep pending vouchers between the
+        sender's two requests."""
+        return self.finish(self._round_one(voucher)[0], answer, account=account)
 
     def finish(self, pending: PendingOpen, answer: bytes, *, account: str) -> OpenResult:
         """Round two: decrypt every response, try every disclosed key on the match layer
