@@ -285,3 +285,38 @@ class ServiceBusy(BlindmatchError):
     def __init__(self, message: str, retry_after: int = 1) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+# -- review (blindmatch.review) -------------------------------------------------------------
+class CaseNotFound(BlindmatchError, KeyError):
+    """No review case has this id."""
+
+    code = "case_not_found"
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class NotAllowed(BlindmatchError, PermissionError):
+    """The reviewer's role does not allow this (e.g. deciding an escalated case needs a
+    senior reviewer; only an admin manages reviewers)."""
+
+    code = "not_allowed"
+
+
+class InvalidCaseState(BlindmatchError, ValueError):
+    """The case is not in a state that allows this (e.g. deciding a case already decided:
+    a decision changes only through an appeal)."""
+
+    code = "invalid_case_state"
+
+
+class ReviewerExists(BlindmatchError, ValueError):
+    code = "reviewer_exists"
+
+
+class ReviewerNotFound(BlindmatchError, KeyError):
+    code = "reviewer_not_found"
+
+    def __str__(self) -> str:
+        return self.message

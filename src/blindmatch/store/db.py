@@ -222,6 +222,19 @@ def _take_write_lock(conn: Connection, lock_timeout: float) -> None:
         conn.execute(select(func.pg_advisory_xact_lock(_PG_WRITE_LOCK)))
 
 
+@contextmanager
+def write_transaction(engine: Engine, lock_timeout: float | None = None) -> Iterator[Session]:
+    """A session whose transaction holds the store's write lock from its start (SQLite
+    ``BEGIN IMMEDIATE`` on an engine from :func:`open_store`, a PostgreSQL advisory lock):
+    for writers outside :class:`Store` that read before they write and must not interleave
+    (the audit log hands out dense sequence numbers). Commits on success."""
+    timeout = LOCK_TIMEOUT_SECONDS if lock_timeout is None else lock_timeout
+    maker = sessionmaker(engine.execution_options(**{_TX_MODE: "write"}), expire_on_commit=False)
+    with _busy_as_error(), maker.begin() as s:
+        _take_write_lock(s.connection(), timeout)
+        yield s
+
+
 class Store:
     def __init__(self, engine: Engine, *, lock_timeout: float | None = None) -> None:
         self.engine = engine

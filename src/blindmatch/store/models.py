@@ -201,6 +201,16 @@ class Case(Base):
     evidence: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     status: Mapped[str] = mapped_column(String(16), default="open")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Review (migration 0012; blindmatch.review.cases): who holds the case, what was decided.
+    # ``status``: open | escalated | decided | closed; ``decision``: confirmed |
+    # false_positive (set when decided); ``category``: the confirmed category (A1, A2, …).
+    assignee: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    decision: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    category: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    decided_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    close_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 # -- the server's per-account threshold state (protocol.ThresholdStore; migration 0003) ----
@@ -292,3 +302,62 @@ class MatrixVoucherQueue(Base):
     table_id: Mapped[str] = mapped_column(String(32))  # 16 bytes, hex
     voucher: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# -- review (issue 13; migration 0012): reviewers, their sessions, notes, the audit log -------
+class Reviewer(Base):
+    """A reviewer account of the console (``blindmatch reviewers``): an argon2id password
+    hash, a role (reviewer < senior < admin), disabled rather than deleted (the audit log
+    names reviewers)."""
+
+    __tablename__ = "reviewers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ReviewerSession(Base):
+    """A console login: the SHA-256 of the session token (the cookie holds the token), the
+    CSRF token its forms carry, and when it expires. Logout and disabling delete it."""
+
+    __tablename__ = "reviewer_sessions"
+    __table_args__ = (Index("ix_reviewer_sessions_reviewer", "reviewer_id"),)
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("reviewers.id", ondelete="CASCADE"))
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CaseNote(Base):
+    """A reviewer's note on a case (append-only)."""
+
+    __tablename__ = "case_notes"
+    __table_args__ = (Index("ix_case_notes_case", "case_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(String(32), ForeignKey("cases.id", ondelete="CASCADE"))
+    author: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AuditRecord(Base):
+    """One line of the append-only, hash-chained audit log (``blindmatch.review.audit``):
+    ``hash`` = SHA-256 over the previous line's hash and this line's canonical JSON, so an
+    edited, removed or reordered line breaks every hash after it (``blindmatch audit
+    verify``). ``seq`` is dense: 1, 2, 3, … under the store's write lock."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_subject", "subject"),)
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                     autoincrement=False)  # fmt: skip
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(300))
+    action: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(300))
+    detail: Mapped[str] = mapped_column(Text, default="{}")
+    prev: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
