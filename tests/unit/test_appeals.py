@@ -3,6 +3,7 @@ appeal per case, decided by a senior reviewer who did not decide the case."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -116,3 +117,23 @@ def test_the_appeal_window(world: World) -> None:
     with pytest.raises(Exception, match="at least 183 days"):
         Appeals(state.engine, window_days=30)
     assert datetime.now(UTC) - decided < timedelta(days=1)
+
+
+def test_the_cli_lists_statements_exports_dsa_json_and_shows_appeals(world: World) -> None:
+    from tests.conftest import run_cli
+
+    state, enf, _ = world
+    url = state.engine.url.render_as_string(hide_password=False)
+    a = enf.on_confirmed(confirmed(state, M))
+    ap = Appeals(state.engine).open(a.case_id, M, "my garden")
+    listed = run_cli("statements", "list", "--json", "--database-url", url)
+    assert [s["puid"] for s in listed.json_lines] == [a.puid]
+    exported = run_cli("statements", "export", "--format", "dsa-json", "--database-url", url)
+    [s] = json.loads(exported.out)["statements"]
+    assert s["puid"] == a.puid and s["decision_account"] == "DECISION_ACCOUNT_SUSPENDED"
+    shown = run_cli("appeals", "show", ap.id, "--json", "--database-url", url)
+    assert shown.json_lines[0]["case_id"] == a.case_id
+    opened = run_cli("appeals", "list", "--status", "open", "--json", "--database-url", url)
+    assert [x["id"] for x in opened.json_lines] == [ap.id]
+    missing = run_cli("appeals", "show", "AP-NONE", "--database-url", url)
+    assert missing.code == 2 and "appeal_refused" in missing.err
