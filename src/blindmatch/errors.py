@@ -38,6 +38,10 @@ resembles, and carries a stable machine-readable ``code`` that the CLI's
     ├── InternalError                       code "internal_error" (a bug; reported, never a crash)
     ├── ServiceBusy                         code "busy" (HTTP 503: the decode budget is spent)
     ├── EventRejected (ValueError)          code "event_rejected" (Matrix module; see ``reason``)
+    ├── EnforcementFailed (RuntimeError)    code "enforcement_failed" (Synapse's admin API
+    │                                           refused or failed; review/enforcement.py)
+    ├── AppealRefused (ValueError)          code "appeal_refused" (see ``reason``;
+    │                                           review/appeals.py)
     └── ProtocolError (ValueError)          code "protocol_error" (private matching)
         ├── InvalidVoucher                      code "invalid_voucher"
         ├── InvalidTable                        code "invalid_table"
@@ -320,3 +324,37 @@ class ReviewerNotFound(BlindmatchError, KeyError):
 
     def __str__(self) -> str:
         return self.message
+
+
+class EnforcementFailed(BlindmatchError, RuntimeError):
+    """Synapse's admin API refused or failed a step of an enforcement (suspend, deactivate,
+    a server notice, restoring media); ``status`` is the HTTP status when there was one.
+    What was decided is recorded before the call: running the step again resumes it."""
+
+    code = "enforcement_failed"
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    def as_dict(self) -> dict[str, object]:
+        d: dict[str, object] = {"code": self.code, "message": self.message}
+        if self.status is not None:
+            d["status"] = self.status
+        return d
+
+
+class AppealRefused(BlindmatchError, ValueError):
+    """An appeal could not be opened, assigned or decided; ``reason`` says why
+    (``unknown_case``, ``appeal_window_closed``, ``appeal_open``, ``appeal_decided``,
+    ``malformed_appeal``, ``no_eligible_reviewer``, ``not_assigned``, ``own_decision``,
+    ``unknown_appeal``, ``bad_outcome``)."""
+
+    code = "appeal_refused"
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    def as_dict(self) -> dict[str, object]:
+        return {"code": self.code, "reason": self.reason, "message": self.message}

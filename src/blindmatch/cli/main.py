@@ -674,6 +674,9 @@ def build_parser() -> argparse.ArgumentParser:
     from blindmatch.cli.cases_cmds import register as register_cases  # review cases
 
     register_cases(sub)
+    from blindmatch.cli.enforcement_cmds import register as register_enforcement
+
+    register_enforcement(sub)  # statements, appeals (enforcement)
     return p
 
 

@@ -15,7 +15,7 @@ CONFIRM_CATEGORIES = ("A1", "A2", "B1", "B2")
 @dataclass(frozen=True)
 class EvidenceFile:
     filename: str
-    data: bytes  # the plaintext picture (a decrypted attachment)
+    data: bytes = field(repr=False)  # the plaintext picture (a decrypted attachment)
     viewed_by_reviewer: bool
 
 

@@ -361,3 +361,76 @@ class AuditRecord(Base):
     detail: Mapped[str] = mapped_column(Text, default="{}")
     prev: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+# -- enforcement and appeals (blindmatch.review.enforcement/appeals; migration 0014) ------
+class EnforcementActionRecord(Base):
+    """What a confirmed case did to its account (one row per case): the policy's action,
+    the account's how-manieth confirmed case it was, and each step as Synapse confirmed
+    it (``notice_event_id``, ``applied_at``). ``lifted_*``: an overturned decision."""
+
+    __tablename__ = "enforcement_actions"
+    __table_args__ = (Index("ix_enforcement_actions_account", "account"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(String(32), unique=True)
+    account: Mapped[str] = mapped_column(_ID)
+    action: Mapped[str] = mapped_column(String(16))  # warn | suspend | deactivate
+    offence: Mapped[int] = mapped_column(Integer)  # 1 = the account's first confirmed case
+    category: Mapped[str] = mapped_column(String(8))
+    reviewer: Mapped[str] = mapped_column(String(200))
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    applied_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    notice_event_id: Mapped[str | None] = mapped_column(_ID, nullable=True)
+    notice_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    lifted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    lifted_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # "lifted" (suspension ended or nothing to lift) | "kept" (another active action still
+    # restricts the account) | "reactivation_needed" (a deactivated account: not automatic)
+    lift_outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class StatementOfReasons(Base):
+    """The statement of reasons (EU DSA Art. 17) of an enforcement action: ``body`` is its
+    JSON (every element, blindmatch's own shape), ``text`` what the user was sent."""
+
+    __tablename__ = "statements_of_reasons"
+    __table_args__ = (Index("ix_statements_of_reasons_created", "created_at"),)
+    puid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    action_id: Mapped[int] = mapped_column(
+        ForeignKey("enforcement_actions.id", ondelete="CASCADE"), unique=True
+    )
+    case_id: Mapped[str] = mapped_column(String(32))
+    account: Mapped[str] = mapped_column(_ID)
+    body: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class AppealRecord(Base):
+    """A user's appeal of a case (EU DSA Art. 20): at most one open per case (a partial
+    unique index), assigned to a senior reviewer who did not decide the case."""
+
+    __tablename__ = "appeals"
+    __table_args__ = (
+        Index("ix_appeals_case", "case_id"),
+        Index(
+            "uq_appeals_open_case",
+            "case_id",
+            unique=True,
+            sqlite_where=text("status = 'open'"),
+            postgresql_where=text("status = 'open'"),
+        ),
+    )
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    case_id: Mapped[str] = mapped_column(String(32))
+    account: Mapped[str] = mapped_column(_ID)
+    text: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))  # open | upheld | overturned
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    case_decided_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    assigned_to: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    assigned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    decided_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -202,6 +202,7 @@ def running_world(
     policy: str = "block",
     threshold: int = 3,
     distance_radius: int | None = None,
+    server_notices: bool = False,
     **module_config: Any,
 ) -> Iterator[MatrixWorld]:
     """A table listing ``synthetic_photo(LISTED_SEED)`` and a Synapse with the module;
@@ -221,7 +222,7 @@ def running_world(
         "max_reports_per_hour": 1000,  # tests share the recipient; the limit is tested apart
         **module_config,
     }
-    hs = Homeserver(root / "hs", module_config=config)
+    hs = Homeserver(root / "hs", module_config=config, server_notices=server_notices)
     hs.start()
     try:
         recipient = hs.register_user("recipient", secrets.token_hex(12))

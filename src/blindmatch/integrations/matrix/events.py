@@ -90,6 +90,13 @@ class Reason(StrEnum):
     TOO_MANY_REPORTS = "too_many_reports"  # max_reports_per_hour reached
     # distance-check challenges (POST /_blindmatch/v1/challenge)
     TOO_MANY_CHALLENGES = "too_many_challenges"  # max_challenges_per_hour reached
+    # appeals (POST /_blindmatch/v1/appeal; blindmatch.review.appeals)
+    MALFORMED_APPEAL = "malformed_appeal"  # not {"case_id": str, "text": str}
+    UNKNOWN_CASE = "unknown_case"  # no such case, or not this account's: one answer
+    APPEAL_WINDOW_CLOSED = "appeal_window_closed"  # past the appeal window
+    APPEAL_OPEN = "appeal_open"  # the case already has an open appeal
+    APPEAL_DECIDED = "appeal_decided"  # the case's appeal was decided
+    TOO_MANY_APPEALS = "too_many_appeals"  # max_appeals_per_hour reached
 
 
 MESSAGES: dict[Reason, str] = {
@@ -123,6 +130,12 @@ MESSAGES: dict[Reason, str] = {
     Reason.TOO_MANY_REPORTS: "too many reports from this account; try again later",
     Reason.TOO_MANY_CHALLENGES: "too many distance-check challenges for this account; "
     "try again later",
+    Reason.MALFORMED_APPEAL: "the appeal is malformed",
+    Reason.UNKNOWN_CASE: "no case with this id can be appealed from your account",
+    Reason.APPEAL_WINDOW_CLOSED: "the appeal window of this case has closed",
+    Reason.APPEAL_OPEN: "this case already has an open appeal",
+    Reason.APPEAL_DECIDED: "this case's appeal was already decided",
+    Reason.TOO_MANY_APPEALS: "too many appeals from this account; try again later",
 }
 
 

@@ -134,12 +134,16 @@ class Homeserver:
         port: int | None = None,
         extra_config: Mapping[str, Any] | None = None,
         start_timeout: float = 120.0,
+        server_notices: bool = False,
     ) -> None:
         self.root = Path(root).resolve()
         self.server_name = server_name
         self.port = port or free_port()
         self.module_config = dict(module_config) if module_config is not None else None
         self.extra_config = dict(extra_config or {})
+        #: ``server_notices`` in homeserver.yaml (enforcement's statements of reasons), with
+        #: ``auto_join``: a suspended user cannot accept the notice room's invitation.
+        self.server_notices = server_notices
         self.start_timeout = start_timeout
         self.url = f"http://127.0.0.1:{self.port}"
         self.http = MatrixHttp(self.url)
@@ -191,6 +195,13 @@ class Homeserver:
             "rc_login": {"address": high, "account": high, "failed_attempts": high},
             "rc_media_create": high,
         }
+        if self.server_notices:
+            cfg["server_notices"] = {
+                "system_mxid_localpart": "notices",
+                "system_mxid_display_name": "Server notices",
+                "room_name": "Server notices",
+                "auto_join": True,
+            }
         if self.module_config is not None:
             cfg["modules"] = [{"module": MODULE_CLASS, "config": self.module_config}]
         cfg.update(self.extra_config)

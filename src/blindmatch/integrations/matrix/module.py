@@ -34,6 +34,8 @@ What it does (docs/matrix.md has the event format and the exact rules):
 * stores the server's franking tag of every relayed franked event, and serves
   ``POST /_blindmatch/v1/report``: a member's report is verified against it and opens a
   ``report`` case;
+* serves ``POST /_blindmatch/v1/appeal`` ``{"case_id", "text"}``: the user appeals one of
+  their cases (:class:`blindmatch.review.appeals.Appeals`; docs/enforcement.md);
 * reloads the table files when they change (the previous table's vouchers stay valid for
   a grace period);
 * a background sweep quarantines opaque uploads left unbound past the window.
@@ -66,6 +68,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from blindmatch.errors import (
+    AppealRefused,
     BlindmatchError,
     ConfigError,
     EventRejected,
@@ -116,6 +119,7 @@ from blindmatch.protocol import (
 from blindmatch.protocol.challenge import answer_bytes, challenge_bytes, parse_answer
 from blindmatch.protocol.hazmat.group import is_valid_point
 from blindmatch.protocol.voucher import ParsedVoucher
+from blindmatch.review.appeals import Appeals
 from blindmatch.store.threshold import SqlThresholdStore
 
 logger = logging.getLogger(__name__)
@@ -127,6 +131,7 @@ INFO_PATH = "/_blindmatch/v1/info"
 STATS_PATH = "/_blindmatch/v1/stats"
 REPORT_PATH = "/_blindmatch/v1/report"
 CHALLENGE_PATH = "/_blindmatch/v1/challenge"
+APPEAL_PATH = "/_blindmatch/v1/appeal"
 MAX_REPORT_CONTEXT = 20
 MAX_REPORT_REASON = 2000
 LOCK_STRIPES = 256
@@ -138,7 +143,8 @@ _CONFIG_KEYS = {
     "require_voucher", "bind_window_seconds", "quarantine_unbound", "sweep_interval_seconds",
     "appeal", "expose_stats", "reload_interval_seconds", "table_grace_seconds",
     "franking_keys", "require_franking", "max_reports_per_hour", "open_interval_seconds",
-    "max_vouchers_per_hour", "records", "max_challenges_per_hour",
+    "max_vouchers_per_hour", "records", "max_challenges_per_hour", "appeal_window_days",
+    "max_appeals_per_hour",
 }  # fmt: skip
 QUEUE_BATCH = 50  # queued vouchers read per thread hop of the worker
 
@@ -168,6 +174,8 @@ class ModuleConfig:
     open_interval_seconds: float = 5.0  # 0: this process never opens queued vouchers
     max_vouchers_per_hour: int = 600  # threshold: vouchers one account may queue per hour
     max_challenges_per_hour: int = 3600  # challenges one account may ask for per hour
+    appeal_window_days: int = 183  # appeals stay open this long (>= six months: DSA Art. 20)
+    max_appeals_per_hour: int = 10  # appeals one account may file per hour
 
 
 def parse_config(config: dict[str, Any]) -> ModuleConfig:
@@ -213,11 +221,14 @@ def parse_config(config: dict[str, Any]) -> ModuleConfig:
             raise ConfigError(f"blindmatch module: {key} must be positive")
         numbers[key] = float(v)
     limits: dict[str, Any] = {}
-    for key in ("max_reports_per_hour", "max_vouchers_per_hour", "max_challenges_per_hour"):
+    for key in ("max_reports_per_hour", "max_vouchers_per_hour", "max_challenges_per_hour",
+                "appeal_window_days", "max_appeals_per_hour"):  # fmt: skip
         v = config.get(key, getattr(ModuleConfig, key))
         if type(v) is not int or v < 1:
             raise ConfigError(f"blindmatch module: {key} must be a positive integer")
         limits[key] = v
+    if limits["appeal_window_days"] < 183:
+        raise ConfigError("blindmatch module: appeal_window_days must be at least 183 (six months)")
     franking_keys = config.get("franking_keys", str(paths["server_key"].parent / "franking.keys"))
     if not isinstance(franking_keys, str) or not franking_keys:
         raise ConfigError("blindmatch module: franking_keys must be a path")
@@ -301,6 +312,17 @@ class _Challenge(DirectServeJsonResource):
 
     async def _async_render_POST(self, request: Any) -> tuple[int, Any]:
         return await self.module.handle_challenge_request(request)
+
+
+class _Appeal(DirectServeJsonResource):
+    """``POST /_blindmatch/v1/appeal``: a user appeals one of their cases."""
+
+    def __init__(self, module: BlindmatchModule) -> None:
+        super().__init__()
+        self.module = module
+
+    async def _async_render_POST(self, request: Any) -> tuple[int, Any]:
+        return await self.module.handle_appeal_request(request)
 
 
 class _Report(DirectServeJsonResource):
@@ -519,6 +541,8 @@ class BlindmatchModule:
         self._open_locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
         self._reports: dict[str, deque[float]] = defaultdict(deque)  # reporter -> times
         self._challenges: dict[str, deque[float]] = defaultdict(deque)  # account -> times
+        self._appeal_times: dict[str, deque[float]] = defaultdict(deque)  # account -> times
+        self.appeals = Appeals(self.state.engine, window_days=config.appeal_window_days)
         self._static = {
             TABLE_PATH: _Static(b"", "application/octet-stream"),
             MANIFEST_PATH: _Static(b"", "application/json"),
@@ -529,6 +553,7 @@ class BlindmatchModule:
         resources: dict[str, Resource] = dict(self._static)
         resources[REPORT_PATH] = _Report(self)
         resources[CHALLENGE_PATH] = _Challenge(self)
+        resources[APPEAL_PATH] = _Appeal(self)
         if config.expose_stats:
             resources[STATS_PATH] = _Stats(self)
         for path, res in resources.items():
@@ -1231,6 +1256,41 @@ class BlindmatchModule:
         logger.warning("blindmatch: report by %s opened case %s", reporter, case_id)
         return 200, {CASE_FIELD: case_id, "case": case_id, "verified": True,
                      "context_verified": context}  # fmt: skip
+
+    # -- appeals --------------------------------------------------------------------------
+    async def handle_appeal_request(self, request: Any) -> tuple[int, dict[str, Any]]:
+        """``POST /_blindmatch/v1/appeal`` ``{"case_id": str, "text": str}`` → ``{"appeal":
+        id, "case": id, "status": "open"}``. Only the case's own account; someone else's
+        case and no such case get the same 404 (``unknown_case``)."""
+        requester = await self.api.get_user_by_req(request)  # 401 without a valid token
+        account = requester.user.to_string()
+        wait = self._budget(self._appeal_times, account, self.config.max_appeals_per_hour)
+        if wait is not None:
+            return _limit_exceeded(Reason.TOO_MANY_APPEALS, wait)
+        body = parse_json_object_from_request(request)  # 400 M_NOT_JSON
+        case_id, text = body.get("case_id"), body.get("text")
+        if (
+            set(body) - {"case_id", "text"}
+            or not isinstance(case_id, str)
+            or not isinstance(text, str)
+        ):
+            return _refusal(400, "M_BAD_JSON", rejected(Reason.MALFORMED_APPEAL))
+        try:
+            appeal = await self.api.defer_to_thread(self.appeals.open, case_id, account, text)
+        except AppealRefused as e:
+            status, errcode = {
+                Reason.UNKNOWN_CASE.value: (404, "M_NOT_FOUND"),
+                Reason.APPEAL_WINDOW_CLOSED.value: (403, "M_FORBIDDEN"),
+                Reason.APPEAL_DECIDED.value: (403, "M_FORBIDDEN"),
+                Reason.APPEAL_OPEN.value: (409, "M_UNKNOWN"),
+            }.get(e.reason, (400, "M_BAD_JSON"))
+            logger.info("blindmatch: refused an appeal by %s: %s", account, e.reason)
+            return _refusal(status, errcode, EventRejected(e.reason, e.message))
+        except Exception:
+            logger.exception("blindmatch: failed to open an appeal by %s", account)
+            return _refusal(500, "M_UNKNOWN", rejected(Reason.INTERNAL_ERROR))
+        logger.warning("blindmatch: %s appealed case %s (%s)", account, case_id, appeal.id)
+        return 200, {"appeal": appeal.id, "case": appeal.case_id, "status": appeal.status}
 
     @staticmethod
     def _budget(attempts: dict[str, deque[float]], account: str, limit: int) -> int | None:

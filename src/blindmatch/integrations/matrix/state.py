@@ -204,6 +204,15 @@ class MatrixState:
                 .values(quarantined_at=now(), quarantine_reason=reason)
             )
 
+    def mark_restored(self, media_id: str) -> None:
+        """The inverse of :meth:`mark_quarantined` (an overturned case: review.enforcement)."""
+        with self._session.begin() as s:
+            s.execute(
+                update(MatrixBlob)
+                .where(MatrixBlob.media_id == media_id)
+                .values(quarantined_at=None, quarantine_reason=None)
+            )
+
     def unbound_opaque_before(self, cutoff: datetime, limit: int = 500) -> list[str]:
         """Encrypted-looking blobs uploaded before ``cutoff``, never bound nor quarantined."""
         with self._session() as s:
