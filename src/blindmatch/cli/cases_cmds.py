@@ -53,8 +53,10 @@ def _out(obj: Any) -> None:
 
 def _review(engine: Any) -> Any:
     from blindmatch.review import Review
+    from blindmatch.review.defences import Defences
 
-    return Review(engine)
+    # A false positive banks its hash (blindmatch.review.defences).
+    return Review(engine, on_false_positive=[Defences(engine).bank_false_positive])
 
 
 def _reviewer(engine: Any, name: str) -> Any:
@@ -279,6 +281,55 @@ def cmd_audit_list(args: argparse.Namespace) -> int:
     return EXIT_CLEAN
 
 
+# -- false-positive defences --------------------------------------------------------------
+def cmd_disputes_export(args: argparse.Namespace) -> int:
+    from blindmatch.review.defences import Defences
+
+    d = Defences(_engine(args))
+    rows = d.disputes(include_exported=args.all)
+    lines = [json.dumps({k: v for k, v in r.items() if k != "_row"}, sort_keys=True,
+                        ensure_ascii=False) for r in rows]  # fmt: skip
+    text = "".join(line + "\n" for line in lines)
+    if args.output:
+        from blindmatch.fsutil import write_atomic
+
+        write_atomic(Path(args.output), text.encode())
+    else:
+        sys.stdout.write(text)
+    if not args.dry_run:
+        d.mark_disputed(sorted({r["_row"] for r in rows}))
+    sys.stderr.write(f"{len(rows)} disputed entr{'y' if len(rows) == 1 else 'ies'}\n")
+    return EXIT_CLEAN
+
+
+def cmd_floods_list(args: argparse.Namespace) -> int:
+    from blindmatch.review.defences import Defences
+
+    for q in Defences(_engine(args)).quarantined():
+        if args.json:
+            _out(q)
+        else:
+            r = q["ref"]
+            sys.stdout.write(
+                f"{q['entry_key'][:16]}  {r['hotline']}/{r['list']}/{r['entry_id']}  "
+                f"{q['accounts']} accounts  since {q['since']}  case {q['case']}\n"
+            )
+    return EXIT_CLEAN
+
+
+def cmd_floods_lift(args: argparse.Namespace) -> int:
+    from blindmatch.review.defences import Defences
+
+    engine = _engine(args)
+    who = _reviewer(engine, args.reviewer)
+    Defences(engine).lift(args.key, who)
+    from blindmatch.review import AuditLog
+
+    AuditLog(engine).append(f"reviewer:{who.name}", "flood.lift", f"flood:{args.key}")
+    sys.stderr.write("quarantine lifted: the entry blocks again\n")
+    return EXIT_CLEAN
+
+
 def _db(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--database-url",
@@ -373,6 +424,28 @@ def register(sub: Any) -> None:
         rd.add_argument("name", help="the reviewer")
         _db(rd)
         rd.set_defaults(func=cmd_reviewers_disable)
+
+    dp = sub.add_parser("disputes", help="list entries review found false positives")
+    dps = dp.add_subparsers(dest="disputes_command", required=True)
+    de = dps.add_parser("export", help="write disputed entries as JSON lines for their sources",
+                        formatter_class=fmt)  # fmt: skip
+    de.add_argument("-o", "--output", default=None, help="write to this file (default: stdout)")
+    de.add_argument("--all", action="store_true", help="also entries exported before")
+    de.add_argument("--dry-run", action="store_true", help="do not mark them exported")
+    _db(de)
+    de.set_defaults(func=cmd_disputes_export)
+    fp = sub.add_parser("floods", help="list entries in flood quarantine, lift a quarantine")
+    fps = fp.add_subparsers(dest="floods_command", required=True)
+    fl = fps.add_parser("list", help="entries in flood quarantine", formatter_class=fmt)
+    fl.add_argument("--json", action="store_true", help="one JSON object per entry per line")
+    _db(fl)
+    fl.set_defaults(func=cmd_floods_list)
+    ft = fps.add_parser("lift", help="end a quarantine: the entry blocks again",
+                        formatter_class=fmt)  # fmt: skip
+    ft.add_argument("key", help="the entry key (floods list) or its flood case id")
+    ft.add_argument("--reviewer", required=True, help="the reviewer lifting it; audited")
+    _db(ft)
+    ft.set_defaults(func=cmd_floods_lift)
 
     ap = sub.add_parser("audit", help="the hash-chained audit log of reviews and decisions")
     aus = ap.add_subparsers(dest="audit_command", required=True)

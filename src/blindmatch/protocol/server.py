@@ -128,10 +128,14 @@ _PADDING_LABEL = b"blindmatch/v4/challenge-padding"
 
 @dataclass(frozen=True)
 class Match:
-    """A listed entry within ``max_distance`` of the voucher's PDQ."""
+    """A listed entry within ``max_distance`` of the voucher's PDQ. ``probe``: the client's
+    hash that came within that distance (the image's PDQ, or a variant of it carried in
+    the hint) — what the server reads in ``M`` once it opens; an integration's negative
+    bank compares it with hashes of pictures review found benign."""
 
     refs: tuple[EntryRef, ...]
     distance: int
+    probe: bytes = field(default=b"", compare=False)
 
 
 @dataclass(frozen=True)
@@ -404,14 +408,14 @@ class ServerSession:
             probes = self.table.scheme.probe_hashes(pdq, hint)
         except ValueError:
             raise InvalidVoucher(_BAD) from None
-        best: dict[int, int] = {}
+        best: dict[int, tuple[int, bytes]] = {}
         for k, probed in probes:  # each key is confirmed against the hash it came from
             for i in self._keys.get(k, ()):
                 entry: ListedEntry = self._secret.entries[i]
                 d = min(hamming(probed, h) for h in entry.hashes)
-                if d <= self._max_distance and d < best.get(i, d + 1):
-                    best[i] = d
-        out = [Match(self._secret.entries[i].refs, d) for i, d in best.items()]
+                if d <= self._max_distance and d < best.get(i, (d + 1, b""))[0]:
+                    best[i] = (d, probed)
+        out = [Match(self._secret.entries[i].refs, d, p) for i, (d, p) in best.items()]
         return tuple(sorted(out, key=lambda m: (m.distance, m.refs)))
 
     def open(self, voucher: bytes, *, account: str) -> OpenResult:

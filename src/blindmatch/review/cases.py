@@ -16,8 +16,9 @@ a duplicate). Every view and every change is a line of the audit log
 (:mod:`blindmatch.review.audit`); a picture revealed in the console is counted per
 reviewer per day (:meth:`Review.exposures_today`, the wellness counter).
 
-Queues sort by priority — the gravest category among the case's listed entries (A1 and
-A first), then reports before matches before threshold releases — and then by age.
+Queues sort by priority — flood quarantines (:mod:`blindmatch.review.defences`) first,
+then the gravest category among the case's listed entries (A1 and A first), then reports
+before matches before threshold releases — and then by age.
 """
 
 from __future__ import annotations
@@ -45,12 +46,12 @@ from blindmatch.store.models import (
     MatrixVoucher,
 )
 
-KINDS = ("match", "report", "threshold", "tampered")
+KINDS = ("match", "report", "threshold", "tampered", "flood")
 STATUSES = ("open", "escalated", "decided", "closed")
 DECISIONS = ("confirmed", "false_positive", "escalate")
 # Gravest first (industry A1/A2/B1/B2, UK A/B/C); no category known → last.
 CATEGORY_RANK = {"A1": 0, "A": 1, "A2": 2, "B1": 3, "B": 4, "B2": 5, "C": 6}
-KIND_RANK = {"report": 0, "match": 1, "threshold": 2, "tampered": 3}
+KIND_RANK = {"report": 0, "match": 1, "threshold": 2, "tampered": 3, "flood": 4}
 MAX_NOTE = 10_000
 
 
@@ -84,9 +85,11 @@ class CaseSummary:
     category: str | None
 
     @property
-    def priority(self) -> tuple[int, int]:
+    def priority(self) -> tuple[int, int, int]:
+        """Flood quarantines first (a list entry blocking many accounts: every hour it
+        stays wrong, or unblocked, matters), then the gravest category, then the kind."""
         rank = min((CATEGORY_RANK.get(c, 7) for c in self.categories), default=7)
-        return rank, KIND_RANK.get(self.kind, 9)
+        return int(self.kind != "flood"), rank, KIND_RANK.get(self.kind, 9)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -434,3 +434,49 @@ class AppealRecord(Base):
     decided_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+# -- false-positive defences (issue 13, item 3; migration 0015) ---------------------------
+class NegativeHash(Base):
+    """The negative bank: the hash of a picture review found benign although it matched a
+    listed entry (a confirmed false positive). A later match whose hash is this close to
+    it does not block; the entries it matched are disputed with their source."""
+
+    __tablename__ = "negative_bank"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    pdq: Mapped[str] = mapped_column(String(64))
+    case_id: Mapped[str] = mapped_column(String(32))
+    entry_refs: Mapped[str] = mapped_column(Text, default="[]")  # what it falsely matched
+    reviewer: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    disputed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class EntryHit(Base):
+    """A blocked match on a listed entry (``entry_key``: SHA-256 of its hotline, list and
+    id): what flood quarantine counts — distinct accounts per entry per window."""
+
+    __tablename__ = "entry_hits"
+    __table_args__ = (Index("ix_entry_hits_key_at", "entry_key", "at"),)
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    entry_key: Mapped[str] = mapped_column(String(64))
+    account: Mapped[str] = mapped_column(_ID)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class FloodQuarantine(Base):
+    """A listed entry that matched more distinct accounts in a window than a listed picture
+    plausibly does (a benign picture listed by mistake, or a colliding hash): it stops
+    blocking until a reviewer lifts the quarantine; ``case_id`` is the high-priority case
+    it opened."""
+
+    __tablename__ = "flood_quarantine"
+    entry_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ref: Mapped[str] = mapped_column(Text)  # {"hotline", "list", "entry_id"}
+    since: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    accounts: Mapped[int] = mapped_column(Integer)
+    case_id: Mapped[str] = mapped_column(String(32))
+    lifted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    lifted_by: Mapped[str | None] = mapped_column(String(64), nullable=True)

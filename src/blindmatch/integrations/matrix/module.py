@@ -47,6 +47,7 @@ blocking work (SQL, voucher opening) runs in Synapse's thread pool.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import logging
@@ -120,6 +121,7 @@ from blindmatch.protocol.challenge import answer_bytes, challenge_bytes, parse_a
 from blindmatch.protocol.hazmat.group import is_valid_point
 from blindmatch.protocol.voucher import ParsedVoucher
 from blindmatch.review.appeals import Appeals
+from blindmatch.review.defences import Defences
 from blindmatch.store.threshold import SqlThresholdStore
 
 logger = logging.getLogger(__name__)
@@ -144,7 +146,7 @@ _CONFIG_KEYS = {
     "appeal", "expose_stats", "reload_interval_seconds", "table_grace_seconds",
     "franking_keys", "require_franking", "max_reports_per_hour", "open_interval_seconds",
     "max_vouchers_per_hour", "records", "max_challenges_per_hour", "appeal_window_days",
-    "max_appeals_per_hour",
+    "max_appeals_per_hour", "negative_radius", "flood_accounts", "flood_window_seconds",
 }  # fmt: skip
 QUEUE_BATCH = 50  # queued vouchers read per thread hop of the worker
 
@@ -176,6 +178,12 @@ class ModuleConfig:
     max_challenges_per_hour: int = 3600  # challenges one account may ask for per hour
     appeal_window_days: int = 183  # appeals stay open this long (>= six months: DSA Art. 20)
     max_appeals_per_hour: int = 10  # appeals one account may file per hour
+    # False-positive defences (blindmatch.review.defences): a match this close (bits) to a
+    # hash review found benign does not block; an entry blocking more distinct accounts
+    # than ``flood_accounts`` within ``flood_window_seconds`` stops blocking (a flood case).
+    negative_radius: int = 10
+    flood_accounts: int = 20
+    flood_window_seconds: float = 3600.0
 
 
 def parse_config(config: dict[str, Any]) -> ModuleConfig:
@@ -211,7 +219,7 @@ def parse_config(config: dict[str, Any]) -> ModuleConfig:
             raise ConfigError(f"blindmatch module: {key} must be true or false")
         flags[key] = v
     numbers: dict[str, Any] = {}
-    positive = ("bind_window_seconds", "sweep_interval_seconds")
+    positive = ("bind_window_seconds", "sweep_interval_seconds", "flood_window_seconds")
     for key in (*positive, "reload_interval_seconds", "table_grace_seconds",
                 "open_interval_seconds"):  # fmt: skip
         v = config.get(key, getattr(ModuleConfig, key))
@@ -222,11 +230,15 @@ def parse_config(config: dict[str, Any]) -> ModuleConfig:
         numbers[key] = float(v)
     limits: dict[str, Any] = {}
     for key in ("max_reports_per_hour", "max_vouchers_per_hour", "max_challenges_per_hour",
-                "appeal_window_days", "max_appeals_per_hour"):  # fmt: skip
+                "appeal_window_days", "max_appeals_per_hour", "flood_accounts"):  # fmt: skip
         v = config.get(key, getattr(ModuleConfig, key))
         if type(v) is not int or v < 1:
             raise ConfigError(f"blindmatch module: {key} must be a positive integer")
         limits[key] = v
+    radius = config.get("negative_radius", ModuleConfig.negative_radius)
+    if type(radius) is not int or not 0 <= radius <= 32:
+        raise ConfigError("blindmatch module: negative_radius must be an integer from 0 to 32")
+    limits["negative_radius"] = radius
     if limits["appeal_window_days"] < 183:
         raise ConfigError("blindmatch module: appeal_window_days must be at least 183 (six months)")
     franking_keys = config.get("franking_keys", str(paths["server_key"].parent / "franking.keys"))
@@ -543,6 +555,12 @@ class BlindmatchModule:
         self._challenges: dict[str, deque[float]] = defaultdict(deque)  # account -> times
         self._appeal_times: dict[str, deque[float]] = defaultdict(deque)  # account -> times
         self.appeals = Appeals(self.state.engine, window_days=config.appeal_window_days)
+        self.defences = Defences(
+            self.state.engine,
+            negative_radius=config.negative_radius,
+            flood_accounts=config.flood_accounts,
+            flood_window=config.flood_window_seconds,
+        )
         self._static = {
             TABLE_PATH: _Static(b"", "application/octet-stream"),
             MANIFEST_PATH: _Static(b"", "application/json"),
@@ -895,6 +913,30 @@ class BlindmatchModule:
             done.add(b.voucher_id)
         return [a for a in atts if a.voucher_id.hex() not in done]
 
+    def _screen(self, sender: str, matched: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+        """The false-positive defences (:mod:`blindmatch.review.defences`) on the blocked
+        results of one event: a match near a hash review found benign, or on an entry in
+        flood quarantine, no longer blocks (a result left with no match is accepted);
+        replays and forged vouchers are left as they are."""
+        idx = [i for i, (_, r) in enumerate(matched)
+               if r.matches and not r.tampered and not r.replayed]  # fmt: skip
+        if not idx:
+            return matched
+        got = self.defences.screen(sender, [[_refs_json(m) for m in matched[i][1].matches]
+                                            for i in idx])  # fmt: skip
+        for case_id in got.flood_cases:
+            logger.warning("blindmatch: a list entry is in flood quarantine: case %s", case_id)
+        kept = dict(zip(idx, got.kept, strict=True))
+        out = []
+        for i, (a, r) in enumerate(matched):
+            if i not in kept:
+                out.append((a, r))
+                continue
+            left = tuple(m for m in r.matches if _refs_json(m) in kept[i])
+            if left:
+                out.append((a, dataclasses.replace(r, matches=left)))
+        return out
+
     def _lock(self, account: str, *, opening: bool = False) -> threading.Lock:
         digest = hashlib.blake2b(account.encode(), digest_size=4).digest()
         stripes = self._open_locks if opening else self._locks
@@ -934,7 +976,7 @@ class BlindmatchModule:
             finally:
                 self.stats.vouchers_opened += 1
                 self.stats.open_seconds += time.perf_counter() - start
-        matched = [(a, r) for a, r in results if r.block]
+        matched = self._screen(sender, [(a, r) for a, r in results if r.block])
         block = bool(matched)
         case_id = new_case_id() if block else None
         cases: list[dict[str, Any]] = []
@@ -1594,12 +1636,15 @@ def _payload_files(payload: dict[str, Any]) -> list[EncryptedFile]:
 
 
 def _refs_json(m: Any) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "distance": m.distance,
         "refs": [
             {"hotline": r.hotline, "list": r.list_name, "entry_id": r.entry_id} for r in m.refs
         ],
     }
+    if getattr(m, "probe", b""):  # the hash that matched: what the negative bank keeps
+        out["probe"] = m.probe.hex()
+    return out
 
 
 __all__ = ["BlindmatchModule", "ModuleConfig", "Stats", "parse_config"]

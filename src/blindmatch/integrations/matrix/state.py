@@ -29,7 +29,7 @@ from blindmatch.store.models import (
     MatrixVoucherQueue,
 )
 
-CASE_KINDS = ("match", "report", "threshold", "tampered")
+CASE_KINDS = ("match", "report", "threshold", "tampered", "flood")
 _CASE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read over the phone
 
 
