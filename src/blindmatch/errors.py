@@ -318,10 +318,15 @@ class NcmecInvalidXml(NcmecError, ValueError):
 
 class NcmecUnavailable(NcmecError):
     """NCMEC could not be reached or answered a server error (HTTP 5xx, 429, a dropped
-    connection, an unreadable answer): the request may or may not have been processed;
-    try again later."""
+    connection, an unreadable answer); try again later. ``answered`` is True when NCMEC
+    answered with a status or code that says it did not process the request, False when
+    the request may or may not have been processed (a lost answer)."""
 
     code = "ncmec_unavailable"
+
+    def __init__(self, message: str, *, answered: bool = False) -> None:
+        super().__init__(message)
+        self.answered = answered
 
 
 class NcmecRejected(NcmecError):

@@ -77,7 +77,9 @@ def parse_response(endpoint: str, body: bytes) -> Response:
     desc = (root.findtext("responseDescription") or "").strip()
     if code != 0:
         if code in TRANSIENT_CODES:
-            raise NcmecUnavailable(f"NCMEC could not process /{endpoint}: {code} {desc}")
+            raise NcmecUnavailable(
+                f"NCMEC could not process /{endpoint}: {code} {desc}", answered=True
+            )
         cls = NcmecAuthFailed if code in AUTH_CODES else NcmecRejected
         raise cls(endpoint, code, desc)
     rid = (root.findtext("reportId") or "").strip()
@@ -177,7 +179,9 @@ class NcmecClient:
                 why = f"HTTP {status}: the account was refused"
                 raise NcmecAuthFailed(endpoint, 2000 if status == 401 else 3000, why) from None
             if status >= 500 or status == 429:
-                raise NcmecUnavailable(f"NCMEC answered HTTP {status} to /{endpoint}") from None
+                raise NcmecUnavailable(
+                    f"NCMEC answered HTTP {status} to /{endpoint}", answered=True
+                ) from None
             return parse_response(endpoint, text)  # a 4xx with a coded XML answer
         except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
             reason = getattr(e, "reason", None) or e
