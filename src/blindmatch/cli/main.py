@@ -674,6 +674,9 @@ def build_parser() -> argparse.ArgumentParser:
     from blindmatch.cli.cases_cmds import register as register_cases  # review cases
 
     register_cases(sub)
+    from blindmatch.cli.reports_cmds import register as register_reports  # NCMEC reports
+
+    register_reports(sub)
     return p
 
 

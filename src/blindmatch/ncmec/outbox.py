@@ -203,7 +203,7 @@ class Outbox:
     def __init__(
         self,
         engine: Engine,
-        config: NcmecConfig,
+        config: NcmecConfig | None,
         *,
         evidence: EvidenceStore | None = None,
         client: NcmecClient | None = None,
@@ -211,12 +211,21 @@ class Outbox:
         audit: AuditHook | None = None,
     ) -> None:
         self.engine = engine
-        self.config = config
+        self._config = config
         self._evidence = evidence
         self._client = client
         self.clock = clock
         self._audit_hook = audit if audit is not None else _default_audit(engine)
         self._session = sessionmaker(engine, expire_on_commit=False)
+
+    @property
+    def config(self) -> NcmecConfig:
+        """The NCMEC settings (an Outbox opened without them can only read)."""
+        if self._config is None:
+            from blindmatch.ncmec.config import load_ncmec_config
+
+            self._config = load_ncmec_config()
+        return self._config
 
     @property
     def evidence(self) -> EvidenceStore:
