@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from blindmatch.errors import EvidenceError, EvidenceKeyMismatch
-from blindmatch.review.evidence import EvidenceStore, load_or_create_key
+from blindmatch.review.evidence import EvidenceStore, key_id, load_or_create_key
 from blindmatch.store.db import open_store
 from blindmatch.store.models import EvidenceRecord
 from tests.ncmec.helpers import DECIDED, jpeg
@@ -55,7 +55,16 @@ def test_wrong_key_is_refused(engine, tmp_path: Path) -> None:  # type: ignore[n
         "C", "a.jpg", jpeg(1), False
     )
     other = EvidenceStore(engine, tmp_path / "k2", retention_days=90)
-    with pytest.raises(EvidenceKeyMismatch):
+    with pytest.raises(EvidenceKeyMismatch, match="was encrypted with key"):
+        other.read(eid)
+    # a row relabelled with the other key's id still does not decrypt under it
+    with engine.begin() as c:
+        c.execute(
+            EvidenceRecord.__table__.update()
+            .where(EvidenceRecord.id == eid)
+            .values(key_id=key_id(load_or_create_key(tmp_path / "k2")))
+        )
+    with pytest.raises(EvidenceKeyMismatch, match="does not decrypt"):
         other.read(eid)
 
 

@@ -346,7 +346,9 @@ class Outbox:
 
     def _advance(self, rid: str) -> list[Step]:
         steps: list[Step] = []
-        while True:
+        with self._session() as s:
+            n = len(self._files(s, rid))
+        for _ in range((MAX_REOPEN + 1) * (2 * n + 3)):  # every step of every reopening
             with self._session() as s:
                 r = s.get(NcmecReport, rid)
                 assert r is not None
@@ -364,6 +366,8 @@ class Outbox:
             steps.append(step)
             if step.outcome != "ok":
                 return steps
+        steps.append(Step(rid, "run", "error", "internal error: more steps than a report has"))
+        return steps
 
     def _begin(self, rid: str, inflight: str) -> str | None:
         """Note ``inflight`` as sent (committed before the request); the previous note."""
