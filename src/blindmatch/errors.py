@@ -42,6 +42,15 @@ resembles, and carries a stable machine-readable ``code`` that the CLI's
     │                                           refused or failed; review/enforcement.py)
     ├── AppealRefused (ValueError)          code "appeal_refused" (see ``reason``;
     │                                           review/appeals.py)
+    ├── NcmecError                          code "ncmec_error" (CyberTipline reporting)
+    │   ├── NcmecInvalidXml (ValueError)        code "ncmec_invalid_xml" (refused before sending)
+    │   ├── NcmecUnavailable                    code "ncmec_unavailable" (transient: 5xx, network)
+    │   ├── NcmecRejected                       code "ncmec_rejected" (NCMEC's responseCode)
+    │   │   └── NcmecAuthFailed                     code "ncmec_auth_failed" (credentials, rights)
+    │   ├── ReportNotFound (KeyError)           code "report_not_found"
+    │   └── ReportStateError (ValueError)       code "report_state" (e.g. retract a finished one)
+    ├── EvidenceError                       code "evidence_error" (the encrypted evidence store)
+    │   └── EvidenceKeyMismatch                 code "evidence_key_mismatch" (wrong key, tampered)
     └── ProtocolError (ValueError)          code "protocol_error" (private matching)
         ├── InvalidVoucher                      code "invalid_voucher"
         ├── InvalidTable                        code "invalid_table"
@@ -358,3 +367,90 @@ class AppealRefused(BlindmatchError, ValueError):
 
     def as_dict(self) -> dict[str, object]:
         return {"code": self.code, "reason": self.reason, "message": self.message}
+
+
+class NcmecError(BlindmatchError):
+    """CyberTipline reporting (``blindmatch.ncmec``) failed."""
+
+    code = "ncmec_error"
+
+
+class NcmecInvalidXml(NcmecError, ValueError):
+    """A report or fileDetails document is not valid against NCMEC's schema: refused
+    before anything was sent. ``document`` is ``report`` or ``fileDetails``."""
+
+    code = "ncmec_invalid_xml"
+
+    def __init__(self, document: str, message: str) -> None:
+        super().__init__(f"{document} XML is not valid against NCMEC's schema: {message}")
+        self.document = document
+
+    def as_dict(self) -> dict[str, object]:
+        return {"code": self.code, "message": self.message, "document": self.document}
+
+
+class NcmecUnavailable(NcmecError):
+    """NCMEC could not be reached or answered a server error (HTTP 5xx, 429, a dropped
+    connection, an unreadable answer); try again later. ``answered`` is True when NCMEC
+    answered with a status or code that says it did not process the request, False when
+    the request may or may not have been processed (a lost answer)."""
+
+    code = "ncmec_unavailable"
+
+    def __init__(self, message: str, *, answered: bool = False) -> None:
+        super().__init__(message)
+        self.answered = answered
+
+
+class NcmecRejected(NcmecError):
+    """NCMEC answered a non-zero ``responseCode``: ``ncmec_code`` and ``description``
+    are NCMEC's own."""
+
+    code = "ncmec_rejected"
+
+    def __init__(self, endpoint: str, ncmec_code: int, description: str) -> None:
+        super().__init__(f"NCMEC refused /{endpoint}: {ncmec_code} {description}".strip())
+        self.endpoint = endpoint
+        self.ncmec_code = ncmec_code
+        self.description = description
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "code": self.code,
+            "message": self.message,
+            "endpoint": self.endpoint,
+            "ncmec_code": self.ncmec_code,
+            "description": self.description,
+        }
+
+
+class NcmecAuthFailed(NcmecRejected):
+    """NCMEC refused the account (HTTP 401/403, or codes 2000-3999): the credentials or
+    the account's rights are wrong. Nothing about the report is at fault."""
+
+    code = "ncmec_auth_failed"
+
+
+class ReportNotFound(NcmecError, KeyError):
+    code = "report_not_found"
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.message
+
+
+class ReportStateError(NcmecError, ValueError):
+    """The report is not in a state that allows this (e.g. retracting a finished one)."""
+
+    code = "report_state"
+
+
+class EvidenceError(BlindmatchError):
+    """The encrypted evidence store failed (``blindmatch.review.evidence``)."""
+
+    code = "evidence_error"
+
+
+class EvidenceKeyMismatch(EvidenceError):
+    """An evidence file does not decrypt with this key: another key, or a tampered row."""
+
+    code = "evidence_key_mismatch"

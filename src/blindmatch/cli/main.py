@@ -677,6 +677,9 @@ def build_parser() -> argparse.ArgumentParser:
     from blindmatch.cli.enforcement_cmds import register as register_enforcement
 
     register_enforcement(sub)  # statements, appeals (enforcement)
+    from blindmatch.cli.reports_cmds import register as register_reports  # NCMEC reports
+
+    register_reports(sub)
     return p
 
 

@@ -480,3 +480,80 @@ class FloodQuarantine(Base):
     case_id: Mapped[str] = mapped_column(String(32))
     lifted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     lifted_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+# -- NCMEC CyberTipline: evidence and the report outbox (issue 13, item 4: helper "ncmec";
+#    migration 0013; blindmatch.review.evidence, blindmatch.ncmec.outbox) ----------------
+class EvidenceRecord(Base):
+    """One evidence file, encrypted at rest (AES-256-GCM under ``$BLINDMATCH_HOME/evidence.key``;
+    ``key_id`` names the key). ``nonce`` and ``ciphertext`` are NULL once purged."""
+
+    __tablename__ = "evidence"
+    __table_args__ = (
+        Index("ix_evidence_case", "case_id"),
+        Index("ix_evidence_expires", "expires_at"),
+    )
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # 16 random bytes, hex
+    case_id: Mapped[str] = mapped_column(String(32))
+    filename: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))  # of the plaintext (reported to NCMEC)
+    viewed_by_reviewer: Mapped[bool] = mapped_column(Boolean, default=False)
+    key_id: Mapped[str] = mapped_column(String(16))
+    nonce: Mapped[bytes | None] = mapped_column(LargeBinary(12), nullable=True)
+    ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class NcmecReport(Base):
+    """A CyberTipline report in the outbox: ``state`` pending → submitted → finished, or
+    failed / retracted (docs/ncmec.md). ``inflight`` names the request sent and not yet
+    answered (a crash leaves it set); ``possible_orphans`` counts submits whose answer was
+    lost (an unfinished report NCMEC deletes after 24 h)."""
+
+    __tablename__ = "ncmec_reports"
+    __table_args__ = (Index("ix_ncmec_reports_state", "state", "next_attempt_at"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    case_id: Mapped[str] = mapped_column(String(32), unique=True)
+    account: Mapped[str] = mapped_column(_ID)
+    category: Mapped[str] = mapped_column(String(2))
+    reviewer: Mapped[str] = mapped_column(String(255))
+    report_xml: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))
+    endpoint: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    ncmec_report_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    inflight: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    possible_orphans: Mapped[int] = mapped_column(Integer, default=0)
+    reopened: Mapped[int] = mapped_column(Integer, default=0)
+    error_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    ncmec_files: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON, from /finish
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    retracted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class NcmecReportFile(Base):
+    """One file of a report: uploaded once (``file_id``), then described (``details_at``)."""
+
+    __tablename__ = "ncmec_report_files"
+    __table_args__ = (UniqueConstraint("report_id", "seq", name="uq_ncmec_report_files_seq"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    report_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("ncmec_reports.id", ondelete="CASCADE")
+    )
+    seq: Mapped[int] = mapped_column(Integer)
+    evidence_id: Mapped[str] = mapped_column(String(32), ForeignKey("evidence.id"))
+    filename: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64))
+    md5: Mapped[str] = mapped_column(String(32))
+    viewed_by_esp: Mapped[bool] = mapped_column(Boolean, default=False)
+    file_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    uploaded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    details_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
