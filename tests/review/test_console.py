@@ -390,3 +390,46 @@ def test_an_appeal_is_decided_by_a_different_senior_only(console: Console) -> No
     assert (s.decision, s.category) == ("false_positive", None)  # the case shows the outcome
     assert ("unsuspend", "@mallory:x") in console.admin.calls
     assert "appeal.overturned" in actions(console, f"case:{case_id}")
+
+
+# -- wiring ---------------------------------------------------------------------------------
+def test_from_settings_enforces_only_with_a_synapse_url(world: World, tmp_path: Path) -> None:
+    from blindmatch.config import load_settings
+
+    settings = load_settings({"BLINDMATCH_HOME": str(tmp_path)})
+    said: list[str] = []
+    off = Operator.from_settings(settings, engine=world.store.engine, environ={}, say=said.append)
+    assert off.enforcer is None and off.on_confirmed == []
+    assert any("enforcement off" in s for s in said)
+    assert any("BLINDMATCH_SYNAPSE_MEDIA_PATH is not set" in s for s in said)
+    token = tmp_path / "t"
+    token.write_text("secret-admin-token\n")
+    env = {"BLINDMATCH_SYNAPSE_URL": "http://127.0.0.1:9", "BLINDMATCH_SYNAPSE_ADMIN_TOKEN_FILE":
+           str(token), "BLINDMATCH_SYNAPSE_MEDIA_PATH": str(tmp_path)}  # fmt: skip
+    on = Operator.from_settings(settings, engine=world.store.engine, environ=env, say=said.append)
+    assert on.enforcer is not None and on.on_confirmed == [on.enforcer.on_confirmed]
+    # The list the NCMEC outbox joins is the one the review calls.
+    seen: list[str] = []
+    on.on_confirmed.clear()
+    on.on_confirmed.append(lambda c: seen.append(c.case_id))
+    case_id = world.match_case("@a:x", "e-a1")
+    on.review.decide(case_id, world.reviewers.add("rita", PASSWORD), "confirmed", category="A1")
+    assert seen == [case_id]
+
+
+def test_blindmatch_serve_mounts_the_console_at_review(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from blindmatch.runtime import open_runtime
+    from blindmatch.service import create_app
+
+    monkeypatch.setenv("BLINDMATCH_HOME", str(tmp_path))
+    monkeypatch.delenv("BLINDMATCH_DATABASE_URL", raising=False)
+    monkeypatch.delenv("BLINDMATCH_SYNAPSE_URL", raising=False)
+    client = TestClient(create_app(open_runtime()))
+    r = client.get("/review/queue", follow_redirects=False)
+    assert (r.status_code, r.headers["location"]) == (303, "/review/login")
+    page = client.get("/review/login")
+    assert page.status_code == 200 and 'action="/review/login"' in page.text
+    assert "Path=/review" in page.headers["set-cookie"]
+    assert client.get("/review/static/console.css").headers["content-type"].startswith("text/css")
