@@ -414,6 +414,12 @@ def create_app(rt: Runtime) -> FastAPI:
         media = {"csv": "text/csv", "jsonl": "application/jsonl", "te": "text/plain"}[format]
         return Response(data, media_type=media)
 
+    # The review console (docs/review.md): its own login and sessions, no API key.
+    from blindmatch.review.operator import Operator
+    from blindmatch.service.console import create_console
+
+    app.mount("/review", create_console(Operator.from_settings(settings, engine=rt.store.engine)))
+
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     app.add_middleware(ErrorShield)  # added last: the outermost of the two
     return app
