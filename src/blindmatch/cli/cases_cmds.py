@@ -52,11 +52,13 @@ def _out(obj: Any) -> None:
 
 
 def _review(engine: Any) -> Any:
-    from blindmatch.review import Review
-    from blindmatch.review.defences import Defences
+    """The workflow wired as the console wires it (``Operator.from_settings``): a
+    confirmation enforces and queues an NCMEC report when those are configured; a false
+    positive banks its hash."""
+    from blindmatch.config import load_settings
+    from blindmatch.review.operator import Operator
 
-    # A false positive banks its hash (blindmatch.review.defences).
-    return Review(engine, on_false_positive=[Defences(engine).bank_false_positive])
+    return Operator.from_settings(load_settings(), engine=engine).review
 
 
 def _reviewer(engine: Any, name: str) -> Any:

@@ -87,7 +87,16 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_send(args: argparse.Namespace) -> int:
     box = _outbox(args, sending=True)
     sys.stderr.write(f"sending to {box.config.base_url} ({box.config.environment})\n")
-    steps = box.run_once()
+    from blindmatch.errors import DatabaseBusy
+    from blindmatch.ncmec.worker import holder_id, release_lease, take_lease
+
+    holder = holder_id()
+    if not take_lease(box.engine, holder, 600.0):  # `serve`'s worker is sending right now
+        raise DatabaseBusy("another process is sending the NCMEC outbox now; try again later")
+    try:
+        steps = box.run_once()
+    finally:
+        release_lease(box.engine, holder)
     bad = [s for s in steps if s.outcome in ("failed", "error")]
     for s in steps:
         if args.json:

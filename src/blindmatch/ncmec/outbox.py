@@ -302,6 +302,11 @@ class Outbox:
             return s.scalar(select(NcmecReport.id).where(NcmecReport.case_id == case_id))
 
     # -- reading ------------------------------------------------------------------------
+    def report_for_case(self, case_id: str) -> ReportInfo | None:
+        """The report a confirmed case became (None: none queued)."""
+        rid = self._report_for_case(case_id)
+        return self.report(rid) if rid is not None else None
+
     def reports(self, state: str | None = None) -> list[ReportInfo]:
         with self._session() as s:
             q = select(NcmecReport).order_by(NcmecReport.created_at, NcmecReport.id)

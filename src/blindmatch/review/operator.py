@@ -8,7 +8,14 @@ drive. ``Operator.from_settings`` builds it from the environment:
   case is enforced through Synapse's admin API (:class:`~blindmatch.review.enforcement.Enforcer`,
   policy ``BLINDMATCH_ENFORCEMENT_POLICY``); unset → no enforcement (said on standard error);
 * ``BLINDMATCH_SYNAPSE_MEDIA_PATH``: Synapse's ``media_store_path``, where a reported
-  attachment's ciphertext is read (:class:`ReportMedia`).
+  attachment's ciphertext is read (:class:`ReportMedia`);
+* ``BLINDMATCH_NCMEC_REPORTER_EMAIL`` set (with the other ``BLINDMATCH_NCMEC_*`` settings,
+  docs/ncmec.md) → a confirmed case is queued as a CyberTipline report in the durable
+  outbox (:class:`~blindmatch.ncmec.outbox.Outbox`), after the enforcer, so the report says
+  what was done to the account; unset → no reports (said on standard error).
+
+A case decided a false positive banks its matched hashes (the negative bank,
+:mod:`blindmatch.review.defences`).
 
 What acts on a confirmed case is the list :attr:`Operator.on_confirmed` (the enforcer first;
 the NCMEC outbox's ``enqueue`` is appended to it). An appeal decided in the console goes
@@ -206,6 +213,7 @@ class Operator:
         appeals: Appeals,
         media: MediaSource | None,
         audit: AuditLog | None = None,
+        outbox: Any = None,
     ) -> None:
         self.engine = engine
         self.audit = audit or AuditLog(engine)
@@ -214,7 +222,14 @@ class Operator:
         self.appeals = appeals
         self.media = media
         hooks: list[ConfirmedHook] = [enforcer.on_confirmed] if enforcer is not None else []
-        self.review = Review(engine, self.audit, on_confirmed=hooks, media=media)
+        if outbox is not None:
+            hooks.append(outbox.enqueue)
+        self.outbox = outbox  # the NCMEC outbox (None: no reports)
+        from blindmatch.review.defences import Defences
+
+        self.defences = Defences(engine)
+        self.review = Review(engine, self.audit, on_confirmed=hooks, media=media,
+                             on_false_positive=[self.defences.bank_false_positive])  # fmt: skip
         #: What acts on a confirmed case, in order (the enforcer first). The NCMEC outbox
         #: is appended here: ``operator.on_confirmed.append(outbox.enqueue)``. It is the
         #: review's own list: appending later takes effect at once.
@@ -255,8 +270,19 @@ class Operator:
         if media_path is None:
             out(f"{MEDIA_PATH_ENV} is not set: reported pictures cannot be shown")
         appeals = Appeals(engine, enforcer=enforcer, audit=audit.append)
+        outbox = None
+        if env.get("BLINDMATCH_NCMEC_REPORTER_EMAIL", "").strip():
+            from blindmatch.ncmec.config import load_ncmec_config
+            from blindmatch.ncmec.outbox import Outbox
+
+            config = load_ncmec_config(dict(env))
+            outbox = Outbox(engine, config, audit=audit.append)
+            out(f"NCMEC reports on: confirmed cases go to the outbox for {config.base_url}")
+        else:
+            out("NCMEC reports off: BLINDMATCH_NCMEC_REPORTER_EMAIL is not set")
         return cls(engine, enforcer=enforcer, appeals=appeals,
-                   media=ReportMedia(engine, media_path, audit), audit=audit)  # fmt: skip
+                   media=ReportMedia(engine, media_path, audit), audit=audit,
+                   outbox=outbox)  # fmt: skip
 
     # -- pictures ---------------------------------------------------------------------------
     def case_media(self, case_id: str) -> CaseMedia:

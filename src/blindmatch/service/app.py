@@ -418,7 +418,24 @@ def create_app(rt: Runtime) -> FastAPI:
     from blindmatch.review.operator import Operator
     from blindmatch.service.console import create_console
 
-    app.mount("/review", create_console(Operator.from_settings(settings, engine=rt.store.engine)))
+    operator = Operator.from_settings(settings, engine=rt.store.engine)
+    app.mount("/review", create_console(operator))
+    if operator.outbox is not None:  # confirmed cases become CyberTipline reports
+        from contextlib import asynccontextmanager
+
+        from blindmatch.ncmec.worker import OutboxWorker, interval_from_env
+
+        interval = interval_from_env()
+
+        @asynccontextmanager
+        async def _lifespan(_: FastAPI) -> Any:
+            worker = OutboxWorker(operator.outbox, interval).start()
+            try:
+                yield
+            finally:
+                worker.stop()
+
+        app.router.lifespan_context = _lifespan
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     app.add_middleware(ErrorShield)  # added last: the outermost of the two

@@ -1,8 +1,10 @@
 """The review console in a real headless browser (Playwright, Debian's chromium) over a
 real Synapse with the blindmatch module: a user reports a (benign, generated) picture, a
 reviewer takes the case, reveals the picture and confirms it — Synapse then refuses the
-sender's messages —, the sender appeals through the module, and a second senior reviewer
-overturns the decision in the console — the sender can send again.
+sender's messages, and the confirmed case becomes a CyberTipline report that ``serve``'s
+outbox worker sends to a local NCMEC conformance server —, the sender appeals through the
+module, and a second senior reviewer overturns the decision in the console — the sender can
+send again.
 
 Screenshots of the main pages go to ``$BLINDMATCH_SCREENSHOTS`` when it is set (the
 pictures in docs/review/ come from ``BLINDMATCH_SCREENSHOTS=docs/review``)."""
@@ -10,6 +12,7 @@ pictures in docs/review/ come from ``BLINDMATCH_SCREENSHOTS=docs/review``)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import secrets
@@ -73,6 +76,11 @@ class Served:
 def test_review_take_reveal_confirm_appeal_overturn(
     world: MatrixWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    with contextlib.ExitStack() as stack:
+        _flow(world, tmp_path, monkeypatch, stack)
+
+
+def _flow(world: MatrixWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stack: Any) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed (/usr/bin/chromium)")
@@ -120,6 +128,17 @@ def test_review_take_reveal_confirm_appeal_overturn(
                  "BLINDMATCH_SYNAPSE_ADMIN_TOKEN_FILE": str(token_file),
                  "BLINDMATCH_SYNAPSE_MEDIA_PATH": str(world.hs.root / "media"),
                  "BLINDMATCH_ENFORCEMENT_POLICY": "suspend@1,deactivate@3"}.items():  # fmt: skip
+        monkeypatch.setenv(k, v)
+    # NCMEC: a local conformance server stands in for the CyberTipline (never the real one).
+    from blindmatch.ncmec.conformance import running as ncmec_running
+
+    ncmec = stack.enter_context(ncmec_running())
+    password_file = tmp_path / "ncmec.password"
+    password_file.write_text("secret\n")
+    for k, v in {"BLINDMATCH_NCMEC_URL": ncmec.base_url, "BLINDMATCH_NCMEC_USER": "esp",
+                 "BLINDMATCH_NCMEC_PASSWORD_FILE": str(password_file),
+                 "BLINDMATCH_NCMEC_REPORTER_EMAIL": "safety@platform.invalid",
+                 "BLINDMATCH_NCMEC_INTERVAL_SECONDS": "0.2"}.items():  # fmt: skip
         monkeypatch.setenv(k, v)
     from blindmatch.review import Review, Reviewers
     from blindmatch.runtime import open_runtime
@@ -179,6 +198,16 @@ def test_review_take_reveal_confirm_appeal_overturn(
         assert "Decision recorded" in a.inner_text("#done")
         assert a.inner_text("#status") == "decided"
         assert "suspend" in a.inner_text("#enforcement")
+        # The confirmed case became a CyberTipline report: queued, then sent by `serve`'s
+        # outbox worker (bounded wait for the worker's round, not a timing assertion).
+        assert a.locator("#ncmec").count() == 1
+        deadline = time.monotonic() + 60
+        while "finished" not in a.inner_text("#ncmec") and time.monotonic() < deadline:
+            time.sleep(0.3)
+            a.reload()
+        assert "finished" in a.inner_text("#ncmec"), a.inner_text("#ncmec")
+        [sent_report] = ncmec.reports.values()
+        assert sent_report.state == "finished" and len(sent_report.files) == 1
 
         # Synapse itself refuses the suspended sender's messages.
         refused = say(world, s.user, s.room_id, "hello while suspended")

@@ -288,12 +288,14 @@ def create_console(operator: Operator) -> FastAPI:
         media = operator.case_media(case_id)
         action = operator.enforcer.action(case_id) if operator.enforcer else None
         appeals = operator.appeals.list(case_id=case_id)
+        ncmec = operator.outbox.report_for_case(case_id) if operator.outbox else None
         me = sess.reviewer
         st = detail.summary.status
         can_decide = st == "open" or (st == "escalated" and me.can("senior"))
         return render(request, "case.html", status, c=detail, s=detail.summary, media=media,
                       action=action, appeals=appeals, categories=CONFIRM_CATEGORIES,
                       can_decide=can_decide, enforcing=operator.enforcer is not None,
+                      ncmec=ncmec, reporting=operator.outbox is not None,
                       now=datetime.now(UTC), **extra)  # fmt: skip
 
     @app.get("/cases/{case_id}", include_in_schema=False)
