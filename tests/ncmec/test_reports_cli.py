@@ -80,3 +80,29 @@ def test_states_match(env: ConformanceServer) -> None:
     from blindmatch.cli.reports_cmds import STATES
 
     assert STATES == outbox_mod.STATES
+
+
+def test_purge_erases_evidence_past_retention_once_the_report_is_done(  # type: ignore[no-untyped-def]
+    env: ConformanceServer, cli
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from blindmatch.store.models import EvidenceRecord
+
+    _enqueue(make_case(files=1))
+    engine = open_store(load_settings().database_url).engine
+
+    def expire() -> None:  # as if the retention period had passed
+        with engine.begin() as c:
+            c.execute(update(EvidenceRecord).values(expires_at=datetime.now(UTC) - timedelta(1)))
+
+    expire()
+    kept = cli("reports", "purge", "--json")  # the report is still in the outbox: kept
+    assert kept.code == 0 and kept.json_lines == [{"purged": []}]
+    assert cli("reports", "send").code == 0
+    expire()  # finishing extended it; let that pass too
+    gone = cli("reports", "purge", "--json").json_lines[0]["purged"]
+    assert len(gone) == 1
+    assert cli("reports", "purge", "--json").json_lines == [{"purged": []}]

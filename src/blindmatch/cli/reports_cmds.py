@@ -124,6 +124,18 @@ def cmd_retract(args: argparse.Namespace) -> int:
     return EXIT_CLEAN
 
 
+def cmd_purge(args: argparse.Namespace) -> int:
+    """Erase the evidence whose retention ended (``serve``'s outbox worker does it too)."""
+    gone = _outbox(args).evidence.purge()
+    if args.json:
+        _emit({"purged": gone})
+    else:
+        for evidence_id in gone:
+            sys.stdout.write(f"{evidence_id}  purged\n")
+        sys.stderr.write(f"{len(gone)} evidence file(s) past retention erased\n")
+    return EXIT_CLEAN
+
+
 def register(sub: Any) -> None:
     """Add ``reports`` to the ``blindmatch`` subcommands."""
     fmt = argparse.ArgumentDefaultsHelpFormatter
@@ -157,3 +169,10 @@ def register(sub: Any) -> None:
     rt.add_argument("id", help="the report id (NR-…)")
     common(rt)
     rt.set_defaults(func=cmd_retract)
+    pu = rs.add_parser(
+        "purge", formatter_class=fmt,
+        help="erase evidence past its retention (BLINDMATCH_EVIDENCE_RETENTION_DAYS, 90), "
+        "except files of a report still in the outbox",
+    )  # fmt: skip
+    common(pu)
+    pu.set_defaults(func=cmd_purge)

@@ -7,7 +7,8 @@ lock — and, holding it, runs :meth:`~blindmatch.ncmec.outbox.Outbox.run_once`.
 process at a time sends: two senders could otherwise both submit a report (the outbox never
 finishes one twice, but the second would be an orphan NCMEC deletes after 24 h). A worker
 that dies leaves the lease to expire; another takes it over. ``reports send`` on the
-command line takes the same lease.
+command line takes the same lease. After each round the worker also erases evidence past
+its retention (``EvidenceStore.purge``; ``reports purge`` does it by hand).
 """
 
 from __future__ import annotations
@@ -90,6 +91,9 @@ class OutboxWorker:
                     self.runs += 1
                     if steps:
                         logger.info("blindmatch: NCMEC outbox: %d step(s)", len(steps))
+                    purged = self.outbox.evidence.purge()  # retention ended (never a file
+                    if purged:  # of a report still in the outbox)
+                        logger.info("blindmatch: evidence past retention erased: %d", len(purged))
             except BlindmatchError as e:  # logged, retried next round; never kills the thread
                 logger.warning("blindmatch: NCMEC outbox: %s (%s)", e.message, e.code)
             except Exception:  # noqa: BLE001 - a bug: logged with its traceback, retried
