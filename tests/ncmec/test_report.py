@@ -102,3 +102,27 @@ def test_control_characters_in_free_text_do_not_break_the_xml() -> None:
     case = replace(make_case(), room="!ro\x00om\x1b:example.org")
     root = ET.fromstring(rpt.build_report(case, make_config()))
     assert root.findtext("internetDetails/chatImIncident/chatRoomName") == "!room:example.org"
+
+
+def test_the_report_says_how_the_account_was_disabled() -> None:
+    from datetime import UTC, datetime
+
+    t = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    case, config = make_case(), make_config()
+
+    def user(xml: bytes) -> ET.Element:
+        found = ET.fromstring(xml).find("personOrUserReported")
+        assert found is not None
+        return found
+
+    suspended = user(rpt.build_report(case, config, t, rpt.AccountStatus("suspend", t, t)))
+    el = suspended.find("accountTemporarilyDisabled")
+    assert el is not None and el.text == "true"
+    assert el.get("userNotified") == "true" and el.get("disabledDate", "").startswith("2026-12-03")
+    assert suspended.find("accountPermanentlyDisabled") is None
+    gone = user(rpt.build_report(case, config, t, rpt.AccountStatus("deactivate", t, None)))
+    el = gone.find("accountPermanentlyDisabled")
+    assert el is not None and el.get("userNotified") == "false"
+    warned = user(rpt.build_report(case, config, t, rpt.AccountStatus("warn", None, t)))
+    assert warned.find("accountTemporarilyDisabled") is None
+    assert warned.find("accountPermanentlyDisabled") is None

@@ -209,8 +209,12 @@ class Outbox:
         client: NcmecClient | None = None,
         clock: Callable[[], datetime] = now,
         audit: AuditHook | None = None,
+        account_status: Callable[[str], rpt.AccountStatus | None] | None = None,
     ) -> None:
+        """``account_status``: what was done to a case's account (case id → status), read
+        when the case is queued; the Operator passes the enforcer's record."""
         self.engine = engine
+        self._account_status = account_status
         self._config = config
         self._evidence = evidence
         self._client = client
@@ -259,7 +263,8 @@ class Outbox:
             return existing
         with self._session() as s:
             created = s.scalar(select(Case.created_at).where(Case.id == case.case_id))
-        xml = rpt.build_report(case, self.config, _aware(created))
+        status = self._account_status(case.case_id) if self._account_status else None
+        xml = rpt.build_report(case, self.config, _aware(created), status)
         hashes = [rpt.file_hashes(m.data) for m in case.media]
         for m, h in zip(case.media, hashes, strict=True):  # refuse now, not at /fileinfo
             rpt.build_file_details(

@@ -24,6 +24,7 @@ import functools
 import hashlib
 import re
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
@@ -116,12 +117,27 @@ def entry_lines(entries: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class AccountStatus:
+    """What the platform did to the reported account (``review.enforcement``): ``action``
+    ``suspend`` (temporarily disabled) or ``deactivate`` (permanently); a ``warn`` is not
+    reported as disabled. ``notified_at``: when the statement of reasons reached the user."""
+
+    action: str
+    disabled_at: datetime | None
+    notified_at: datetime | None = None
+
+
 def build_report(
-    case: ConfirmedCase, config: NcmecConfig, incident_at: datetime | None = None
+    case: ConfirmedCase,
+    config: NcmecConfig,
+    incident_at: datetime | None = None,
+    account: AccountStatus | None = None,
 ) -> bytes:
     """The ``report`` document for ``case`` (validated). ``incident_at`` is when the user
     sent the picture (the case's creation time); without it, the confirmation time is
-    used and ``incidentDateTimeDescription`` says so."""
+    used and ``incidentDateTimeDescription`` says so. ``account``: whether the account was
+    disabled (``accountTemporarilyDisabled`` / ``accountPermanentlyDisabled``)."""
     if case.category not in CATEGORIES:
         raise NcmecInvalidXml(
             "report", f"category {case.category!r} is not one of {', '.join(CATEGORIES)}"
@@ -176,6 +192,15 @@ def build_report(
     _sub(user, "espIdentifier", case.account)
     _sub(user, "espService", config.esp_service)
     _sub(user, "screenName", case.account)
+    if account is not None and account.action in ("suspend", "deactivate"):
+        name = "accountTemporarilyDisabled" if account.action == "suspend" else (
+            "accountPermanentlyDisabled")  # fmt: skip
+        attrs = {"userNotified": "true" if account.notified_at else "false"}
+        if account.disabled_at is not None:
+            attrs["disabledDate"] = xml_datetime(account.disabled_at)
+        if account.notified_at is not None:
+            attrs["userNotifiedDate"] = xml_datetime(account.notified_at)
+        _sub(user, name, "true" if account.disabled_at is not None else "false", **attrs)
     lines = entry_lines(case.entries)
     info = [
         f"Platform case {case.case_id} ({case.kind}), confirmed by a human reviewer on "

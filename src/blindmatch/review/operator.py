@@ -200,6 +200,25 @@ class ReportMedia:
         ]
 
 
+def _account_status(enforcer: Enforcer | None) -> Any:
+    """case id → what the enforcer did to its account, for the NCMEC report (it runs
+    before the outbox: :attr:`Operator.on_confirmed` lists the enforcer first)."""
+    if enforcer is None:
+        return None
+    from blindmatch.ncmec.report import AccountStatus
+
+    def status(case_id: str) -> AccountStatus | None:
+        a = enforcer.action(case_id)
+        if a is None:
+            return None
+        # The statement goes out as a server notice just before the restriction is applied
+        # (Enforcer.on_confirmed): the time applied stands for both.
+        notified = a.applied_at if a.notified else None
+        return AccountStatus(a.action, a.applied_at, notified)
+
+    return status
+
+
 class Operator:
     """The operator's side on ``engine``: :attr:`review` (with :attr:`on_confirmed`),
     :attr:`reviewers`, :attr:`audit`, :attr:`appeals`, :attr:`enforcer` (None: decisions are
@@ -276,7 +295,8 @@ class Operator:
             from blindmatch.ncmec.outbox import Outbox
 
             config = load_ncmec_config(dict(env))
-            outbox = Outbox(engine, config, audit=audit.append)
+            outbox = Outbox(engine, config, audit=audit.append,
+                            account_status=_account_status(enforcer))  # fmt: skip
             out(f"NCMEC reports on: confirmed cases go to the outbox for {config.base_url}")
         else:
             out("NCMEC reports off: BLINDMATCH_NCMEC_REPORTER_EMAIL is not set")

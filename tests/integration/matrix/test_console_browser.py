@@ -18,6 +18,7 @@ import os
 import secrets
 import threading
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -208,6 +209,10 @@ def _flow(world: MatrixWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s
         assert "finished" in a.inner_text("#ncmec"), a.inner_text("#ncmec")
         [sent_report] = ncmec.reports.values()
         assert sent_report.state == "finished" and len(sent_report.files) == 1
+        disabled = ET.fromstring(sent_report.xml).find(
+            "personOrUserReported/accountTemporarilyDisabled"
+        )  # the report says the account was suspended, and when
+        assert disabled is not None and disabled.text == "true" and disabled.get("disabledDate")
 
         # Synapse itself refuses the suspended sender's messages.
         refused = say(world, s.user, s.room_id, "hello while suspended")
