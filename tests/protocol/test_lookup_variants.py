@@ -180,6 +180,11 @@ def test_round_trip_matches_through_a_variant_and_confirms_against_it() -> None:
     r = server.open(v, account="a")
     assert r.matched and r.matches[0].distance == 2
     assert {ref.entry_id for ref in r.matches[0].refs} == {"e7"}
+    # the server says how it matched: through the variant, whose hash it read in M
+    assert r.matches[0].variant and r.matches[0].probe == mirrored
+    direct = server.open(client.make_voucher(listed[3], confidence=_conf(rnd)), account="b")
+    assert direct.matched and not direct.matches[0].variant
+    assert direct.matches[0].probe == listed[3]
     # the same image without the variant: a non-match, and the same voucher size
     v2 = client.make_voucher(own, confidence=_conf(rnd))
     assert len(v2) == len(v) and not server.open(v2, account="a").opened

@@ -131,7 +131,7 @@ def cmd_cases_show(args: argparse.Namespace) -> int:
         for r in m["refs"]:
             sys.stdout.write(
                 f"{'entry':13} {r['hotline']}/{r['list']}/{r['entry_id']}  d={m['distance']}  "
-                f"category={r.get('category') or '-'}\n"
+                f"category={r.get('category') or '-'}  matched by {m.get('variant') or '-'}\n"
             )
     for v in d["voucher_ids"]:
         sys.stdout.write(f"{'voucher':13} {v}\n")

@@ -136,6 +136,9 @@ class Match:
     refs: tuple[EntryRef, ...]
     distance: int
     probe: bytes = field(default=b"", compare=False)
+    #: The match came from one of the client's variants (a companion, a trimmed frame,
+    #: another orientation), not from the picture's own PDQ.
+    variant: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -415,7 +418,7 @@ class ServerSession:
                 d = min(hamming(probed, h) for h in entry.hashes)
                 if d <= self._max_distance and d < best.get(i, (d + 1, b""))[0]:
                     best[i] = (d, probed)
-        out = [Match(self._secret.entries[i].refs, d, p) for i, (d, p) in best.items()]
+        out = [Match(self._secret.entries[i].refs, d, p, p != pdq) for i, (d, p) in best.items()]
         return tuple(sorted(out, key=lambda m: (m.distance, m.refs)))
 
     def open(self, voucher: bytes, *, account: str) -> OpenResult:

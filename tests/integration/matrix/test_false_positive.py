@@ -24,6 +24,7 @@ def test_a_false_positive_stops_blocking_and_disputes_the_entry(matrix_world: Ma
     case = body["org.blindmatch.case"]
     shown = run_cli("cases", "show", case, "--json", "--database-url", db).json_lines[0]
     assert all(m.get("probe") for m in shown["entries"])  # the hash that matched is kept
+    assert all("the picture" in m["variant"] for m in shown["entries"])  # and how it matched
     res = run_cli("cases", "decide", case, "false_positive", "--reviewer", "ann",
                   "--database-url", db)  # fmt: skip
     assert res.code == 0, res.err

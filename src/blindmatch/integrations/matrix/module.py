@@ -1644,6 +1644,9 @@ def _refs_json(m: Any) -> dict[str, Any]:
     }
     if getattr(m, "probe", b""):  # the hash that matched: what the negative bank keeps
         out["probe"] = m.probe.hex()
+        # whether it was the picture's own hash or one of its variants (a mirrored, turned,
+        # shrunk or frame-trimmed look): what a reviewer reads as "how it matched"
+        out["variant"] = "a variant of the picture" if m.variant else "the picture's own hash"
     return out
 
 
