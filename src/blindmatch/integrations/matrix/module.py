@@ -56,7 +56,7 @@ import subprocess
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -315,38 +315,18 @@ class _Stats(Resource):
         return json.dumps(self.module.stats.to_json()).encode()
 
 
-class _Challenge(DirectServeJsonResource):
-    """``POST /_blindmatch/v1/challenge``: the distance-check challenge for a voucher."""
+class _JsonPost(DirectServeJsonResource):
+    """A JSON ``POST`` endpoint answered by one of the module's handlers:
+    ``/_blindmatch/v1/report`` (a member reports a message; the franking is verified and a
+    ``report`` case opened), ``/challenge`` (the distance-check challenge for a voucher),
+    ``/appeal`` (a user appeals one of their cases)."""
 
-    def __init__(self, module: BlindmatchModule) -> None:
+    def __init__(self, handler: Callable[[Any], Awaitable[tuple[int, Any]]]) -> None:
         super().__init__()
-        self.module = module
+        self._handler = handler
 
     async def _async_render_POST(self, request: Any) -> tuple[int, Any]:
-        return await self.module.handle_challenge_request(request)
-
-
-class _Appeal(DirectServeJsonResource):
-    """``POST /_blindmatch/v1/appeal``: a user appeals one of their cases."""
-
-    def __init__(self, module: BlindmatchModule) -> None:
-        super().__init__()
-        self.module = module
-
-    async def _async_render_POST(self, request: Any) -> tuple[int, Any]:
-        return await self.module.handle_appeal_request(request)
-
-
-class _Report(DirectServeJsonResource):
-    """``POST /_blindmatch/v1/report``: a member reports a message; the module verifies
-    the franking and opens a ``report`` case."""
-
-    def __init__(self, module: BlindmatchModule) -> None:
-        super().__init__()
-        self.module = module
-
-    async def _async_render_POST(self, request: Any) -> tuple[int, Any]:
-        return await self.module.handle_report_request(request)
+        return await self._handler(request)
 
 
 @dataclass
@@ -569,9 +549,9 @@ class BlindmatchModule:
         }
         self._publish(self.current)
         resources: dict[str, Resource] = dict(self._static)
-        resources[REPORT_PATH] = _Report(self)
-        resources[CHALLENGE_PATH] = _Challenge(self)
-        resources[APPEAL_PATH] = _Appeal(self)
+        resources[REPORT_PATH] = _JsonPost(self.handle_report_request)
+        resources[CHALLENGE_PATH] = _JsonPost(self.handle_challenge_request)
+        resources[APPEAL_PATH] = _JsonPost(self.handle_appeal_request)
         if config.expose_stats:
             resources[STATS_PATH] = _Stats(self)
         for path, res in resources.items():
