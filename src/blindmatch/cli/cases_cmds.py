@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from blindmatch.cli._operator_io import engine_for, json_line, print_rows
 from blindmatch.errors import InvalidArgument
 
 EXIT_CLEAN = 0
@@ -38,17 +39,11 @@ EXIT_BROKEN = 1
 
 
 def _engine(args: argparse.Namespace) -> Any:
-    from blindmatch.config import load_settings
-    from blindmatch.store.db import open_store
-
-    url = args.database_url or load_settings().database_url
-    store = open_store(url)
-    sys.stderr.write(f"database: {store.engine.url.render_as_string(hide_password=True)}\n")
-    return store.engine
+    return engine_for(args)
 
 
 def _out(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, separators=(", ", ": "), ensure_ascii=False) + "\n")
+    json_line(obj)
 
 
 def _review(engine: Any) -> Any:
@@ -79,39 +74,36 @@ def cmd_cases_list(args: argparse.Namespace) -> int:
     cases = state.cases(kind=args.kind, account=args.account, limit=args.limit)
     if args.status:
         cases = [c for c in cases if c.status == args.status]
-    for c in cases:
-        if args.json:
-            _out(c.to_json())
-            continue
+
+    def line(c: Any) -> str:
         entries = ", ".join(
             f"{r['hotline']}/{r['list']}/{r['entry_id']} d={m['distance']}"
             for m in c.entry_refs
             for r in m["refs"]
         )
-        sys.stdout.write(
+        return (
             f"{c.id}  {c.created_at.isoformat(timespec='seconds')}  {c.kind:9}  {c.status:9}  "
             f"{c.account}  room={c.room or '-'}  event={c.event_id or '-'}  "
-            f"entries=[{entries}]{'  evidence' if c.has_evidence else ''}\n"
+            f"entries=[{entries}]{'  evidence' if c.has_evidence else ''}"
         )
-    if not args.json:
-        sys.stderr.write(f"{len(cases)} case(s)\n")
+
+    print_rows(cases, as_json=args.json, to_json=lambda c: c.to_json(), to_line=line,
+               noun="case(s)")  # fmt: skip
     return EXIT_CLEAN
 
 
 def cmd_cases_queue(args: argparse.Namespace) -> int:
     queue = _review(_engine(args)).queue(kind=args.kind, limit=args.limit)
-    for c in queue:
-        if args.json:
-            _out(c.to_json())
-        else:
-            cats = ",".join(c.categories) or "-"
-            sys.stdout.write(
-                f"{c.id}  {c.created_at.isoformat(timespec='seconds')}  {c.kind:9}  "
-                f"{c.status:9}  category={cats:6}  {c.account}  "
-                f"assignee={c.assignee or '-'}\n"
-            )
-    if not args.json:
-        sys.stderr.write(f"{len(queue)} case(s) to review\n")
+
+    def line(c: Any) -> str:
+        return (
+            f"{c.id}  {c.created_at.isoformat(timespec='seconds')}  {c.kind:9}  "
+            f"{c.status:9}  category={','.join(c.categories) or '-':6}  {c.account}  "
+            f"assignee={c.assignee or '-'}"
+        )
+
+    print_rows(queue, as_json=args.json, to_json=lambda c: c.to_json(), to_line=line,
+               noun="case(s) to review")  # fmt: skip
     return EXIT_CLEAN
 
 

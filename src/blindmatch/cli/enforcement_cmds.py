@@ -18,14 +18,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from blindmatch.cli._operator_io import engine_for, json_line, print_rows
+
 EXIT_CLEAN = 0
 
 
 def _engine(args: argparse.Namespace) -> Any:
-    from blindmatch.config import load_settings
-    from blindmatch.store.db import open_store
-
-    return open_store(args.database_url or load_settings().database_url).engine
+    return engine_for(args)
 
 
 def _date(text: str) -> datetime:
@@ -39,7 +38,7 @@ def _date(text: str) -> datetime:
 
 
 def _line(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj, separators=(", ", ": ")) + "\n")
+    json_line(obj)
 
 
 def cmd_statements_list(args: argparse.Namespace) -> int:
@@ -47,19 +46,18 @@ def cmd_statements_list(args: argparse.Namespace) -> int:
 
     rows = list_statements(_engine(args), account=args.account, since=args.since,
                            until=args.until, limit=args.limit)  # fmt: skip
-    for a in rows:
-        if args.json:
-            _line(a.to_json())
-            continue
+
+    def line(a: Any) -> str:
         state = (f"lifted({a.lift_outcome})" if a.lifted_at else
                  "applied" if a.applied_at else "PENDING")  # fmt: skip
-        sys.stdout.write(
+        return (
             f"{a.puid}  {a.decided_at.isoformat(timespec='seconds')}  {a.action:10}  "
             f"#{a.offence}  {a.account}  case={a.case_id}  {state}  "
-            f"notified={'yes' if a.notified else 'NO: ' + (a.notice_error or 'pending')}\n"
+            f"notified={'yes' if a.notified else 'NO: ' + (a.notice_error or 'pending')}"
         )
-    if not args.json:
-        sys.stderr.write(f"{len(rows)} statement(s)\n")
+
+    print_rows(rows, as_json=args.json, to_json=lambda a: a.to_json(), to_line=line,
+               noun="statement(s)")  # fmt: skip
     return EXIT_CLEAN
 
 
@@ -80,17 +78,16 @@ def cmd_appeals_list(args: argparse.Namespace) -> int:
     from blindmatch.review.appeals import Appeals
 
     rows = Appeals(_engine(args)).list(status=args.status, account=args.account, limit=args.limit)
-    for a in rows:
-        if args.json:
-            _line(a.to_json())
-            continue
-        sys.stdout.write(
+
+    def line(a: Any) -> str:
+        return (
             f"{a.id}  {a.opened_at.isoformat(timespec='seconds')}  {a.status:10}  "
             f"case={a.case_id}  {a.account}  assigned={a.assigned_to or '-'}  "
-            f"decided_by={a.decided_by or '-'}\n"
+            f"decided_by={a.decided_by or '-'}"
         )
-    if not args.json:
-        sys.stderr.write(f"{len(rows)} appeal(s)\n")
+
+    print_rows(rows, as_json=args.json, to_json=lambda a: a.to_json(), to_line=line,
+               noun="appeal(s)")  # fmt: skip
     return EXIT_CLEAN
 
 
