@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,6 +33,7 @@ from blindmatch.review.enforcement import (
     Enforcer,
     Overturned,
 )
+from blindmatch.review.types import readable_id
 from blindmatch.store.models import AppealRecord, Case, EnforcementActionRecord
 
 ROLES = ("reviewer", "senior", "admin")
@@ -43,7 +43,6 @@ MAX_APPEAL_TEXT = 4000
 MAX_REASON_TEXT = 4000
 #: The one answer to "no such case" and "not your case": it must not tell them apart.
 UNKNOWN_CASE = "no case with this id can be appealed from your account"
-_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 
 def _now() -> datetime:
@@ -55,8 +54,7 @@ def _aware(t: datetime) -> datetime:
 
 
 def new_appeal_id() -> str:
-    s = "".join(secrets.choice(_ALPHABET) for _ in range(12))
-    return f"AP-{s[:4]}-{s[4:8]}-{s[8:]}"
+    return readable_id("AP")
 
 
 @dataclass(frozen=True)

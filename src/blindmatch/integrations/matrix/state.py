@@ -7,7 +7,6 @@ never on Twisted's reactor. Every method is one short transaction.
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -17,6 +16,7 @@ from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from blindmatch.review.types import readable_id
 from blindmatch.store.db import open_store
 from blindmatch.store.models import (
     Case,
@@ -30,7 +30,6 @@ from blindmatch.store.models import (
 )
 
 CASE_KINDS = ("match", "report", "threshold", "tampered", "flood")
-_CASE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read over the phone
 
 
 def now() -> datetime:
@@ -39,8 +38,7 @@ def now() -> datetime:
 
 def new_case_id() -> str:
     """``BM-XXXX-XXXX-XXXX``: 60 random bits, unambiguous letters and digits."""
-    s = "".join(secrets.choice(_CASE_ALPHABET) for _ in range(12))
-    return f"BM-{s[:4]}-{s[4:8]}-{s[8:]}"
+    return readable_id("BM")
 
 
 @dataclass(frozen=True)
