@@ -6,12 +6,24 @@ disputed. (Every picture is a generated, benign stand-in.)"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
+
 from blindmatch.integrations.matrix.events import voucher_field
 from blindmatch.review import Reviewers
 from blindmatch.store.db import open_store
 from tests.conftest import run_cli
-from tests.integration.matrix.conftest import MatrixWorld, jpeg, rejection
+from tests.integration.matrix.conftest import MatrixWorld, jpeg, rejection, running_world
 from tests.integration.matrix.test_synapse_module import listed_copy
+
+
+@pytest.fixture(scope="module")
+def matrix_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MatrixWorld]:
+    """A world of its own: the negative bank it fills would let the listed picture through
+    in every later test of the shared world."""
+    with running_world(tmp_path_factory.mktemp("false-positive")) as world:
+        yield world
 
 
 def test_a_false_positive_stops_blocking_and_disputes_the_entry(matrix_world: MatrixWorld) -> None:
