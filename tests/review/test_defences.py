@@ -79,6 +79,20 @@ def test_an_entry_blocking_too_many_accounts_is_quarantined_until_lifted(world) 
     with pytest.raises(InvalidCaseState):
         d.lift(flood, ann)
     assert d.screen("@f:x", [[_match(REF_A1, rnd.randbytes(32))]]).kept[0]
+    # checked and lifted: never quarantined again, however many accounts follow
+    for account in ("@g:x", "@h:x", "@i:x"):
+        got = d.screen(account, [[_match(REF_A1, rnd.randbytes(32))]])
+        assert got.kept[0] and got.flood_cases == []
+
+
+def test_a_quarantine_lifted_without_exemption_comes_back_at_the_next_flood(world) -> None:
+    d = Defences(world.store.engine, flood_accounts=1)
+    rnd = random.Random(8)
+    d.screen("@a:x", [[_match(REF_A1, rnd.randbytes(32))]])
+    [first] = d.screen("@b:x", [[_match(REF_A1, rnd.randbytes(32))]]).flood_cases
+    d.lift(first, "ann", exempt=False)
+    [again] = d.screen("@c:x", [[_match(REF_A1, rnd.randbytes(32))]]).flood_cases
+    assert again != first
 
 
 def test_a_match_on_several_entries_blocks_while_one_is_not_quarantined(world) -> None:

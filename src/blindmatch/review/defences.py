@@ -13,7 +13,11 @@ is the user's) for the hotline to review its entry.
 more than ``flood_accounts`` distinct accounts within ``flood_window`` seconds is more
 likely a benign picture listed by mistake, or a hash that collides with a popular one. It
 is put in quarantine: its matches stop blocking at once, and a ``flood`` case (first in
-every queue) asks a reviewer to look; ``lift`` ends the quarantine.
+every queue) asks a reviewer to look; ``lift`` ends the quarantine and, by default, exempts
+the entry from further floods (a listed picture that really does circulate widely must not
+be let through again at its next wave). The trade-off is explicit: between the flood and
+the review, a listed picture that really went viral is not blocked — ``flood_accounts``
+sets how much evidence that takes.
 
 Both act only on what the server already learns at a blocked match; they never make a
 sender's picture block that would not have blocked.
@@ -89,6 +93,8 @@ class Defences:
             banked = [bytes.fromhex(p) for p in s.scalars(select(NegativeHash.pdq)) if p]
             quarantined = set(s.scalars(select(FloodQuarantine.entry_key)
                                         .where(FloodQuarantine.lifted_at.is_(None))))  # fmt: skip
+            exempt = set(s.scalars(select(FloodQuarantine.entry_key)
+                                   .where(FloodQuarantine.exempt.is_(True))))  # fmt: skip
             kept: list[list[dict[str, Any]]] = []
             suppressed = 0
             hit: dict[str, dict[str, Any]] = {}
@@ -114,7 +120,7 @@ class Defences:
                 s.flush()
                 n = s.scalar(select(func.count(func.distinct(EntryHit.account))).where(
                     EntryHit.entry_key == key, EntryHit.at >= since))  # fmt: skip
-                if int(n or 0) > self.flood_accounts and key not in quarantined:
+                if int(n or 0) > self.flood_accounts and key not in quarantined | exempt:
                     floods.append(self._quarantine(s, key, ref, int(n or 0), now))
                     quarantined.add(key)
         return Screened(kept, floods, suppressed)
@@ -134,7 +140,7 @@ class Defences:
                 now, n, case_id, None, None)  # fmt: skip
         else:
             s.add(FloodQuarantine(entry_key=key, ref=json.dumps(ref, sort_keys=True), since=now,
-                                  accounts=n, case_id=case_id))  # fmt: skip
+                                  accounts=n, case_id=case_id, exempt=False))  # fmt: skip
         return case_id
 
     # -- review ----------------------------------------------------------------------------
@@ -196,8 +202,11 @@ class Defences:
                      "since": r.since.isoformat(), "case": r.case_id}
                     for r in c.execute(q.order_by(FloodQuarantine.since))]  # fmt: skip
 
-    def lift(self, entry_key_or_case: str, reviewer: Any) -> None:
-        """End a flood quarantine (by entry key or by its case id): the entry blocks again."""
+    def lift(self, entry_key_or_case: str, reviewer: Any, *, exempt: bool = True) -> None:
+        """End a flood quarantine (by entry key or by its case id): the entry blocks again.
+        ``exempt`` (the default: a reviewer checked the entry and it is right — a listed
+        picture that really is re-shared widely): it is never quarantined again; without it,
+        the next flood quarantines it again."""
         name = getattr(reviewer, "name", str(reviewer))
         with write_transaction(self.engine) as s:
             row = s.get(FloodQuarantine, entry_key_or_case) or s.scalar(
@@ -207,7 +216,7 @@ class Defences:
                 raise CaseNotFound(f"no flood quarantine {entry_key_or_case!r}")
             if row.lifted_at is not None:
                 raise InvalidCaseState("this quarantine was lifted already")
-            row.lifted_at, row.lifted_by = datetime.now(UTC), name
+            row.lifted_at, row.lifted_by, row.exempt = datetime.now(UTC), name, exempt
 
 
 __all__ = ["DEFAULT_FLOOD_ACCOUNTS", "DEFAULT_FLOOD_WINDOW", "NEGATIVE_RADIUS", "Defences",

@@ -480,6 +480,9 @@ class FloodQuarantine(Base):
     case_id: Mapped[str] = mapped_column(String(32))
     lifted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     lifted_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Lifted after review found the entry right (a picture that really is re-shared widely):
+    # it is never quarantined again.
+    exempt: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 # -- NCMEC CyberTipline: evidence and the report outbox (issue 13, item 4: helper "ncmec";

@@ -53,6 +53,7 @@ def upgrade() -> None:
         sa.Column("case_id", sa.String(32), nullable=False),
         sa.Column("lifted_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("lifted_by", sa.String(64), nullable=True),
+        sa.Column("exempt", sa.Boolean(), nullable=False),
     )
 
 
