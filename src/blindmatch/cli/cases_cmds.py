@@ -46,14 +46,15 @@ def _out(obj: Any) -> None:
     json_line(obj)
 
 
-def _review(engine: Any) -> Any:
+def _review(engine: Any, *, changing: bool = False) -> Any:
     """The workflow wired as the console wires it (``Operator.from_settings``): a
     confirmation enforces and queues an NCMEC report when those are configured; a false
-    positive banks its hash."""
+    positive banks its hash. ``changing``: say on stderr what a decision will set off."""
     from blindmatch.config import load_settings
     from blindmatch.review.operator import Operator
 
-    return Operator.from_settings(load_settings(), engine=engine).review
+    say = None if changing else (lambda _text: None)
+    return Operator.from_settings(load_settings(), engine=engine, say=say).review
 
 
 def _reviewer(engine: Any, name: str) -> Any:
@@ -165,7 +166,7 @@ def cmd_cases_note(args: argparse.Namespace) -> int:
 
 def cmd_cases_decide(args: argparse.Namespace) -> int:
     engine = _engine(args)
-    out = _review(engine).decide(
+    out = _review(engine, changing=True).decide(
         args.case_id, _reviewer(engine, args.reviewer), args.decision,
         category=args.category, reason=args.reason or "",
     )  # fmt: skip
